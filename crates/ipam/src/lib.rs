@@ -1,0 +1,1 @@
+//! ipam (skeleton; filled in by its owner)

@@ -1,0 +1,1 @@
+//! limits (skeleton; filled in by its owner)
