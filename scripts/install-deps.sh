@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the tools the tests need on a fresh Debian machine. Idempotent: every step is
+# skipped when its tool is already there at the wanted version.
+set -euo pipefail
+
+MOTO_VERSION=5.2.1   # the limits table is generated from this moto release's instance data
+
+apt_missing=()
+command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
+command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${apt_missing[@]}"
+fi
+
+if ! python3 -c "import moto,sys; sys.exit(0 if moto.__version__ == '${MOTO_VERSION}' else 1)" 2>/dev/null; then
+  python3 -m pip install --quiet "moto[server]==${MOTO_VERSION}"
+fi
+
+for comp in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^${comp}"; then
+    rustup component add "$comp"
+  fi
+done

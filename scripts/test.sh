@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The project's test command (README): every test of the workspace plus the data checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vpc-cni-rs/target}"
+
+echo "== generated data is up to date"
+python3 scripts/gen-limits.py --check
+
+echo "== cargo test"
+cargo test --workspace --locked
