@@ -1,0 +1,16 @@
+//! The pure model of EC2 networking (no I/O, no clock: `World::now` is set by the caller).
+
+pub mod address_pool;
+pub mod eni_ops;
+pub mod errors;
+pub mod resources;
+pub mod world;
+
+pub use address_pool::AddressPool;
+pub use eni_ops::{AssignRequest, Assigned, CreateEni};
+pub use errors::{Ec2Error, ErrorCode};
+pub use resources::{Attachment, Eni, EniStatus, Instance, InstanceTypeInfo, Subnet, Tags, Vpc};
+pub use world::World;
+
+#[cfg(test)]
+mod tests;
