@@ -6,3 +6,4 @@
 //! real EC2 answers with. The HTTP front ends (EC2 Query API, IMDS, control API) sit on top.
 
 pub mod model;
+pub mod query;

@@ -401,6 +401,25 @@ impl World {
         Ok(())
     }
 
+    /// `DeleteTags`: removes the given keys from every resource.
+    pub fn delete_tags(&mut self, resources: &[String], keys: &[String]) -> Result<(), Ec2Error> {
+        for id in resources {
+            let tags = if let Some(e) = self.enis.get_mut(id) {
+                &mut e.tags
+            } else if let Some(i) = self.instances.get_mut(id) {
+                &mut i.tags
+            } else if let Some(s) = self.subnets.get_mut(id) {
+                &mut s.tags
+            } else {
+                return Err(Ec2Error::invalid(format!("The ID '{id}' is not valid")));
+            };
+            for key in keys {
+                tags.remove(key);
+            }
+        }
+        Ok(())
+    }
+
     /// `TerminateInstances`: ENIs with DeleteOnTermination go, the others become available.
     pub fn terminate_instance(&mut self, instance_id: &str) -> Result<(), Ec2Error> {
         self.instance(instance_id)?;

@@ -18,7 +18,9 @@ fn node(subnet_cidr: &str, ty: InstanceTypeInfo) -> Node {
         .create_subnet(&vpc, subnet_cidr.parse().unwrap(), "us-west-2a")
         .unwrap();
     let sg = world.create_security_group(&vpc, "nodes");
-    let instance = world.run_instance(ty, &subnet, std::slice::from_ref(&sg)).unwrap();
+    let instance = world
+        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
+        .unwrap();
     Node {
         world,
         instance,

@@ -205,7 +205,7 @@ impl World {
         self.enis.get(id).ok_or_else(|| Ec2Error::eni_not_found(id))
     }
 
-    pub(crate) fn eni_mut(&mut self, id: &str) -> Result<&mut Eni, Ec2Error> {
+    pub fn eni_mut(&mut self, id: &str) -> Result<&mut Eni, Ec2Error> {
         self.enis
             .get_mut(id)
             .ok_or_else(|| Ec2Error::eni_not_found(id))

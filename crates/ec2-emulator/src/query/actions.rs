@@ -1,0 +1,198 @@
+//! Dispatch of one EC2 Query API request to the model, and the mutating actions.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::model::{AssignRequest, CreateEni, Ec2Error, ErrorCode, InstanceTypeInfo, World};
+
+use super::describe;
+use super::params::Params;
+use super::render;
+use super::xml::Xml;
+
+/// The actions the emulator answers (what the agent's `Ec2` trait uses).
+pub const ACTIONS: [&str; 15] = [
+    "DescribeNetworkInterfaces",
+    "DescribeInstances",
+    "DescribeInstanceTypes",
+    "DescribeSubnets",
+    "DescribeSecurityGroups",
+    "CreateNetworkInterface",
+    "AttachNetworkInterface",
+    "DetachNetworkInterface",
+    "DeleteNetworkInterface",
+    "ModifyNetworkInterfaceAttribute",
+    "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
+    "CreateTags",
+    "DeleteTags",
+    "TerminateInstances",
+];
+
+/// Answers one request: the XML body of a successful response, or the model's error.
+pub fn handle(
+    world: &mut World,
+    params: &Params,
+    catalog: &dyn Fn(&str) -> Option<InstanceTypeInfo>,
+    request_id: &str,
+) -> Result<String, Ec2Error> {
+    let action = params.action()?.to_string();
+    let ok = |x: &mut Xml| {
+        x.leaf("return", true);
+    };
+    match action.as_str() {
+        "DescribeNetworkInterfaces" => {
+            describe::describe_network_interfaces(world, params, request_id)
+        }
+        "DescribeInstances" => describe::describe_instances(world, params, request_id),
+        "DescribeInstanceTypes" => describe::describe_instance_types(params, catalog, request_id),
+        "DescribeSubnets" => describe::describe_subnets(world, params, request_id),
+        "DescribeSecurityGroups" => describe::describe_security_groups(world, params, request_id),
+        "CreateNetworkInterface" => {
+            let req = CreateEni {
+                subnet_id: params.required("SubnetId")?.to_string(),
+                groups: params.list("SecurityGroupId"),
+                description: params.get("Description").unwrap_or_default().to_string(),
+                secondary_ip_count: params.u32("SecondaryPrivateIpAddressCount")?.unwrap_or(0),
+                prefix_count: params.u32("Ipv4PrefixCount")?.unwrap_or(0),
+                tags: params.tag_specifications("network-interface"),
+            };
+            let id = world.create_network_interface(&req)?;
+            let world = &*world;
+            let eni = world.eni(&id)?;
+            Ok(Xml::response(&action, request_id, |x| {
+                x.node("networkInterface", |x| render::eni_fields(x, world, eni));
+            }))
+        }
+        "AttachNetworkInterface" => {
+            let eni = params.required("NetworkInterfaceId")?;
+            let instance = params.required("InstanceId")?;
+            let device = params
+                .u32("DeviceIndex")?
+                .ok_or_else(|| missing("DeviceIndex"))?;
+            let card = params.u32("NetworkCardIndex")?.unwrap_or(0);
+            let attachment = world.attach_network_interface(eni, instance, device, card)?;
+            Ok(Xml::response(&action, request_id, |x| {
+                x.leaf("attachmentId", attachment)
+                    .leaf("networkCardIndex", card);
+            }))
+        }
+        "DetachNetworkInterface" => {
+            world.detach_network_interface(params.required("AttachmentId")?)?;
+            Ok(Xml::response(&action, request_id, ok))
+        }
+        "DeleteNetworkInterface" => {
+            world.delete_network_interface(params.required("NetworkInterfaceId")?)?;
+            Ok(Xml::response(&action, request_id, ok))
+        }
+        "ModifyNetworkInterfaceAttribute" => {
+            let eni = params.required("NetworkInterfaceId")?.to_string();
+            let mut changed = false;
+            if let Some(attachment) = params.get("Attachment.AttachmentId") {
+                let value = params
+                    .bool("Attachment.DeleteOnTermination")?
+                    .ok_or_else(|| missing("Attachment.DeleteOnTermination"))?;
+                world.set_delete_on_termination(&eni, attachment, value)?;
+                changed = true;
+            }
+            let groups = params.list("SecurityGroupId");
+            if !groups.is_empty() {
+                world.set_groups(&eni, &groups)?;
+                changed = true;
+            }
+            if let Some(value) = params.bool("SourceDestCheck.Value")? {
+                world.eni_mut(&eni)?.source_dest_check = value;
+                changed = true;
+            }
+            if !changed {
+                return Err(missing("Attachment, SecurityGroupId or SourceDestCheck"));
+            }
+            Ok(Xml::response(&action, request_id, ok))
+        }
+        "AssignPrivateIpAddresses" => {
+            let eni = params.required("NetworkInterfaceId")?.to_string();
+            let ips = parse_all::<Ipv4Addr>(params, "PrivateIpAddress")?;
+            let count = params.u32("SecondaryPrivateIpAddressCount")?;
+            let prefixes = params.u32("Ipv4PrefixCount")?;
+            let req = match (ips.is_empty(), count, prefixes) {
+                (false, None, None) => AssignRequest::Ips(ips),
+                (true, Some(n), None) => AssignRequest::Count(n),
+                (true, None, Some(n)) => AssignRequest::PrefixCount(n),
+                (true, None, None) => {
+                    return Err(missing(
+                        "PrivateIpAddress, SecondaryPrivateIpAddressCount or Ipv4PrefixCount",
+                    ));
+                }
+                _ => {
+                    return Err(Ec2Error::new(
+                        ErrorCode::InvalidParameterCombination,
+                        "Only one of PrivateIpAddress, SecondaryPrivateIpAddressCount and Ipv4PrefixCount may be given",
+                    ));
+                }
+            };
+            let got = world.assign_private_ip_addresses(&eni, &req)?;
+            Ok(Xml::response(&action, request_id, |x| {
+                x.leaf("networkInterfaceId", &eni).leaf("return", true);
+                x.items("assignedPrivateIpAddressesSet", &got.ips, |x, ip| {
+                    x.leaf("privateIpAddress", ip);
+                });
+                x.items("assignedIpv4PrefixSet", &got.prefixes, |x, p| {
+                    x.leaf("ipv4Prefix", p);
+                });
+            }))
+        }
+        "UnassignPrivateIpAddresses" => {
+            let eni = params.required("NetworkInterfaceId")?;
+            let ips = parse_all::<Ipv4Addr>(params, "PrivateIpAddress")?;
+            let prefixes = parse_all::<Ipv4Net>(params, "Ipv4Prefix")?;
+            world.unassign_private_ip_addresses(eni, &ips, &prefixes)?;
+            Ok(Xml::response(&action, request_id, ok))
+        }
+        "CreateTags" => {
+            let resources = params.list("ResourceId");
+            if resources.is_empty() {
+                return Err(missing("ResourceId"));
+            }
+            world.create_tags(&resources, &params.tags("Tag"))?;
+            Ok(Xml::response(&action, request_id, ok))
+        }
+        "DeleteTags" => {
+            let resources = params.list("ResourceId");
+            let keys: Vec<String> = params.tags("Tag").into_keys().collect();
+            world.delete_tags(&resources, &keys)?;
+            Ok(Xml::response(&action, request_id, ok))
+        }
+        "TerminateInstances" => {
+            for id in params.list("InstanceId") {
+                world.terminate_instance(&id)?;
+            }
+            Ok(Xml::response(&action, request_id, |x| {
+                x.node("instancesSet", |_| {});
+            }))
+        }
+        other => Err(Ec2Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!("The action {other} is not valid for this web service."),
+        )),
+    }
+}
+
+fn missing(name: &str) -> Ec2Error {
+    Ec2Error::new(
+        ErrorCode::MissingParameter,
+        format!("The request must contain the parameter {name}"),
+    )
+}
+
+fn parse_all<T: std::str::FromStr>(params: &Params, prefix: &str) -> Result<Vec<T>, Ec2Error> {
+    params
+        .list(prefix)
+        .iter()
+        .map(|v| {
+            v.parse().map_err(|_| {
+                Ec2Error::invalid(format!("Value ({v}) for parameter {prefix} is invalid."))
+            })
+        })
+        .collect()
+}
