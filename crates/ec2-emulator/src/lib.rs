@@ -5,5 +5,10 @@
 //! ENI and address limits are enforced, ENIs with attachments and tags, and the error codes
 //! real EC2 answers with. The HTTP front ends (EC2 Query API, IMDS, control API) sit on top.
 
+pub mod catalog;
+pub mod control;
+pub mod faults;
+pub mod hotplug;
 pub mod model;
 pub mod query;
+pub mod server;

@@ -3,6 +3,7 @@
 pub mod address_pool;
 pub mod eni_ops;
 pub mod errors;
+pub mod imds;
 pub mod resources;
 pub mod world;
 

@@ -1,0 +1,157 @@
+//! `ec2-emulator`: serves the EC2 Query API, a control API and IMDS for emulated instances.
+//! Prints one JSON line with the IDs and endpoints, then serves until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ec2_emulator::model::World;
+use ec2_emulator::server::{self, Emulator, lock};
+use ipnet::Ipv4Net;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "EC2 + IMDS emulator for vpc-cni tests (not shipped in the node image)"
+)]
+struct Args {
+    /// EC2 Query API and control API listen address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// IMDS listen address of the first instance (others get ephemeral ports).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    imds_listen: SocketAddr,
+    /// Instance type of every emulated instance (limits from the instance-limits table).
+    #[arg(long, default_value = "m5.large")]
+    instance_type: String,
+    /// How many instances to launch in the node subnet.
+    #[arg(long, default_value_t = 1)]
+    instances: u32,
+    #[arg(long, default_value = "10.0.0.0/16")]
+    vpc_cidr: Ipv4Net,
+    /// The node subnet.
+    #[arg(long, default_value = "10.0.0.0/24")]
+    subnet_cidr: Ipv4Net,
+    /// More subnets in the same AZ: `CIDR` or `CIDR:key=value,key=value` (tags).
+    #[arg(long = "extra-subnet")]
+    extra_subnets: Vec<String>,
+    #[arg(long, default_value = "us-west-2")]
+    region: String,
+    #[arg(long, default_value = "us-west-2a")]
+    availability_zone: String,
+    /// Hot-plug the first instance's ENIs as links into this network namespace.
+    #[arg(long)]
+    node_netns: Option<String>,
+}
+
+fn parse_extra_subnet(spec: &str) -> anyhow::Result<(Ipv4Net, Vec<(String, String)>)> {
+    let (cidr, tags) = spec.split_once(':').unwrap_or((spec, ""));
+    let cidr: Ipv4Net = cidr
+        .parse()
+        .with_context(|| format!("--extra-subnet {spec:?}: bad CIDR"))?;
+    let mut out = Vec::new();
+    for tag in tags.split(',').filter(|t| !t.is_empty()) {
+        let Some((k, v)) = tag.split_once('=') else {
+            bail!("--extra-subnet {spec:?}: tag {tag:?} is not key=value");
+        };
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok((cidr, out))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = Args::parse();
+    let ty = ec2_emulator::catalog::instance_type(&args.instance_type)
+        .with_context(|| format!("unknown instance type {:?}", args.instance_type))?;
+
+    let mut world = World::new();
+    let vpc = world.create_vpc(args.vpc_cidr);
+    let subnet = world
+        .create_subnet(&vpc, args.subnet_cidr, &args.availability_zone)
+        .context("node subnet")?;
+    let mut subnets = vec![(subnet.clone(), args.subnet_cidr.to_string())];
+    for spec in &args.extra_subnets {
+        let (cidr, tags) = parse_extra_subnet(spec)?;
+        let id = world
+            .create_subnet(&vpc, cidr, &args.availability_zone)
+            .with_context(|| format!("--extra-subnet {spec}"))?;
+        world.create_tags(std::slice::from_ref(&id), &tags.into_iter().collect())?;
+        subnets.push((id, cidr.to_string()));
+    }
+    let sg = world.create_security_group(&vpc, "node");
+    let mut instances = Vec::new();
+    for _ in 0..args.instances.max(1) {
+        instances.push(world.run_instance(ty.clone(), &subnet, std::slice::from_ref(&sg))?);
+    }
+
+    let emu = Emulator::new(
+        world,
+        &args.region,
+        Arc::new(ec2_emulator::catalog::instance_type),
+    );
+    let shared = Arc::new(Mutex::new(emu));
+    if let (Some(ns), Some(first)) = (&args.node_netns, instances.first()) {
+        lock(&shared).set_hotplug(first, ns);
+    }
+
+    let ec2 = tokio::net::TcpListener::bind(args.listen).await?;
+    let ec2_addr = ec2.local_addr()?;
+    let mut imds_out = Vec::new();
+    for (i, id) in instances.iter().enumerate() {
+        let addr = if i == 0 {
+            args.imds_listen
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        };
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let router = server::imds_router(shared.clone(), id.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (primary_ip, primary_mac) = {
+            let emu = lock(&shared);
+            let eni = emu
+                .world
+                .instance(id)
+                .ok()
+                .and_then(|i| emu.world.enis.get(&i.primary_eni));
+            eni.map(|e| (e.primary_ip.to_string(), e.mac.clone()))
+                .unwrap_or_default()
+        };
+        imds_out.push(serde_json::json!({
+            "instance_id": id,
+            "imds_endpoint": format!("http://{local}"),
+            "primary_ip": primary_ip,
+            "primary_mac": primary_mac,
+        }));
+    }
+    let info = serde_json::json!({
+        "ec2_endpoint": format!("http://{ec2_addr}"),
+        "control_endpoint": format!("http://{ec2_addr}/control"),
+        "region": args.region,
+        "availability_zone": args.availability_zone,
+        "vpc_id": vpc,
+        "subnets": subnets.iter().map(|(id, cidr)| serde_json::json!({"id": id, "cidr": cidr})).collect::<Vec<_>>(),
+        "security_group": sg,
+        "instance_type": args.instance_type,
+        "instances": imds_out,
+    });
+    println!("{info}");
+
+    let router = server::ec2_router(shared);
+    axum::serve(ec2, router)
+        .with_graceful_shutdown(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        })
+        .await?;
+    Ok(())
+}

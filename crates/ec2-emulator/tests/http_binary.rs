@@ -1,0 +1,242 @@
+//! Runs the real `ec2-emulator` binary and talks HTTP/1.1 to it: the EC2 Query API, the
+//! IMDSv2 token flow, IMDS lag and fault injection through the control API.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+struct Emulator {
+    child: Child,
+    info: Value,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Emulator {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ec2-emulator"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    Emulator { child, info }
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn http(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw[9..12].parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Undo chunked encoding if the server used it.
+    let body = if raw
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body.as_str();
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn ec2(emu: &Emulator, form: &str) -> (u16, String) {
+    let ep = emu.info["ec2_endpoint"].as_str().unwrap();
+    http(
+        ep,
+        "POST",
+        "/",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form,
+    )
+}
+
+fn between<'a>(doc: &'a str, open: &str, close: &str) -> &'a str {
+    let start = doc.find(open).unwrap() + open.len();
+    let end = doc[start..].find(close).unwrap() + start;
+    &doc[start..end]
+}
+
+#[test]
+fn ec2_and_imds_over_http_with_lag_and_faults() {
+    let emu = start(&[
+        "--instance-type",
+        "m5.large",
+        "--subnet-cidr",
+        "10.0.0.0/27",
+    ]);
+    let instance = emu.info["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let imds = emu.info["instances"][0]["imds_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subnet = emu.info["subnets"][0]["id"].as_str().unwrap().to_string();
+    let control = emu.info["ec2_endpoint"].as_str().unwrap().to_string();
+
+    // IMDSv2: no token → 401; token → the real paths.
+    assert_eq!(
+        http(&imds, "GET", "/latest/meta-data/instance-id", &[], "").0,
+        401
+    );
+    let (status, token) = http(
+        &imds,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+        "",
+    );
+    assert_eq!(status, 200);
+    let auth = [("X-aws-ec2-metadata-token", token.as_str())];
+    let (_, id) = http(&imds, "GET", "/latest/meta-data/instance-id", &auth, "");
+    assert_eq!(id, instance);
+    let (_, ty) = http(&imds, "GET", "/latest/meta-data/instance-type", &auth, "");
+    assert_eq!(ty, "m5.large");
+
+    // Make IMDS lag 30 s, then grow the primary ENI through EC2.
+    let (s, _) = http(
+        &control,
+        "POST",
+        "/control/imds-lag",
+        &[("Content-Type", "application/json")],
+        r#"{"seconds":30}"#,
+    );
+    assert_eq!(s, 200);
+    let (s, doc) = ec2(
+        &emu,
+        &format!("Action=DescribeInstances&InstanceId.1={instance}"),
+    );
+    assert_eq!(s, 200, "{doc}");
+    let primary = between(&doc, "<networkInterfaceId>", "</networkInterfaceId>").to_string();
+    let mac = between(&doc, "<macAddress>", "</macAddress>").to_string();
+    let (s, doc) = ec2(
+        &emu,
+        &format!(
+            "Action=AssignPrivateIpAddresses&NetworkInterfaceId={primary}&SecondaryPrivateIpAddressCount=9"
+        ),
+    );
+    assert_eq!(s, 200, "{doc}");
+    let (_, ips) = http(
+        &imds,
+        "GET",
+        &format!("/latest/meta-data/network/interfaces/macs/{mac}/local-ipv4s"),
+        &auth,
+        "",
+    );
+    assert_eq!(
+        ips.lines().count(),
+        1,
+        "IMDS still shows the old view: {ips}"
+    );
+
+    // The eleventh address is refused with EC2's code and XML error shape.
+    let (s, doc) = ec2(
+        &emu,
+        &format!(
+            "Action=AssignPrivateIpAddresses&NetworkInterfaceId={primary}&SecondaryPrivateIpAddressCount=1"
+        ),
+    );
+    assert_eq!(s, 400);
+    assert!(
+        doc.contains("<Code>PrivateIpAddressLimitExceeded</Code>"),
+        "{doc}"
+    );
+
+    // A /27 runs out: 27 usable, 10 used by the primary ENI.
+    let (s, doc) = ec2(
+        &emu,
+        &format!(
+            "Action=CreateNetworkInterface&SubnetId={subnet}&SecondaryPrivateIpAddressCount=17"
+        ),
+    );
+    assert_eq!(s, 400);
+    assert!(
+        doc.contains("<Code>InsufficientFreeAddressesInSubnet</Code>"),
+        "{doc}"
+    );
+
+    // Fault injection: the next 2 calls are throttled, then calls pass again.
+    let (s, _) = http(
+        &control,
+        "POST",
+        "/control/fail-next",
+        &[("Content-Type", "application/json")],
+        r#"{"action":"*","code":"RequestLimitExceeded","count":2}"#,
+    );
+    assert_eq!(s, 200);
+    for _ in 0..2 {
+        let (s, doc) = ec2(
+            &emu,
+            &format!("Action=DescribeInstances&InstanceId.1={instance}"),
+        );
+        assert_eq!(s, 503);
+        assert!(doc.contains("<Code>RequestLimitExceeded</Code>"));
+    }
+    assert_eq!(
+        ec2(
+            &emu,
+            &format!("Action=DescribeInstances&InstanceId.1={instance}")
+        )
+        .0,
+        200
+    );
+    ec2(&emu, "Action=DescribeNetworkInterfaces");
+    let (_, counters) = http(&control, "GET", "/control/counters", &[], "");
+    let counters: Value = serde_json::from_str(&counters).unwrap();
+    assert_eq!(counters["calls"]["DescribeInstances"], 4);
+    assert_eq!(counters["injected"]["DescribeInstances"], 2);
+    assert_eq!(counters["unfiltered_describes"], 1);
+    let (s, _) = http(
+        &control,
+        "POST",
+        "/control/fail-next",
+        &[("Content-Type", "application/json")],
+        r#"{"code":"NoSuchCode"}"#,
+    );
+    assert_eq!(s, 400);
+}
