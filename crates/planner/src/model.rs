@@ -48,10 +48,15 @@ pub struct NodeCapacity {
 /// `cidr_count`, which counts both kinds as upstream's `GetAllocatableENIs` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EniView {
+    /// ENI id (`eni-…`).
     pub id: String,
+    /// Device number (0 = the instance's primary ENI).
     pub device_number: u32,
+    /// The instance's primary ENI: never freed; skipped for allocation under custom networking.
     pub is_primary: bool,
+    /// The trunk ENI (security groups for pods): never an allocation candidate, never freed.
     pub is_trunk: bool,
+    /// An EFA ENI: never freed.
     pub is_efa: bool,
     /// In an excluded subnet (`kubernetes.io/role/cni=0`): not used for pods or targets.
     pub excluded: bool,
@@ -86,10 +91,15 @@ pub struct PoolSnapshot {
 /// counted, and cooldown addresses count as available.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStats {
+    /// `TotalIPs`: addresses in current-mode CIDRs.
     pub total_ips: u32,
+    /// `AssignedIPs`: addresses bound to a pod.
     pub assigned_ips: u32,
+    /// `CooldownIPs`: unassigned addresses still inside `IP_COOLDOWN_PERIOD`.
     pub cooldown_ips: u32,
+    /// `TotalPrefixes`: prefix CIDRs (0 in secondary-IP mode).
     pub total_prefixes: u32,
+    /// `GetFreePrefixes`: prefix CIDRs with no assigned address.
     pub free_prefixes: u32,
 }
 
