@@ -1,0 +1,231 @@
+//! Targets for the client contract suite: our emulator (in-process, over real HTTP) and
+//! moto in server mode (a separate process).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws::backoff::Backoff;
+use aws::sdk_ec2::SdkEc2;
+use aws::token_bucket::RateLimits;
+use aws::{ApiStats, Ec2Settings};
+use ec2_emulator::model::World;
+use ec2_emulator::server::{self, Emulator, Shared};
+
+/// What a target can answer faithfully.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub prefixes: bool,
+    pub limits: bool,
+    pub imds: bool,
+    pub delete_on_termination: bool,
+    /// Real EC2 answers AssignPrivateIpAddresses with only the new addresses.
+    pub assign_returns_only_new: bool,
+}
+
+pub struct Target {
+    pub name: &'static str,
+    pub ec2: SdkEc2,
+    pub stats: Arc<ApiStats>,
+    pub instance_id: String,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub security_group: String,
+    pub caps: Caps,
+    pub ec2_endpoint: String,
+    pub imds_endpoint: Option<String>,
+    pub emulator: Option<Shared>,
+    child: Option<Child>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn fast_backoff() -> Backoff {
+    Backoff {
+        base: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+        factor: 2.0,
+        jitter: 0.15,
+        max_attempts: 15,
+    }
+}
+
+pub fn settings(region: &str, endpoint: &str) -> Ec2Settings {
+    Ec2Settings {
+        region: region.to_string(),
+        endpoint: Some(endpoint.to_string()),
+        http_timeout: Duration::from_secs(20),
+        rate_limits: RateLimits {
+            describe: (1000.0, 1000.0),
+            mutate: (1000.0, 1000.0),
+        },
+        backoff: fast_backoff(),
+        static_credentials: Some(("testing".into(), "testing".into())),
+    }
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// An emulated m5.large in a /24 (plus the emulator state for fault injection).
+pub async fn emulator(settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
+    let mut world = World::new();
+    let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
+    let subnet = world
+        .create_subnet(&vpc, "10.0.0.0/24".parse().unwrap(), "us-west-2a")
+        .unwrap();
+    let sg = world.create_security_group(&vpc, "node");
+    let ty = ec2_emulator::catalog::instance_type("m5.large").unwrap();
+    let instance = world
+        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
+        .unwrap();
+    let emu = Emulator::new(
+        world,
+        "us-west-2",
+        Arc::new(ec2_emulator::catalog::instance_type),
+    );
+    let shared: Shared = Arc::new(Mutex::new(emu));
+    let ec2_endpoint = serve(server::ec2_router(shared.clone())).await;
+    let imds_endpoint = serve(server::imds_router(shared.clone(), instance.clone())).await;
+    let stats = Arc::new(ApiStats::default());
+    let mut s = settings("us-west-2", &ec2_endpoint);
+    settings_tweak(&mut s);
+    let ec2 = aws::ec2_client(&s, stats.clone()).await;
+    Target {
+        name: "emulator",
+        ec2,
+        stats,
+        instance_id: instance,
+        subnet_id: subnet,
+        vpc_id: vpc,
+        availability_zone: "us-west-2a".into(),
+        security_group: sg,
+        caps: Caps {
+            prefixes: true,
+            limits: true,
+            imds: true,
+            delete_on_termination: true,
+            assign_returns_only_new: true,
+        },
+        ec2_endpoint,
+        imds_endpoint: Some(imds_endpoint),
+        emulator: Some(shared),
+        child: None,
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// moto in server mode on loopback, with a VPC, subnet, group and running m5.large set up
+/// through the plain SDK.
+pub async fn moto() -> Target {
+    let port = free_port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server must be installed (scripts/install-deps.sh installs moto[server])");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let region = "us-east-1";
+    let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "static");
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(aws::connect::https_client())
+        .region(aws_sdk_ec2::config::Region::new(region))
+        .credentials_provider(creds)
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let raw = aws_sdk_ec2::Client::new(&conf);
+    let vpc = raw
+        .create_vpc()
+        .cidr_block("10.1.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    let subnet = raw
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.1.0.0/24")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let subnet_id = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .unwrap()
+        .to_string();
+    let sg = raw
+        .create_security_group()
+        .group_name("node")
+        .description("node")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .unwrap();
+    let security_group = sg.group_id().unwrap().to_string();
+    let run = raw
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+        .subnet_id(&subnet_id)
+        .security_group_ids(&security_group)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let instance_id = run.instances()[0].instance_id().unwrap().to_string();
+    let stats = Arc::new(ApiStats::default());
+    let ec2 = aws::ec2_client(&settings(region, &endpoint), stats.clone()).await;
+    Target {
+        name: "moto",
+        ec2,
+        stats,
+        instance_id,
+        subnet_id,
+        vpc_id,
+        availability_zone: "us-east-1a".into(),
+        security_group,
+        caps: Caps {
+            prefixes: false,
+            limits: false,
+            imds: false,
+            delete_on_termination: false,
+            assign_returns_only_new: false,
+        },
+        ec2_endpoint: endpoint,
+        imds_endpoint: None,
+        emulator: None,
+        child: Some(child),
+    }
+}
