@@ -37,12 +37,17 @@ pub struct Ec2Settings {
 }
 
 impl Ec2Settings {
+    /// Settings for `region` from the process environment.
     pub fn new(region: &str) -> Self {
+        Self::from_lookup(region, |name| std::env::var(name).ok())
+    }
+
+    /// Settings for `region` from an environment lookup: `AWS_EC2_ENDPOINT` (upstream's
+    /// variable) is applied to the EC2 client itself.
+    pub fn from_lookup(region: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
         Self {
             region: region.to_string(),
-            endpoint: std::env::var("AWS_EC2_ENDPOINT")
-                .ok()
-                .filter(|v| !v.is_empty()),
+            endpoint: lookup("AWS_EC2_ENDPOINT").filter(|v| !v.is_empty()),
             http_timeout: Duration::from_secs(10),
             rate_limits: RateLimits::default(),
             backoff: Backoff::default(),

@@ -71,3 +71,22 @@ async fn the_bucket_keeps_the_rate_under_the_limit() {
     let rate = f64::from(calls as u32 - 5) / elapsed.as_secs_f64();
     assert!(rate <= 20.5, "{rate} calls/s");
 }
+
+#[tokio::test]
+async fn aws_ec2_endpoint_reaches_the_ec2_client() {
+    // The emulator target built with explicit settings; now build a client the way ipamd
+    // does, from the environment variable upstream documents but never applied.
+    let t = common::emulator(|_| {}).await;
+    let endpoint = t.ec2_endpoint.clone();
+    let mut settings = aws::Ec2Settings::from_lookup("us-west-2", |name| {
+        (name == "AWS_EC2_ENDPOINT").then(|| endpoint.clone())
+    });
+    assert_eq!(settings.endpoint.as_deref(), Some(endpoint.as_str()));
+    settings.static_credentials = Some(("testing".into(), "testing".into()));
+    let ec2 = aws::ec2_client(&settings, t.stats.clone()).await;
+    let instance = ec2.describe_instance(&t.instance_id).await.unwrap();
+    assert_eq!(instance.id, t.instance_id);
+    assert!(lock(t.emulator.as_ref().unwrap()).faults.calls["DescribeInstances"] >= 1);
+    let unset = aws::Ec2Settings::from_lookup("us-west-2", |_| Some(String::new()));
+    assert_eq!(unset.endpoint, None, "an empty value means unset");
+}

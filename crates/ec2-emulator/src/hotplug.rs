@@ -1,6 +1,7 @@
 //! Hot-plug of attached ENIs as links in a node network namespace, the way the hypervisor
 //! hot-plugs a NIC: attach creates a link with the ENI's MAC, detach removes it. The primary
-//! ENI (card 0, device 0) is left to whoever built the namespace.
+//! ENI (card 0, device 0) is left to whoever built the namespace. Each hot-plugged NIC is
+//! one end of a veth pair (the other end, `<name>-hv`, plays the hypervisor's side).
 //!
 //! Uses `ip` from iproute2: this is test support, not shipped in the node image.
 
@@ -72,7 +73,10 @@ impl HotPlug {
             if self.links.contains_key(mac) {
                 continue;
             }
-            match ip(&[
+            // A veth pair stands in for the NIC (the `dummy` driver is not always
+            // available); its peer is the "hypervisor side" and stays in the namespace.
+            let peer = format!("{name}-hv");
+            let add = [
                 "-n",
                 &self.netns,
                 "link",
@@ -81,8 +85,12 @@ impl HotPlug {
                 "address",
                 mac,
                 "type",
-                "dummy",
-            ]) {
+                "veth",
+                "peer",
+                "name",
+                &peer,
+            ];
+            match ip(&add) {
                 Ok(()) => {
                     self.links.insert(mac.to_string(), name);
                 }

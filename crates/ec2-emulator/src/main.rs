@@ -43,6 +43,58 @@ struct Args {
     /// Hot-plug the first instance's ENIs as links into this network namespace.
     #[arg(long)]
     node_netns: Option<String>,
+    /// Seed the region from a JSON file (keys as the long options, with `_`:
+    /// `instance_type`, `instances`, `vpc_cidr`, `subnet_cidr`, `extra_subnets`, `region`,
+    /// `availability_zone`); values in the file override the command line.
+    #[arg(long)]
+    seed: Option<std::path::PathBuf>,
+}
+
+/// The seed file: every field optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Seed {
+    instance_type: Option<String>,
+    instances: Option<u32>,
+    vpc_cidr: Option<Ipv4Net>,
+    subnet_cidr: Option<Ipv4Net>,
+    extra_subnets: Option<Vec<String>>,
+    region: Option<String>,
+    availability_zone: Option<String>,
+}
+
+impl Args {
+    fn apply_seed(&mut self) -> anyhow::Result<()> {
+        let Some(path) = &self.seed else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--seed {}: cannot read", path.display()))?;
+        let seed: Seed = serde_json::from_str(&text)
+            .with_context(|| format!("--seed {}: not a valid seed file", path.display()))?;
+        if let Some(v) = seed.instance_type {
+            self.instance_type = v;
+        }
+        if let Some(v) = seed.instances {
+            self.instances = v;
+        }
+        if let Some(v) = seed.vpc_cidr {
+            self.vpc_cidr = v;
+        }
+        if let Some(v) = seed.subnet_cidr {
+            self.subnet_cidr = v;
+        }
+        if let Some(v) = seed.extra_subnets {
+            self.extra_subnets = v;
+        }
+        if let Some(v) = seed.region {
+            self.region = v;
+        }
+        if let Some(v) = seed.availability_zone {
+            self.availability_zone = v;
+        }
+        Ok(())
+    }
 }
 
 fn parse_extra_subnet(spec: &str) -> anyhow::Result<(Ipv4Net, Vec<(String, String)>)> {
@@ -66,7 +118,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.apply_seed()?;
     let ty = ec2_emulator::catalog::instance_type(&args.instance_type)
         .with_context(|| format!("unknown instance type {:?}", args.instance_type))?;
 

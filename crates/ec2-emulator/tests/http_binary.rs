@@ -240,3 +240,100 @@ fn ec2_and_imds_over_http_with_lag_and_faults() {
     );
     assert_eq!(s, 400);
 }
+
+/// A network namespace for the test, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!("emu-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name} (needs root)");
+        Netns(name)
+    }
+
+    fn links(&self) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.0, "-o", "link"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn attach_hot_plugs_a_link_with_the_enis_mac_and_detach_removes_it() {
+    let ns = Netns::new("hp");
+    let emu = start(&["--node-netns", &ns.0]);
+    let instance = emu.info["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subnet = emu.info["subnets"][0]["id"].as_str().unwrap().to_string();
+    assert!(!ns.links().contains("eth1"), "nothing hot-plugged yet");
+
+    let (_, doc) = ec2(
+        &emu,
+        &format!("Action=CreateNetworkInterface&SubnetId={subnet}"),
+    );
+    let eni = between(&doc, "<networkInterfaceId>", "</networkInterfaceId>").to_string();
+    let mac = between(&doc, "<macAddress>", "</macAddress>").to_string();
+    let (s, doc) = ec2(
+        &emu,
+        &format!(
+            "Action=AttachNetworkInterface&NetworkInterfaceId={eni}&InstanceId={instance}&DeviceIndex=1"
+        ),
+    );
+    assert_eq!(s, 200, "{doc}");
+    let attachment = between(&doc, "<attachmentId>", "</attachmentId>").to_string();
+    let links = ns.links();
+    assert!(links.contains("eth1") && links.contains(&mac), "{links}");
+
+    let (s, _) = ec2(
+        &emu,
+        &format!("Action=DetachNetworkInterface&AttachmentId={attachment}"),
+    );
+    assert_eq!(s, 200);
+    let links = ns.links();
+    assert!(!links.contains(&mac), "{links}");
+}
+
+#[test]
+fn a_seed_file_shapes_the_region() {
+    let dir = std::env::temp_dir().join(format!("emu-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = dir.join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"instance_type":"t3.small","instances":2,"subnet_cidr":"10.0.8.0/24",
+            "extra_subnets":["10.0.9.0/24:kubernetes.io/role/cni=1"]}"#,
+    )
+    .unwrap();
+    let emu = start(&["--seed", seed.to_str().unwrap()]);
+    assert_eq!(emu.info["instance_type"], "t3.small");
+    assert_eq!(emu.info["instances"].as_array().unwrap().len(), 2);
+    assert_eq!(emu.info["subnets"][0]["cidr"], "10.0.8.0/24");
+    let control = emu.info["ec2_endpoint"].as_str().unwrap().to_string();
+    let (_, state) = http(&control, "GET", "/control/state", &[], "");
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["subnets"][1]["tags"]["kubernetes.io/role/cni"], "1");
+
+    std::fs::write(&seed, r#"{"instance_typo":"x"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ec2-emulator"))
+        .args(["--seed", seed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid seed file"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
