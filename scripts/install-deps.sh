@@ -14,9 +14,13 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
   apt-get install -y -qq "${apt_missing[@]}"
 fi
 
-if ! python3 -c "import moto,sys; sys.exit(0 if moto.__version__ == '${MOTO_VERSION}' else 1)" 2>/dev/null; then
-  python3 -m pip install --quiet "moto[server]==${MOTO_VERSION}"
+if ! python3 -c "import moto,flask,sys; sys.exit(0 if moto.__version__ == '${MOTO_VERSION}' else 1)" 2>/dev/null \
+   || ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install --quiet "moto[server]==${MOTO_VERSION}" \
+    || python3 -m pip install --quiet --break-system-packages "moto[server]==${MOTO_VERSION}"
+  hash -r
 fi
+command -v moto_server >/dev/null 2>&1 || { echo "moto_server is not on PATH after installing moto[server]" >&2; exit 1; }
 
 for comp in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^${comp}"; then
