@@ -8,6 +8,7 @@ MOTO_VERSION=5.2.1   # the limits table is generated from this moto release's in
 apt_missing=()
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
+command -v iptables-restore >/dev/null 2>&1 || apt_missing+=(iptables)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
