@@ -9,6 +9,7 @@ apt_missing=()
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
 command -v iptables-restore >/dev/null 2>&1 || apt_missing+=(iptables)
+command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

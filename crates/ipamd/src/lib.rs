@@ -1,0 +1,4 @@
+//! `aws-k8s-agent` (ipamd): wiring of the datastore, the planner, the AWS clients and the
+//! host networking into the node agent. Modules arrive one job at a time.
+
+pub mod metrics;
