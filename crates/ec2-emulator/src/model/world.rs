@@ -125,7 +125,10 @@ impl World {
         let instance_id = self.fresh_id("i");
         let eni_id = self.create_eni_in(subnet_id, groups, "Primary network interface")?;
         let (az, vpc_id) = {
-            let subnet = &self.subnets[subnet_id];
+            let subnet = self
+                .subnets
+                .get(subnet_id)
+                .ok_or_else(|| Ec2Error::subnet_not_found(subnet_id))?;
             (subnet.availability_zone.clone(), subnet.vpc_id.clone())
         };
         let attachment = Attachment {
