@@ -1,0 +1,214 @@
+//! Domain types shared by the datastore and the checkpoint: the CNI primary key, pod
+//! metadata and the caller-supplied timestamp.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Network name written by the CRI-based recovery of VPC CNI <= 1.11 (legacy records).
+pub const LEGACY_NETWORK_NAME: &str = "_migrated-from-cri";
+/// Interface name written by the CRI-based recovery of VPC CNI <= 1.11 (legacy records).
+pub const LEGACY_IF_NAME: &str = "unknown";
+
+/// The CNI primary key of an allocation: (network name, `CNI_CONTAINERID`, `CNI_IFNAME`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IpamKey {
+    /// Network name from the CNI config (`aws-cni`).
+    #[serde(rename = "networkName", default)]
+    pub network_name: String,
+    /// `CNI_CONTAINERID` (the sandbox id).
+    #[serde(rename = "containerID", default)]
+    pub container_id: String,
+    /// `CNI_IFNAME` (usually `eth0`).
+    #[serde(rename = "ifName", default)]
+    pub if_name: String,
+}
+
+impl IpamKey {
+    /// Builds a key from its three parts.
+    pub fn new(
+        network_name: impl Into<String>,
+        container_id: impl Into<String>,
+        if_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            network_name: network_name.into(),
+            container_id: container_id.into(),
+            if_name: if_name.into(),
+        }
+    }
+
+    /// True when all three parts are empty (upstream's "unassigned" marker).
+    pub fn is_zero(&self) -> bool {
+        self.network_name.is_empty() && self.container_id.is_empty() && self.if_name.is_empty()
+    }
+
+    /// The same container under the legacy placeholders (`_migrated-from-cri`/…/`unknown`),
+    /// tried by unassign when the exact key is not found.
+    pub fn legacy_fallback(&self) -> Self {
+        Self::new(
+            LEGACY_NETWORK_NAME,
+            self.container_id.clone(),
+            LEGACY_IF_NAME,
+        )
+    }
+}
+
+impl fmt::Display for IpamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.network_name, self.container_id, self.if_name
+        )
+    }
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+/// Pod metadata stored with an allocation (all fields omitted from JSON when empty/zero).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IpamMetadata {
+    /// Pod namespace.
+    #[serde(
+        rename = "k8sPodNamespace",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub k8s_pod_namespace: String,
+    /// Pod name.
+    #[serde(
+        rename = "k8sPodName",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub k8s_pod_name: String,
+    /// IPs allocated to the pod across network cards; 0 in legacy records means 1.
+    #[serde(
+        rename = "interfacesCount",
+        default,
+        skip_serializing_if = "is_zero_u32"
+    )]
+    pub interfaces_count: u32,
+}
+
+impl IpamMetadata {
+    /// Metadata of a pod with the given namespace, name and interface count.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>, interfaces: u32) -> Self {
+        Self {
+            k8s_pod_namespace: namespace.into(),
+            k8s_pod_name: name.into(),
+            interfaces_count: interfaces,
+        }
+    }
+
+    /// The interface count as reported on unassign: the stored value, or 1 when it is 0.
+    pub fn effective_interfaces_count(&self) -> u32 {
+        self.interfaces_count.max(1)
+    }
+}
+
+/// An instant as Unix nanoseconds (the checkpoint's `allocationTimestamp` unit). The
+/// datastore never reads a clock: callers pass "now" in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// From Unix nanoseconds.
+    pub const fn from_unix_nanos(nanos: i64) -> Self {
+        Self(nanos)
+    }
+
+    /// From whole Unix seconds (saturating).
+    pub const fn from_unix_secs(secs: i64) -> Self {
+        Self(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// Converts a wall-clock reading taken by the caller (saturating; before 1970 → negative).
+    pub fn from_system_time(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Self(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            Err(e) => Self(-i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Unix nanoseconds.
+    pub const fn unix_nanos(self) -> i64 {
+        self.0
+    }
+
+    /// `self + d` (saturating).
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(duration_nanos(d)))
+    }
+
+    /// `self - earlier` as a duration, 0 if `earlier` is later than `self`.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        let diff = i128::from(self.0) - i128::from(earlier.0);
+        if diff <= 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(u64::try_from(diff).unwrap_or(u64::MAX))
+        }
+    }
+
+    /// Upstream's cooldown test `now - self <= period` (signed: an instant after `now`
+    /// also counts as inside the period).
+    pub fn within(self, now: Timestamp, period: Duration) -> bool {
+        i128::from(now.0) - i128::from(self.0) <= i128::from(duration_nanos(period))
+    }
+}
+
+fn duration_nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_string_form_and_legacy_fallback() {
+        let k = IpamKey::new("aws-cni", "abc", "eth0");
+        assert_eq!(k.to_string(), "aws-cni/abc/eth0");
+        assert!(!k.is_zero());
+        assert!(IpamKey::default().is_zero());
+        let l = k.legacy_fallback();
+        assert_eq!(l.to_string(), "_migrated-from-cri/abc/unknown");
+    }
+
+    #[test]
+    fn metadata_omits_empty_fields() {
+        let m = IpamMetadata::default();
+        assert_eq!(serde_json::to_string(&m).ok().as_deref(), Some("{}"));
+        assert_eq!(m.effective_interfaces_count(), 1);
+        let full = IpamMetadata::new("default", "web-0", 2);
+        assert_eq!(
+            serde_json::to_string(&full).ok().as_deref(),
+            Some(r#"{"k8sPodNamespace":"default","k8sPodName":"web-0","interfacesCount":2}"#)
+        );
+    }
+
+    #[test]
+    fn timestamp_arithmetic() {
+        let t = Timestamp::from_unix_secs(100);
+        assert_eq!(t.unix_nanos(), 100_000_000_000);
+        let later = t.saturating_add(Duration::from_secs(30));
+        assert_eq!(later.since(t), Duration::from_secs(30));
+        assert_eq!(t.since(later), Duration::ZERO);
+        assert!(t.within(later, Duration::from_secs(30)));
+        assert!(!t.within(
+            later.saturating_add(Duration::from_nanos(1)),
+            Duration::from_secs(30)
+        ));
+        assert!(later.within(t, Duration::ZERO));
+        let st = UNIX_EPOCH + Duration::from_nanos(1_712_345_678_901_234_567);
+        assert_eq!(
+            Timestamp::from_system_time(st).unix_nanos(),
+            1_712_345_678_901_234_567
+        );
+    }
+}
