@@ -117,6 +117,36 @@ impl IpamMetadata {
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// RFC 3339 in UTC with Go's `RFC3339Nano` fraction (trailing zeros trimmed), e.g.
+    /// `2024-01-01T00:00:00.123Z`; the form upstream's introspection prints.
+    pub fn to_rfc3339(self) -> String {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000);
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let fraction = if nanos == 0 {
+            String::new()
+        } else {
+            format!(".{nanos:09}").trim_end_matches('0').to_string()
+        };
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        )
+    }
+
     /// From Unix nanoseconds.
     pub const fn from_unix_nanos(nanos: i64) -> Self {
         Self(nanos)
@@ -209,6 +239,27 @@ mod tests {
         assert_eq!(
             Timestamp::from_system_time(st).unix_nanos(),
             1_712_345_678_901_234_567
+        );
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::Timestamp;
+
+    #[test]
+    fn formats_like_go_rfc3339nano() {
+        assert_eq!(
+            Timestamp::from_unix_secs(0).to_rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_nanos(1_704_067_200_123_000_000).to_rfc3339(),
+            "2024-01-01T00:00:00.123Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_secs(951_782_400 + 3_661).to_rfc3339(),
+            "2000-02-29T01:01:01Z"
         );
     }
 }

@@ -1,4 +1,8 @@
 //! `aws-k8s-agent` (ipamd): wiring of the datastore, the planner, the AWS clients and the
 //! host networking into the node agent. Modules arrive one job at a time.
 
+pub mod cni_server;
+pub mod introspect;
 pub mod metrics;
+pub mod node;
+pub mod pool;

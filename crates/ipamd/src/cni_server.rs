@@ -1,0 +1,185 @@
+//! The gRPC services ipamd serves on its Unix socket: `rpc.CNIBackend` (AddNetwork,
+//! DelNetwork with upstream's semantics, spec 5.3–5.4) and `rpc.ConfigServerBackend`.
+//! AddNetwork never waits on EC2: it is served from the warm pool, and when the pool has no
+//! address the error says why in words an operator can act on.
+
+use std::sync::{Arc, Mutex};
+
+use ipam::{DatastoreError, IpamKey, IpamMetadata};
+use rpc::{
+    AddNetworkReply, AddNetworkRequest, CniBackend, ConfigServerBackend, DelNetworkReply,
+    DelNetworkRequest, IpAllocationMetadata, NetworkPolicyAgentConfigReply,
+};
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status};
+
+use crate::metrics::Metrics;
+use crate::pool::{self, GrowthBlocker, SharedDatastore};
+
+/// The version this server reports; upstream plugins send `""`, which is accepted too.
+pub const SERVER_VERSION: &str = "";
+
+/// Facts the replies carry.
+#[derive(Debug, Clone, Default)]
+pub struct ReplyFacts {
+    pub vpc_cidrs: Vec<String>,
+    pub exclude_snat_cidrs: Vec<String>,
+    pub external_snat: bool,
+    pub network_policy_mode: String,
+    pub multi_nic: bool,
+    pub instance_id: String,
+    pub region: String,
+    pub node_ipv4: String,
+}
+
+/// State shared by the handlers.
+#[derive(Clone)]
+pub struct CniService {
+    pub ds: SharedDatastore,
+    pub facts: Arc<ReplyFacts>,
+    pub metrics: Arc<Metrics>,
+    /// Why the pool last failed to grow (set by the pool loop).
+    pub blocker: Arc<Mutex<Option<GrowthBlocker>>>,
+    /// Wakes the pool loop at once when an ADD finds the pool low or empty.
+    pub kick: Arc<Notify>,
+}
+
+fn version_ok(client: &str) -> bool {
+    client.is_empty() || client == SERVER_VERSION
+}
+
+/// The operator-facing reason for an empty pool.
+pub fn no_address_message(blocker: Option<&GrowthBlocker>) -> String {
+    let why = match blocker {
+        None => "the warm pool is empty and ipamd is adding addresses now; the pod will be retried".to_string(),
+        Some(GrowthBlocker::SubnetExhausted) => "the subnet has no free addresses (InsufficientFreeAddressesInSubnet/InsufficientCidrBlocks): free addresses, add a subnet tagged kubernetes.io/role/cni=1, or use custom networking".to_string(),
+        Some(GrowthBlocker::EniLimitReached) => "the node reached its ENI/address limit for this instance type (or MAX_ENI): schedule fewer pods here or use prefix delegation".to_string(),
+        Some(GrowthBlocker::Throttled) => "EC2 is throttling this account's API calls (RequestLimitExceeded); ipamd is backing off and will retry".to_string(),
+        Some(GrowthBlocker::Unauthorized) => "the node's IAM role may not call EC2 (UnauthorizedOperation): attach the AmazonEKS_CNI_Policy".to_string(),
+        Some(GrowthBlocker::Other(e)) => format!("growing the pool failed: {e}"),
+    };
+    format!("no free IP address on this node: {why}")
+}
+
+#[tonic::async_trait]
+impl CniBackend for CniService {
+    async fn add_network(
+        &self,
+        request: Request<AddNetworkRequest>,
+    ) -> Result<Response<AddNetworkReply>, Status> {
+        self.metrics.add_ip_req_count.inc();
+        let req = request.into_inner();
+        if !version_ok(&req.client_version) {
+            return Err(Status::failed_precondition(format!(
+                "wrong client version {:?}, server version {SERVER_VERSION:?}",
+                req.client_version
+            )));
+        }
+        let failed = || {
+            Ok(Response::new(AddNetworkReply {
+                success: false,
+                ..Default::default()
+            }))
+        };
+        if req.container_id.is_empty() || req.if_name.is_empty() || req.network_name.is_empty() {
+            return failed();
+        }
+        if req.requires_multi_nic_attachment && !self.facts.multi_nic {
+            return failed();
+        }
+        let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
+        let meta = IpamMetadata::new(&req.k8s_pod_namespace, &req.k8s_pod_name, 1);
+        let assigned = {
+            let mut ds = pool::lock(&self.ds);
+            ds.assign_pod_ipv4(&key, &meta, pool::now())
+        };
+        // Whatever happened, let the pool catch up right away.
+        self.kick.notify_one();
+        let a = match assigned {
+            Ok(a) => a,
+            Err(DatastoreError::NoAvailableIp) => {
+                self.metrics.no_available_ip_addresses.inc();
+                let blocker = self.blocker.lock().map(|b| b.clone()).unwrap_or(None);
+                return Err(Status::resource_exhausted(no_address_message(
+                    blocker.as_ref(),
+                )));
+            }
+            Err(e) => return Err(Status::internal(format!("assigning an address: {e}"))),
+        };
+        let mut cidrs = self.facts.vpc_cidrs.clone();
+        if !self.facts.external_snat {
+            cidrs.extend(self.facts.exclude_snat_cidrs.iter().cloned());
+        }
+        Ok(Response::new(AddNetworkReply {
+            success: true,
+            ip_allocation_metadata: vec![IpAllocationMetadata {
+                i_pv4_addr: a.ip.to_string(),
+                i_pv6_addr: String::new(),
+                device_number: a.device_number as i32,
+                route_table_id: a.route_table_id as i32,
+            }],
+            use_external_snat: self.facts.external_snat,
+            vp_cv4_cid_rs: cidrs,
+            network_policy_mode: self.facts.network_policy_mode.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn del_network(
+        &self,
+        request: Request<DelNetworkRequest>,
+    ) -> Result<Response<DelNetworkReply>, Status> {
+        let req = request.into_inner();
+        self.metrics
+            .del_ip_req_count
+            .with_label_values(&[&req.reason])
+            .inc();
+        if !version_ok(&req.client_version) {
+            return Err(Status::failed_precondition(format!(
+                "wrong client version {:?}, server version {SERVER_VERSION:?}",
+                req.client_version
+            )));
+        }
+        let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
+        let released = {
+            let mut ds = pool::lock(&self.ds);
+            ds.unassign_pod(&key, pool::now())
+        };
+        match released {
+            Ok(u) => Ok(Response::new(DelNetworkReply {
+                success: true,
+                ip_allocation_metadata: vec![IpAllocationMetadata {
+                    i_pv4_addr: u.ip.to_string(),
+                    i_pv6_addr: String::new(),
+                    device_number: u.device_number as i32,
+                    route_table_id: u.route_table_id as i32,
+                }],
+                network_policy_mode: self.facts.network_policy_mode.clone(),
+                ..Default::default()
+            })),
+            // Upstream's plugin treats any error containing this text as success.
+            Err(DatastoreError::UnknownPod) => Err(Status::not_found(format!(
+                "1 error occurred:\n\t* {}\n\n",
+                DatastoreError::UnknownPod
+            ))),
+            Err(e) => Err(Status::internal(format!("releasing the address: {e}"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ConfigServerBackend for CniService {
+    async fn get_network_policy_configs(
+        &self,
+        _request: Request<()>,
+    ) -> Result<Response<NetworkPolicyAgentConfigReply>, Status> {
+        Ok(Response::new(NetworkPolicyAgentConfigReply {
+            network_policy_mode: self.facts.network_policy_mode.clone(),
+            multi_nic_enabled: self.facts.multi_nic,
+            node_i_pv4: self.facts.node_ipv4.clone(),
+            node_i_pv6: String::new(),
+            instance_id: self.facts.instance_id.clone(),
+            region: self.facts.region.clone(),
+        }))
+    }
+}

@@ -1,0 +1,378 @@
+//! The warm-pool manager: one tick asks the planner what to do for the node's datastore and
+//! carries it out through [`Ec2`], keeping the datastore equal to what EC2 granted.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws::{AwsError, CreateEniRequest, Ec2, ErrorKind, Tags};
+use ipam::{Datastore, DatastoreError, Timestamp};
+use ipnet::Ipv4Net;
+use planner::{Action, CidrKind, NodeCapacity, PoolPolicy, TickPlan, TickTimers};
+
+use crate::node::{self, ENI_DESCRIPTION_PREFIX, tags};
+
+/// Back-off after `InsufficientFreeAddressesInSubnet`/`InsufficientCidrBlocks` (spec 3.1).
+pub const INSUFFICIENT_ADDRESS_BACKOFF: Duration = Duration::from_secs(120);
+
+/// A datastore shared between the pool manager and the gRPC handlers.
+pub type SharedDatastore = Arc<Mutex<Datastore>>;
+
+/// Locks the datastore (a poisoned lock is still usable: its state is consistent after
+/// every operation because operations roll back on failure).
+pub fn lock(ds: &SharedDatastore) -> MutexGuard<'_, Datastore> {
+    ds.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The current time as the datastore's timestamp.
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// Everything that stays fixed for the node.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    pub instance_id: String,
+    pub subnet_id: String,
+    pub security_groups: Vec<String>,
+    pub cluster_name: String,
+    pub additional_tags: Tags,
+}
+
+/// What a tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickOutcome {
+    pub addresses_added: u32,
+    pub cidrs_released: u32,
+    pub enis_added: u32,
+    pub enis_freed: u32,
+    /// Errors of attempted actions (the tick goes on where upstream does).
+    pub errors: Vec<String>,
+}
+
+/// Why the pool could not grow, for AddNetwork's error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrowthBlocker {
+    SubnetExhausted,
+    EniLimitReached,
+    Throttled,
+    Unauthorized,
+    Other(String),
+}
+
+/// Runs pool ticks for one network card.
+pub struct PoolManager<E: Ec2> {
+    ec2: Arc<E>,
+    ds: SharedDatastore,
+    facts: NodeFacts,
+    policy: PoolPolicy,
+    capacity: NodeCapacity,
+    last_decrease: Option<Instant>,
+    insufficient_since: Option<Instant>,
+    /// The last reason growth failed (cleared when growth succeeds).
+    pub last_blocker: Option<GrowthBlocker>,
+}
+
+impl<E: Ec2> PoolManager<E> {
+    pub fn new(
+        ec2: Arc<E>,
+        ds: SharedDatastore,
+        facts: NodeFacts,
+        policy: PoolPolicy,
+        capacity: NodeCapacity,
+    ) -> Self {
+        Self {
+            ec2,
+            ds,
+            facts,
+            policy,
+            capacity,
+            last_decrease: None,
+            insufficient_since: None,
+            last_blocker: None,
+        }
+    }
+
+    fn timers(&self) -> TickTimers {
+        TickTimers {
+            since_last_decrease: self.last_decrease.map(|t| t.elapsed()),
+            in_insufficient_backoff: self
+                .insufficient_since
+                .is_some_and(|t| t.elapsed() < INSUFFICIENT_ADDRESS_BACKOFF),
+            provisioning_allowed: true,
+        }
+    }
+
+    /// The plan the planner makes for the pool as it is now.
+    pub fn plan(&self) -> TickPlan {
+        let snapshot = lock(&self.ds).snapshot(now());
+        planner::plan_tick(&self.policy, &self.capacity, &snapshot, &self.timers())
+    }
+
+    /// One pool tick: plan, then act.
+    pub async fn tick(&mut self) -> TickOutcome {
+        let plan = self.plan();
+        let mut out = TickOutcome::default();
+        let mut grew = false;
+        for action in &plan.actions {
+            if action.is_grow() {
+                if grew {
+                    continue;
+                }
+                match self.grow(action).await {
+                    Ok(added) => {
+                        if added > 0 {
+                            grew = true;
+                            self.last_blocker = None;
+                            if matches!(action, Action::AllocateEni { .. }) {
+                                out.enis_added += 1;
+                            }
+                            out.addresses_added += added;
+                        }
+                    }
+                    Err(e) => {
+                        let insufficient = e.kind == ErrorKind::InsufficientAddresses;
+                        self.last_blocker = Some(blocker_of(&e));
+                        out.errors.push(e.to_string());
+                        if insufficient {
+                            // Try the next candidate; start the back-off.
+                            self.insufficient_since = Some(Instant::now());
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            } else {
+                match self.shrink(action).await {
+                    Ok((cidrs, enis)) => {
+                        out.cidrs_released += cidrs;
+                        out.enis_freed += enis;
+                    }
+                    Err(e) => out.errors.push(e),
+                }
+            }
+        }
+        if plan.decrease_ran {
+            self.last_decrease = Some(Instant::now());
+        }
+        if !grew
+            && plan.actions.iter().all(|a| a.is_grow())
+            && !plan.actions.is_empty()
+            && self.last_blocker.is_none()
+        {
+            self.last_blocker = Some(GrowthBlocker::Other("no address could be added".into()));
+        }
+        if plan.actions.is_empty()
+            && plan
+                .notes
+                .iter()
+                .any(|n| matches!(n, planner::Note::MaxEniReached { .. }))
+        {
+            self.last_blocker = Some(GrowthBlocker::EniLimitReached);
+        }
+        out
+    }
+
+    /// Adds what EC2 granted to the datastore.
+    fn record(
+        &self,
+        eni: &str,
+        ips: &[std::net::Ipv4Addr],
+        prefixes: &[Ipv4Net],
+    ) -> Result<u32, AwsError> {
+        let mut ds = lock(&self.ds);
+        let mut added = 0;
+        for cidr in ips
+            .iter()
+            .map(|ip| Ipv4Net::from(*ip))
+            .chain(prefixes.iter().copied())
+        {
+            match ds.add_ipv4_cidr(eni, cidr) {
+                Ok(()) => added += 1,
+                Err(DatastoreError::IpAlreadyInStore) => {}
+                Err(e) => {
+                    return Err(AwsError::new(
+                        ErrorKind::Other,
+                        "datastore",
+                        None,
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    async fn grow(&mut self, action: &Action) -> Result<u32, AwsError> {
+        match action {
+            Action::AssignIps { eni, count } => {
+                let got = match self.ec2.assign_ips(eni, *count).await {
+                    Err(e) if e.kind != ErrorKind::LimitExceeded && *count > 1 => {
+                        self.ec2.assign_ips(eni, 1).await?
+                    }
+                    Err(e) if e.kind == ErrorKind::LimitExceeded => {
+                        // Datastore out of sync with EC2: take EC2's word for it.
+                        return self.resync_eni(eni).await;
+                    }
+                    other => other?,
+                };
+                self.record(eni, &got.ips, &[])
+            }
+            Action::AssignPrefixes { eni, count } => {
+                let got = match self.ec2.assign_prefixes(eni, *count).await {
+                    Err(e) if e.kind == ErrorKind::LimitExceeded => {
+                        return self.resync_eni(eni).await;
+                    }
+                    other => other?,
+                };
+                self.record(eni, &[], &got.prefixes)
+            }
+            Action::AllocateEni { kind, count } => self.allocate_eni(*kind, *count).await,
+            _ => Ok(0),
+        }
+    }
+
+    /// Re-reads one ENI from EC2 and adds whatever the datastore is missing.
+    async fn resync_eni(&self, eni: &str) -> Result<u32, AwsError> {
+        let truth = self.ec2.describe_enis(&[eni.to_string()]).await?;
+        let Some(d) = truth.first() else { return Ok(0) };
+        self.record(eni, &d.secondary_ips, &d.prefixes)
+    }
+
+    async fn allocate_eni(&mut self, kind: CidrKind, count: u32) -> Result<u32, AwsError> {
+        let mut tags = node::eni_tags(
+            &self.facts.instance_id,
+            &self.facts.cluster_name,
+            &self.facts.additional_tags,
+        );
+        tags.insert(tags::CREATED_AT.to_string(), now().to_rfc3339());
+        let req = CreateEniRequest {
+            subnet_id: self.facts.subnet_id.clone(),
+            security_groups: self.facts.security_groups.clone(),
+            description: format!("{ENI_DESCRIPTION_PREFIX}{}", self.facts.instance_id),
+            secondary_ips: if kind == CidrKind::Ip { count } else { 0 },
+            prefixes: if kind == CidrKind::Prefix { count } else { 0 },
+            tags,
+        };
+        let created = self.ec2.create_eni(&req).await?;
+        let instance = match self.ec2.describe_instance(&self.facts.instance_id).await {
+            Ok(i) => i,
+            Err(e) => return Err(self.undo_create(&created.id, e).await),
+        };
+        let Some(device) = instance.free_device_index(0) else {
+            let e = AwsError::new(
+                ErrorKind::LimitExceeded,
+                "AttachNetworkInterface",
+                None,
+                "no free device index",
+            );
+            return Err(self.undo_create(&created.id, e).await);
+        };
+        let attachment = match self
+            .ec2
+            .attach_eni(&created.id, &self.facts.instance_id, device, 0)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return Err(self.undo_create(&created.id, e).await),
+        };
+        if let Err(e) = self
+            .ec2
+            .set_delete_on_termination(&created.id, &attachment)
+            .await
+        {
+            let _ = self.ec2.detach_eni(&attachment, true).await;
+            return Err(self.undo_create(&created.id, e).await);
+        }
+        let truth = self
+            .ec2
+            .describe_enis(std::slice::from_ref(&created.id))
+            .await?;
+        let Some(eni) = truth.first() else {
+            return Ok(0);
+        };
+        let mut ds = lock(&self.ds);
+        node::add_eni_from_ec2(&mut ds, eni, now())
+            .map_err(|e| AwsError::new(ErrorKind::Other, "datastore", None, e.to_string()))?;
+        Ok((eni.secondary_ips.len() + eni.prefixes.len()) as u32)
+    }
+
+    /// Deletes an ENI whose create succeeded but whose attach failed; returns the cause.
+    async fn undo_create(&self, eni: &str, cause: AwsError) -> AwsError {
+        if let Err(e) = self.ec2.delete_eni(eni).await {
+            tracing::warn!(
+                eni,
+                "could not delete the unattached ENI after {cause}: {e}"
+            );
+        }
+        cause
+    }
+
+    async fn shrink(&mut self, action: &Action) -> Result<(u32, u32), String> {
+        match action {
+            Action::ReleaseCidrs { eni, cidrs } => {
+                // Remove from the datastore first (non-forcibly: a concurrent assignment
+                // keeps its CIDR), then give back to EC2 only what was removed.
+                let mut removed = Vec::new();
+                {
+                    let mut ds = lock(&self.ds);
+                    for cidr in cidrs {
+                        if ds.del_ipv4_cidr(eni, *cidr, false).is_ok() {
+                            removed.push(*cidr);
+                        }
+                    }
+                }
+                let (ips, prefixes): (Vec<Ipv4Net>, Vec<Ipv4Net>) =
+                    removed.iter().partition(|c| c.prefix_len() == 32);
+                let ips: Vec<_> = ips.iter().map(|c| c.addr()).collect();
+                let result = async {
+                    self.ec2.unassign_ips(eni, &ips).await?;
+                    self.ec2.unassign_prefixes(eni, &prefixes).await
+                }
+                .await;
+                result.map_err(|e| e.to_string())?;
+                Ok((removed.len() as u32, 0))
+            }
+            Action::FreeEni { eni } => {
+                lock(&self.ds)
+                    .remove_eni(eni, false)
+                    .map_err(|e| e.to_string())?;
+                let attachment = self
+                    .ec2
+                    .describe_enis(std::slice::from_ref(eni))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .first()
+                    .and_then(|d| d.attachment.as_ref().map(|a| a.attachment_id.clone()));
+                if let Some(att) = attachment {
+                    self.ec2
+                        .detach_eni(&att, false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                // EC2 needs the detach to finish before delete; retry briefly on InUse.
+                for attempt in 0..10 {
+                    match self.ec2.delete_eni(eni).await {
+                        Ok(()) => break,
+                        Err(e) if e.kind == ErrorKind::InUse && attempt < 9 => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) if e.kind == ErrorKind::NotFound => break,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                Ok((0, 1))
+            }
+            _ => Ok((0, 0)),
+        }
+    }
+}
+
+fn blocker_of(e: &AwsError) -> GrowthBlocker {
+    match e.kind {
+        ErrorKind::InsufficientAddresses => GrowthBlocker::SubnetExhausted,
+        ErrorKind::LimitExceeded => GrowthBlocker::EniLimitReached,
+        ErrorKind::Throttled => GrowthBlocker::Throttled,
+        ErrorKind::Unauthorized => GrowthBlocker::Unauthorized,
+        _ => GrowthBlocker::Other(e.to_string()),
+    }
+}
