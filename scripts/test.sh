@@ -7,5 +7,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vpc-cni-rs/target}"
 echo "== generated data is up to date"
 python3 scripts/gen-limits.py --check
 
+echo "== Helm chart and manifests (helm lint/template, kubernetes-validate)"
+bash scripts/test-manifests.sh
+
 echo "== cargo test"
 cargo test --workspace --locked
