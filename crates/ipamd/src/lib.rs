@@ -1,6 +1,7 @@
 //! `aws-k8s-agent` (ipamd): wiring of the datastore, the planner, the AWS clients and the
 //! host networking into the node agent. Modules arrive one job at a time.
 
+pub mod agent;
 pub mod cni_server;
 pub mod introspect;
 pub mod metrics;

@@ -1,0 +1,254 @@
+//! The agent's start-up and run loop: configuration → IMDS identity → EC2 client →
+//! datastore from EC2 truth + checkpoint → gRPC on the Unix socket → pool loop → metrics and
+//! introspection. (Host networking and the Kubernetes watches join with their issues.)
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws::{Ec2, Ec2Settings, Imds};
+use config::{CardFacts, Config};
+use ipam::{Datastore, DatastoreConfig, FileSink};
+use planner::PoolPolicy;
+use tokio::sync::Notify;
+
+use crate::cni_server::{CniService, ReplyFacts};
+use crate::introspect::{self, Introspection};
+use crate::metrics::Metrics;
+use crate::node;
+use crate::pool::{self, NodeFacts, PoolManager, SharedDatastore};
+
+/// Where the agent listens (fixed upstream; overridable for tests and the demo node).
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub grpc_socket: PathBuf,
+    /// `None` when `DISABLE_METRICS`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `None` when `DISABLE_INTROSPECTION`.
+    pub introspection_addr: Option<SocketAddr>,
+    /// IMDS endpoint (else `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else link-local).
+    pub imds_endpoint: Option<String>,
+    /// Static AWS credentials (tests and the demo); `None` uses the default chain.
+    pub static_credentials: Option<(String, String)>,
+    /// Pool tick interval (upstream: 5 s).
+    pub pool_interval: Duration,
+}
+
+/// Why the agent could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("instance metadata: {0}")]
+    Imds(aws::AwsError),
+    #[error("EC2: {0}")]
+    Ec2(aws::AwsError),
+    #[error("instance type {0:?} is in neither the limits table nor DescribeInstanceTypes")]
+    UnknownInstanceType(String),
+    #[error("configuration: {0}")]
+    Policy(#[from] config::PolicyError),
+    #[error("datastore: {0}")]
+    Datastore(#[from] ipam::DatastoreError),
+    #[error("checkpoint {0}")]
+    Checkpoint(#[from] ipam::CheckpointError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let what = what.into();
+    move |source| AgentError::Io { what, source }
+}
+
+/// Starts the agent and serves until `shutdown` resolves; then writes the checkpoint.
+pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+    let metrics = Arc::new(Metrics::new(&cfg.aws.vpc_cni_version)?);
+    let imds = aws::imds_client(opts.imds_endpoint.as_deref(), metrics.clone()).map_err(AgentError::Imds)?;
+    let id = imds.identity().await.map_err(AgentError::Imds)?;
+    let primary = imds.eni(&id.primary_mac).await.map_err(AgentError::Imds)?;
+    let groups = imds.security_group_ids(&id.primary_mac).await.map_err(AgentError::Imds)?;
+    let vpc_cidrs = imds.vpc_ipv4_cidrs(&id.primary_mac).await.map_err(AgentError::Imds)?;
+
+    let mut settings = Ec2Settings::new(&id.region);
+    settings.endpoint = cfg.aws.ec2_endpoint.clone().or(settings.endpoint);
+    settings.http_timeout = cfg.aws.http_timeout;
+    settings.static_credentials = opts.static_credentials.clone();
+    let ec2 = Arc::new(aws::ec2_client(&settings, metrics.clone()).await);
+
+    // Limits: the table, else DescribeInstanceTypes (default card's interfaces).
+    let (eni_limit, ipv4_per_eni, pd_supported, table_pods) = match limits::lookup(&id.instance_type) {
+        Some(l) => (l.eni_limit, l.ipv4_per_eni, l.supports_prefix_delegation(), l.eni_max_pods()),
+        None => {
+            let d = ec2.describe_instance_type(&id.instance_type).await.map_err(AgentError::Ec2)?;
+            let limit = d.cards.iter().find(|c| c.0 == d.default_card).map(|c| c.1).unwrap_or(d.max_enis);
+            if limit == 0 || d.ipv4_per_eni == 0 {
+                return Err(AgentError::UnknownInstanceType(id.instance_type));
+            }
+            let pd = d.hypervisor == "nitro" || d.bare_metal;
+            (limit, d.ipv4_per_eni, pd, limit * (d.ipv4_per_eni - 1) + 2)
+        }
+    };
+    let policy: PoolPolicy = cfg.pool_policy(table_pods, pd_supported)?;
+
+    // The datastore from EC2's truth, then the checkpoint.
+    let checkpoint_path = cfg.backing_store_path(0);
+    let ds_config = DatastoreConfig {
+        network_card: 0,
+        prefix_delegation: policy.prefix_delegation,
+        ip_cooldown: cfg.pool.ip_cooldown_period,
+    };
+    let mut ds = Datastore::new(ds_config, Box::new(FileSink::new(checkpoint_path.clone())));
+    let enis = ec2.describe_instance_enis(&id.instance_id).await.map_err(AgentError::Ec2)?;
+    let mut unmanaged = 0;
+    let now = pool::now();
+    for eni in &enis {
+        if !node::is_managed(eni, &id.instance_id, cfg.eni.manage_untagged_eni) {
+            unmanaged += 1;
+            continue;
+        }
+        node::add_eni_from_ec2(&mut ds, eni, now)?;
+        if !cfg.provisioning_disabled() && eni.interface_type != "trunk" {
+            let wanted = node::eni_tags(&id.instance_id, &cfg.eni.cluster_name, &cfg.eni.additional_eni_tags);
+            let missing: aws::Tags = wanted
+                .into_iter()
+                .filter(|(k, v)| eni.tags.get(k) != Some(v))
+                .collect();
+            if let Err(e) = ec2.create_tags(std::slice::from_ref(&eni.id), &missing).await {
+                tracing::warn!(eni = %eni.id, "tagging failed: {e}");
+            }
+        }
+    }
+    match ipam::read_checkpoint(&checkpoint_path)? {
+        Some(doc) => {
+            let report = ds.restore(&doc)?;
+            tracing::info!(restored = report.restored, pending = report.dropped.len(), "checkpoint restored");
+        }
+        None => ds.persist()?,
+    }
+    let has_trunk = ds.trunk_eni().is_some();
+    let capacity = cfg.node_capacity(&CardFacts {
+        network_card: 0,
+        instance_eni_limit: eni_limit,
+        ipv4_per_eni,
+        unmanaged_enis: unmanaged,
+        trunking_compatible: true,
+        has_trunk,
+    });
+    metrics.eni_max.set(i64::from(capacity.max_enis.saturating_sub(unmanaged)));
+    metrics.ip_max.set(i64::from((ipv4_per_eni - 1) * capacity.max_enis.saturating_sub(unmanaged)));
+    let ds: SharedDatastore = Arc::new(Mutex::new(ds));
+
+    // gRPC.
+    let blocker = Arc::new(Mutex::new(None));
+    let kick = Arc::new(Notify::new());
+    let service = CniService {
+        ds: ds.clone(),
+        facts: Arc::new(ReplyFacts {
+            vpc_cidrs: vpc_cidrs.iter().map(ToString::to_string).collect(),
+            exclude_snat_cidrs: cfg.networking.exclude_snat_cidrs.iter().map(ToString::to_string).collect(),
+            external_snat: cfg.networking.external_snat,
+            network_policy_mode: cfg.networking.network_policy_mode.map(|m| m.as_str().to_string()).unwrap_or_default(),
+            multi_nic: cfg.eni.multi_nic,
+            instance_id: id.instance_id.clone(),
+            region: id.region.clone(),
+            node_ipv4: id.local_ipv4.to_string(),
+        }),
+        metrics: metrics.clone(),
+        blocker: blocker.clone(),
+        kick: kick.clone(),
+    };
+    let listener = rpc::server::bind_unix(&opts.grpc_socket).map_err(io(format!("binding {}", opts.grpc_socket.display())))?;
+    let (_health_reporter, health) = rpc::health::serving().await;
+
+    // Pool loop.
+    let facts = NodeFacts {
+        instance_id: id.instance_id.clone(),
+        subnet_id: primary.subnet_id.clone(),
+        security_groups: groups,
+        cluster_name: cfg.eni.cluster_name.clone(),
+        additional_tags: cfg.eni.additional_eni_tags.clone(),
+    };
+    let provisioning = !cfg.provisioning_disabled();
+    let mut manager = PoolManager::new(ec2.clone(), ds.clone(), facts, policy, capacity);
+    let pool_metrics = metrics.clone();
+    let pool_ds = ds.clone();
+    let pool_kick = kick.clone();
+    let pool_task = tokio::spawn(async move {
+        loop {
+            if provisioning {
+                let out = manager.tick().await;
+                for e in &out.errors {
+                    tracing::warn!("pool: {e}");
+                    pool_metrics.ipamd_error_count.with_label_values(&["increaseIPPoolAllocIPAddressesFailed"]).inc();
+                }
+                if let Ok(mut b) = blocker.lock() {
+                    *b = manager.last_blocker.clone();
+                }
+            }
+            publish_gauges(&pool_metrics, &pool_ds);
+            tokio::select! {
+                _ = tokio::time::sleep(opts.pool_interval) => {}
+                _ = pool_kick.notified() => {}
+            }
+        }
+    });
+
+    // Metrics and introspection.
+    let mut servers = Vec::new();
+    if let Some(addr) = opts.metrics_addr {
+        let m = metrics.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = m.clone();
+                async move { m.render().unwrap_or_else(|e| format!("# error: {e}\n")) }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding metrics {addr}")))?;
+        servers.push(tokio::spawn(async move { axum::serve(l, router).await }));
+    }
+    if let Some(addr) = opts.introspection_addr {
+        let router = introspect::router(Introspection {
+            datastores: vec![(0, ds.clone())],
+            ipamd_env: serde_json::to_value(cfg.ipamd_env_settings()).unwrap_or_default(),
+            networkutils_env: serde_json::to_value(cfg.network_utils_env_settings()).unwrap_or_default(),
+            eni_config: None,
+        });
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding introspection {addr}")))?;
+        servers.push(tokio::spawn(async move { axum::serve(l, router).await }));
+    }
+
+    tracing::info!(instance = %id.instance_id, socket = %opts.grpc_socket.display(), "ipamd serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(rpc::CniBackendServer::new(service.clone()))
+        .add_service(rpc::ConfigServerBackendServer::new(service))
+        .serve_with_incoming_shutdown(listener, shutdown)
+        .await;
+    pool_task.abort();
+    for s in servers {
+        s.abort();
+    }
+    // Nothing a running pod holds is released: write the checkpoint as it stands.
+    pool::lock(&ds).persist()?;
+    served?;
+    Ok(())
+}
+
+/// Datastore gauges (spec 11.1).
+fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
+    let ds = pool::lock(ds);
+    let stats = ds.stats(pool::now());
+    metrics.total_ip_addresses.set(i64::from(stats.total_ips));
+    metrics.assigned_ip_addresses.set(i64::from(stats.assigned_ips));
+    metrics.total_ipv4_prefixes.set(i64::from(stats.total_prefixes));
+    metrics.eni_allocated.set(ds.eni_count() as i64);
+    for eni in ds.enis() {
+        let assigned: u32 = eni.ipv4_cidrs.values().map(|c| c.assigned_count()).sum();
+        metrics.assigned_ip_per_eni.with_label_values(&[&eni.id]).set(f64::from(assigned));
+    }
+}

@@ -1,0 +1,83 @@
+//! `aws-k8s-agent`: the node agent (ipamd). Configuration comes from upstream's
+//! environment variables; `IPAMD_GRPC_SOCKET` and `METRICS_BIND_ADDRESS` (ours) move the
+//! gRPC socket and the metrics listener for tests and the demo node.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use config::{BindAddress, Config};
+use ipamd::agent::{self, AgentOptions};
+
+fn tcp(addr: &BindAddress) -> anyhow::Result<Option<SocketAddr>> {
+    match addr {
+        BindAddress::Tcp { host, port } => {
+            let host = if host.is_empty() { "0.0.0.0" } else { host.as_str() };
+            let resolved = (host, *port)
+                .to_socket_addrs()
+                .with_context(|| format!("resolving {host}:{port}"))?
+                .next();
+            Ok(resolved)
+        }
+        BindAddress::Unix(path) => bail!("introspection on a Unix socket ({}) is not supported yet", path.display()),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cfg = match Config::from_env() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("aws-k8s-agent: invalid configuration:\n{e}");
+            std::process::exit(1);
+        }
+    };
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics_addr = if cfg.observability.disable_metrics {
+        None
+    } else {
+        let text = std::env::var("METRICS_BIND_ADDRESS").unwrap_or_else(|_| "0.0.0.0:61678".into());
+        Some(text.parse().with_context(|| format!("METRICS_BIND_ADDRESS={text:?}"))?)
+    };
+    let introspection_addr = if cfg.observability.disable_introspection {
+        None
+    } else {
+        tcp(&cfg.observability.introspection_bind_address)?
+    };
+    let opts = AgentOptions {
+        grpc_socket: PathBuf::from(
+            std::env::var("IPAMD_GRPC_SOCKET").unwrap_or_else(|_| rpc::DEFAULT_IPAMD_SOCKET.into()),
+        ),
+        metrics_addr,
+        introspection_addr,
+        imds_endpoint: None,
+        static_credentials: None,
+        pool_interval: Duration::from_secs(5),
+    };
+    agent::run(cfg, opts, shutdown_signal()).await?;
+    Ok(())
+}

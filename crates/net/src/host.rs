@@ -1,0 +1,121 @@
+//! Host-side kernel setup done by ipamd for secondary ENIs (spec 7.4, 7.5).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use crate::netlink::{Backoff, Link, Mac, NetlinkError, NetlinkHandle, Route, Rule};
+use crate::route_table::{MAIN_TABLE, priority};
+
+/// Parameters of [`setup_eni`].
+#[derive(Debug, Clone)]
+pub struct EniSetup {
+    /// MAC of the ENI's link.
+    pub mac: Mac,
+    /// The ENI's primary IPv4 address.
+    pub eni_ip: Ipv4Addr,
+    /// The ENI's subnet.
+    pub subnet: Ipv4Net,
+    /// Route table of the ENI (never main).
+    pub table: u32,
+    /// MTU to set (`AWS_VPC_ENI_MTU`).
+    pub mtu: u32,
+    /// Install `from <eniIP>/32 lookup <table> priority 32765` (false for trunk ENIs or
+    /// when the rule is already configured).
+    pub add_rule: bool,
+    /// Attempts to find the link by MAC.
+    pub find_attempts: u32,
+    /// Pause between those attempts.
+    pub find_interval: Duration,
+    /// Retries of the table routes.
+    pub route_backoff: Backoff,
+}
+
+impl EniSetup {
+    /// Upstream defaults: link lookup 5 × 3 s, route retries, rule added.
+    pub fn new(mac: Mac, eni_ip: Ipv4Addr, subnet: Ipv4Net, table: u32, mtu: u32) -> Self {
+        EniSetup {
+            mac,
+            eni_ip,
+            subnet,
+            table,
+            mtu,
+            add_rule: true,
+            find_attempts: 5,
+            find_interval: Duration::from_secs(3),
+            route_backoff: Backoff::ROUTE,
+        }
+    }
+}
+
+/// The VPC router of a subnet: network address + 1.
+pub fn subnet_gateway(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()).wrapping_add(1))
+}
+
+/// Configures a secondary ENI (spec 7.4): link by MAC, MTU, up; `eniIP/prefix` as the only
+/// global address; in `table`: `gw/32 dev <link> scope link` and `default via gw dev <link>`;
+/// the kernel's subnet route removed from main; rule `from eniIP/32 lookup table priority
+/// 32765` unless `add_rule` is false. Returns the link.
+pub async fn setup_eni(nl: &NetlinkHandle, s: &EniSetup) -> Result<Link, NetlinkError> {
+    if s.table == MAIN_TABLE || s.table == 0 {
+        return Err(NetlinkError::Invalid(format!(
+            "setup_eni: table {} is not a secondary ENI table (primary ENI uses main)",
+            s.table
+        )));
+    }
+    let link = nl
+        .link_by_mac(s.mac, s.find_attempts, s.find_interval)
+        .await?;
+    nl.set_link_up(link.index, Some(s.mtu)).await?;
+
+    let addr = Ipv4Net::new(s.eni_ip, s.subnet.prefix_len())
+        .map_err(|e| NetlinkError::Invalid(format!("ENI address {}: {e}", s.eni_ip)))?;
+    nl.replace_global_addresses(link.index, addr).await?;
+
+    let gw = subnet_gateway(s.subnet);
+    let routes = [
+        Route::link_scope(s.table, Route::host(gw), link.index),
+        Route::default_via(s.table, gw, link.index),
+    ];
+    for route in &routes {
+        nl.delete_route(route).await?;
+        nl.replace_route_retry(route, s.route_backoff).await?;
+    }
+
+    let subnet_route = Route {
+        pref_src: Some(s.eni_ip),
+        oif: None,
+        ..Route::link_scope(MAIN_TABLE, s.subnet.trunc(), link.index)
+    };
+    nl.delete_route(&subnet_route).await?;
+
+    if s.add_rule {
+        nl.add_rule(&Rule::from_ip(s.eni_ip, s.table, priority::ENI_PRIMARY))
+            .await?;
+    }
+    Ok(link)
+}
+
+/// Removes every rule whose source is the ENI's primary IP (ENI freed, spec 7.5).
+pub async fn teardown_eni_rules(
+    nl: &NetlinkHandle,
+    eni_ip: Ipv4Addr,
+) -> Result<usize, NetlinkError> {
+    let src = Ipv4Net::from(eni_ip);
+    nl.delete_rules_where(|r| r.src == Some(src)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_is_network_plus_one() {
+        let subnet: Ipv4Net = "10.0.2.77/24".parse().unwrap();
+        assert_eq!(subnet_gateway(subnet), Ipv4Addr::new(10, 0, 2, 1));
+        let subnet: Ipv4Net = "192.168.64.0/19".parse().unwrap();
+        assert_eq!(subnet_gateway(subnet), Ipv4Addr::new(192, 168, 64, 1));
+    }
+}

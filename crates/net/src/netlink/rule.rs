@@ -1,0 +1,136 @@
+//! IPv4 policy-routing rules. Adding an existing rule and deleting a missing one both
+//! succeed, as upstream treats EEXIST / ENOENT.
+
+use std::net::IpAddr;
+
+use futures_util::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use rtnetlink::IpVersion;
+
+use super::{NetlinkError, NetlinkHandle, Rule, ok_if_exists, ok_if_missing, req_err};
+
+/// Converts a kernel rule message (IPv4 only) into a [`Rule`].
+fn parse_rule(msg: &RuleMessage) -> Option<Rule> {
+    if msg.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let mut rule = Rule {
+        table: u32::from(msg.header.table),
+        ..Rule::default()
+    };
+    for attr in &msg.attributes {
+        match attr {
+            RuleAttribute::Priority(p) => rule.priority = Some(*p),
+            RuleAttribute::Table(t) => rule.table = *t,
+            RuleAttribute::FwMark(m) => rule.fwmark = Some(*m),
+            RuleAttribute::FwMask(m) => rule.fwmask = Some(*m),
+            RuleAttribute::Iifname(n) => rule.iif = Some(n.clone()),
+            RuleAttribute::Source(IpAddr::V4(a)) => {
+                rule.src = Ipv4Net::new(*a, msg.header.src_len).ok();
+            }
+            RuleAttribute::Destination(IpAddr::V4(a)) => {
+                rule.dst = Ipv4Net::new(*a, msg.header.dst_len).ok();
+            }
+            _ => {}
+        }
+    }
+    Some(rule)
+}
+
+/// The kernel message for `rule` (action "lookup table").
+fn build_rule(rule: &Rule) -> RuleMessage {
+    let mut msg = RuleMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.action = RuleAction::ToTable;
+    match u8::try_from(rule.table) {
+        Ok(t) => msg.header.table = t,
+        Err(_) => msg.header.table = 252, // RT_TABLE_COMPAT: the real id is in FRA_TABLE
+    }
+    msg.attributes.push(RuleAttribute::Table(rule.table));
+    if let Some(p) = rule.priority {
+        msg.attributes.push(RuleAttribute::Priority(p));
+    }
+    if let Some(src) = rule.src {
+        msg.header.src_len = src.prefix_len();
+        msg.attributes
+            .push(RuleAttribute::Source(IpAddr::V4(src.network())));
+    }
+    if let Some(dst) = rule.dst {
+        msg.header.dst_len = dst.prefix_len();
+        msg.attributes
+            .push(RuleAttribute::Destination(IpAddr::V4(dst.network())));
+    }
+    if let Some(m) = rule.fwmark {
+        msg.attributes.push(RuleAttribute::FwMark(m));
+    }
+    if let Some(m) = rule.fwmask {
+        msg.attributes.push(RuleAttribute::FwMask(m));
+    }
+    if let Some(iif) = &rule.iif {
+        msg.attributes.push(RuleAttribute::Iifname(iif.clone()));
+    }
+    msg
+}
+
+impl NetlinkHandle {
+    /// All IPv4 rules, in kernel order (by priority).
+    pub async fn rules(&self) -> Result<Vec<Rule>, NetlinkError> {
+        let msgs: Vec<RuleMessage> = self
+            .handle
+            .rule()
+            .get(IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req_err("list rules"))?;
+        Ok(msgs.iter().filter_map(parse_rule).collect())
+    }
+
+    /// Adds `rule`; an identical existing rule is success (EEXIST ignored).
+    pub async fn add_rule(&self, rule: &Rule) -> Result<(), NetlinkError> {
+        let mut req = self.handle.rule().add();
+        *req.message_mut() = build_rule(rule);
+        let res = req
+            .execute()
+            .await
+            .map_err(req_err(format!("add rule {rule}")));
+        ok_if_exists(res)
+    }
+
+    /// Deletes one rule matching `rule`; `Ok(false)` when there is none (ENOENT).
+    pub async fn delete_rule(&self, rule: &Rule) -> Result<bool, NetlinkError> {
+        let res = self
+            .handle
+            .rule()
+            .del(build_rule(rule))
+            .execute()
+            .await
+            .map_err(req_err(format!("delete rule {rule}")));
+        ok_if_missing(res)
+    }
+
+    /// Deletes every rule matching `rule` (repeats until ENOENT); returns how many went.
+    pub async fn delete_rule_all(&self, rule: &Rule) -> Result<usize, NetlinkError> {
+        let mut n = 0;
+        while self.delete_rule(rule).await? {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Deletes every IPv4 rule for which `pred` holds; returns how many went.
+    pub async fn delete_rules_where(
+        &self,
+        pred: impl Fn(&Rule) -> bool,
+    ) -> Result<usize, NetlinkError> {
+        let mut n = 0;
+        for rule in self.rules().await?.into_iter().filter(|r| pred(r)) {
+            if self.delete_rule(&rule).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,308 @@
+//! Pod wiring and teardown against a real kernel, with real traffic between namespaces the
+//! test creates (spec 6.4, 6.5).
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use net::host::{EniSetup, setup_eni};
+use net::netlink::{NetlinkError, NetlinkHandle, Rule, Scope};
+use net::netns::NetnsError;
+use net::pod::{PodNetwork, setup_pod, teardown_pod};
+use net::route_table::priority;
+use net::state::NetnsState;
+use support::{ENI_MAC, NODE_IP, Node, TestNs, tcp_exchange};
+
+fn pod(host_veth: &str, ip: Ipv4Addr, table: u32) -> PodNetwork {
+    PodNetwork {
+        host_veth: host_veth.into(),
+        pod_ifname: "eth0".into(),
+        index: 0,
+        pod_ip: ip,
+        table,
+        mtu: 9001,
+    }
+}
+
+async fn node_with_eni(tag: &str) -> Node {
+    let node = Node::new(tag);
+    let nl = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let mut s = EniSetup::new(
+        ENI_MAC.parse().unwrap(),
+        Ipv4Addr::new(10, 0, 2, 20),
+        "10.0.2.0/24".parse().unwrap(),
+        2,
+        9001,
+    );
+    s.find_interval = Duration::from_millis(10);
+    setup_eni(&nl, &s).await.unwrap();
+    node
+}
+
+/// Asserts the pod-side state of spec 6.4 for `eth0`.
+fn assert_pod_view(st: &NetnsState, ip: Ipv4Addr, host_mac: Option<net::netlink::Mac>) {
+    let gw = Ipv4Addr::new(169, 254, 1, 1);
+    assert_eq!(st.addresses_of("eth0"), vec![Ipv4Net::from(ip)]);
+    let eth0 = st.link("eth0").unwrap();
+    assert!(eth0.up);
+    assert_eq!(eth0.mtu, 9001);
+    let main = st.unicast_routes(254);
+    assert_eq!(main.len(), 2, "{main:?}");
+    assert!(main.iter().any(|r| r.dst == Ipv4Net::from(gw)
+        && r.scope == Scope::Link
+        && r.dev.as_deref() == Some("eth0")));
+    assert!(main.iter().any(|r| r.dst.prefix_len() == 0
+        && r.gateway == Some(gw)
+        && r.dev.as_deref() == Some("eth0")));
+    assert_eq!(st.neighbours.len(), 1);
+    assert_eq!(st.neighbours[0].ip, gw);
+    assert_eq!(st.neighbours[0].dev, "eth0");
+    assert_eq!(st.neighbours[0].mac, host_mac);
+}
+
+#[tokio::test]
+async fn two_pods_wired_traffic_flows_and_teardown_restores_node() {
+    let node = node_with_eni("pod").await;
+    let pod1_ns = TestNs::new("p1");
+    let pod2_ns = TestNs::new("p2");
+    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let before = NetnsState::capture(&host).await.unwrap();
+
+    let ip1 = Ipv4Addr::new(10, 0, 0, 50);
+    let ip2 = Ipv4Addr::new(10, 0, 2, 30);
+    let p1 = pod("enib5faff8a083", ip1, 254); // primary ENI: main, no from-rule
+    let p2 = pod("enicc21c2d7785", ip2, 2); // secondary ENI table 2
+    setup_pod(&node.node.ns, &pod1_ns.path(), &p1)
+        .await
+        .unwrap();
+    setup_pod(&node.node.ns, &pod2_ns.path(), &p2)
+        .await
+        .unwrap();
+
+    // Host side.
+    let st = NetnsState::capture(&host).await.unwrap();
+    for p in [&p1, &p2] {
+        let veth = st.link(&p.host_veth).unwrap();
+        assert!(veth.up);
+        assert_eq!(veth.kind.as_deref(), Some("veth"));
+        assert_eq!(veth.mac.unwrap().0[0] & 0x03, 0x02);
+        assert!(
+            st.unicast_routes(254)
+                .iter()
+                .any(|r| r.dst == Ipv4Net::from(p.pod_ip)
+                    && r.scope == Scope::Link
+                    && r.dev.as_deref() == Some(p.host_veth.as_str()))
+        );
+    }
+    let mut to_rules: Vec<Rule> = st.rules_at(priority::TO_POD).into_iter().cloned().collect();
+    to_rules.sort();
+    let mut want = vec![Rule::to_ip(ip1, 254, 512), Rule::to_ip(ip2, 254, 512)];
+    want.sort();
+    assert_eq!(to_rules, want);
+    assert_eq!(
+        st.rules_at(priority::FROM_POD),
+        vec![&Rule::from_ip(ip2, 2, 1536)]
+    );
+    let rules = node.node.ip(&["rule"]);
+    assert!(
+        rules.contains("512:\tfrom all to 10.0.2.30 lookup main"),
+        "{rules}"
+    );
+    assert!(rules.contains("1536:\tfrom 10.0.2.30 lookup 2"), "{rules}");
+    assert!(!rules.contains("from 10.0.0.50 lookup"), "{rules}");
+    let main = node.node.ip(&["route", "show"]);
+    assert!(
+        main.contains("10.0.0.50 dev enib5faff8a083 scope link"),
+        "{main}"
+    );
+
+    // Host veth IPv6 sysctls were written inside the node namespace.
+    for (key, want) in [
+        ("accept_ra", "0"),
+        ("accept_redirects", "1"),
+        ("forwarding", "0"),
+    ] {
+        let path = format!("/proc/sys/net/ipv6/conf/{}/{key}", p2.host_veth);
+        assert_eq!(node.node.exec(&["cat", &path]).trim(), want, "{key}");
+    }
+
+    // Pod side.
+    let pod1 = NetnsState::capture_in(&pod1_ns.ns).await.unwrap();
+    assert_pod_view(&pod1, ip1, st.link(&p1.host_veth).unwrap().mac);
+    let pod2 = NetnsState::capture_in(&pod2_ns.ns).await.unwrap();
+    assert_pod_view(&pod2, ip2, st.link(&p2.host_veth).unwrap().mac);
+    let r = pod1_ns.ip(&["route"]);
+    assert!(r.contains("default via 169.254.1.1 dev eth0"), "{r}");
+    assert!(r.contains("169.254.1.1 dev eth0 scope link"), "{r}");
+    let n = pod1_ns.ip(&["neigh"]);
+    assert!(
+        n.contains("169.254.1.1 dev eth0 lladdr") && n.contains("PERMANENT"),
+        "{n}"
+    );
+
+    // Real traffic: pod -> pod both ways, pod -> node primary address.
+    tcp_exchange(&pod1_ns.ns, &pod2_ns.ns, "10.0.2.30").unwrap();
+    tcp_exchange(&pod2_ns.ns, &pod1_ns.ns, "10.0.0.50").unwrap();
+    tcp_exchange(&pod1_ns.ns, &node.node.ns, NODE_IP).unwrap();
+    tcp_exchange(&pod2_ns.ns, &node.node.ns, NODE_IP).unwrap();
+
+    // Teardown restores the node exactly; a second teardown is a no-op.
+    teardown_pod(&node.node.ns, &p1).await.unwrap();
+    teardown_pod(&node.node.ns, &p2).await.unwrap();
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    teardown_pod(&node.node.ns, &p1).await.unwrap();
+    teardown_pod(&node.node.ns, &p2).await.unwrap();
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    // The pod ends went with the host veths.
+    let pod1_after = NetnsState::capture_in(&pod1_ns.ns).await.unwrap();
+    assert!(pod1_after.link("eth0").is_none());
+    assert!(tcp_exchange(&pod1_ns.ns, &pod2_ns.ns, "10.0.2.30").is_err());
+}
+
+#[tokio::test]
+async fn teardown_removes_duplicate_from_rules() {
+    let node = node_with_eni("dup").await;
+    let pod_ns = TestNs::new("d1");
+    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let before = NetnsState::capture(&host).await.unwrap();
+    let p = pod("eni0000000dup", Ipv4Addr::new(10, 0, 2, 31), 2);
+    setup_pod(&node.node.ns, &pod_ns.path(), &p).await.unwrap();
+    // Old versions left several identical from-rules per pod: add a true duplicate (a
+    // request without NLM_F_EXCL, which the kernel accepts).
+    let mut dup = host.raw().rule().add().v4();
+    dup = dup
+        .source_prefix(p.pod_ip, 32)
+        .table_id(2)
+        .priority(1536)
+        .action(netlink_packet_route::rule::RuleAction::ToTable)
+        .replace();
+    dup.execute().await.unwrap();
+    assert_eq!(
+        NetnsState::capture(&host)
+            .await
+            .unwrap()
+            .rules_at(1536)
+            .len(),
+        2
+    );
+    teardown_pod(&node.node.ns, &p).await.unwrap();
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn setup_errors_are_clear_and_leave_nothing_behind() {
+    let node = node_with_eni("err").await;
+    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let before = NetnsState::capture(&host).await.unwrap();
+    let p = pod("eni00000000err", Ipv4Addr::new(10, 0, 0, 60), 254);
+
+    // Missing pod netns.
+    let missing = Path::new("/var/run/netns/vcni-does-not-exist");
+    let err = setup_pod(&node.node.ns, missing, &p).await.unwrap_err();
+    assert!(
+        matches!(err, NetlinkError::Netns(NetnsError::Open { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("vcni-does-not-exist"), "{err}");
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+
+    // The pod already has an eth0.
+    let pod_ns = TestNs::new("e1");
+    pod_ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "x0"]);
+    let pod_before = NetnsState::capture_in(&pod_ns.ns).await.unwrap();
+    let err = setup_pod(&node.node.ns, &pod_ns.path(), &p)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NetlinkError::NameInUse { ref name, .. } if name == "eth0"),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&pod_ns.name), "{err}");
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    assert_eq!(
+        NetnsState::capture_in(&pod_ns.ns).await.unwrap(),
+        pod_before
+    );
+
+    // A stale host veth of the same name is replaced (spec 6.4 step 1).
+    let pod2_ns = TestNs::new("e2");
+    node.node.ip(&[
+        "link",
+        "add",
+        &p.host_veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "stale0",
+    ]);
+    setup_pod(&node.node.ns, &pod2_ns.path(), &p).await.unwrap();
+    let st = NetnsState::capture(&host).await.unwrap();
+    assert!(st.link("stale0").is_none(), "stale pair must be gone");
+    assert!(st.link(&p.host_veth).unwrap().up);
+    tcp_exchange(&pod2_ns.ns, &node.node.ns, NODE_IP).unwrap();
+    teardown_pod(&node.node.ns, &p).await.unwrap();
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+
+    // Teardown of a pod that never existed is fine.
+    teardown_pod(
+        &node.node.ns,
+        &pod("eni000000never", Ipv4Addr::new(10, 0, 2, 99), 2),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn second_interface_uses_its_own_gateway_table_and_rule() {
+    let node = node_with_eni("nic").await;
+    let pod_ns = TestNs::new("m1");
+    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let before = NetnsState::capture(&host).await.unwrap();
+    let eth0 = pod("eni3a52ce78095", Ipv4Addr::new(10, 0, 0, 70), 254);
+    let nic1 = PodNetwork {
+        host_veth: "ence799470a46".into(),
+        pod_ifname: "mNicIf1".into(),
+        index: 1,
+        pod_ip: Ipv4Addr::new(10, 0, 2, 70),
+        table: 2,
+        mtu: 9001,
+    };
+    setup_pod(&node.node.ns, &pod_ns.path(), &eth0)
+        .await
+        .unwrap();
+    setup_pod(&node.node.ns, &pod_ns.path(), &nic1)
+        .await
+        .unwrap();
+
+    let st = NetnsState::capture_in(&pod_ns.ns).await.unwrap();
+    let gw2 = Ipv4Addr::new(169, 254, 1, 2);
+    let t1 = st.unicast_routes(1);
+    assert_eq!(t1.len(), 2, "{t1:?}");
+    assert!(
+        t1.iter()
+            .any(|r| r.dst == Ipv4Net::from(gw2) && r.scope == Scope::Link)
+    );
+    assert!(
+        t1.iter()
+            .any(|r| r.gateway == Some(gw2) && r.dev.as_deref() == Some("mNicIf1"))
+    );
+    assert_eq!(
+        st.rules_at(priority::POD_MULTI_NIC),
+        vec![&Rule::from_ip(nic1.pod_ip, 1, 1)]
+    );
+    assert!(
+        st.neighbours
+            .iter()
+            .any(|n| n.ip == gw2 && n.dev == "mNicIf1")
+    );
+    // With both interfaces wired the pod still reaches the node (through eth0).
+    tcp_exchange(&pod_ns.ns, &node.node.ns, NODE_IP).unwrap();
+
+    teardown_pod(&node.node.ns, &eth0).await.unwrap();
+    teardown_pod(&node.node.ns, &nic1).await.unwrap();
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+}
