@@ -54,7 +54,10 @@ pub enum AgentError {
     #[error("metrics: {0}")]
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
 }
@@ -65,13 +68,24 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
 }
 
 /// Starts the agent and serves until `shutdown` resolves; then writes the checkpoint.
-pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+pub async fn run(
+    cfg: Config,
+    opts: AgentOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new(&cfg.aws.vpc_cni_version)?);
-    let imds = aws::imds_client(opts.imds_endpoint.as_deref(), metrics.clone()).map_err(AgentError::Imds)?;
+    let imds = aws::imds_client(opts.imds_endpoint.as_deref(), metrics.clone())
+        .map_err(AgentError::Imds)?;
     let id = imds.identity().await.map_err(AgentError::Imds)?;
     let primary = imds.eni(&id.primary_mac).await.map_err(AgentError::Imds)?;
-    let groups = imds.security_group_ids(&id.primary_mac).await.map_err(AgentError::Imds)?;
-    let vpc_cidrs = imds.vpc_ipv4_cidrs(&id.primary_mac).await.map_err(AgentError::Imds)?;
+    let groups = imds
+        .security_group_ids(&id.primary_mac)
+        .await
+        .map_err(AgentError::Imds)?;
+    let vpc_cidrs = imds
+        .vpc_ipv4_cidrs(&id.primary_mac)
+        .await
+        .map_err(AgentError::Imds)?;
 
     let mut settings = Ec2Settings::new(&id.region);
     settings.endpoint = cfg.aws.ec2_endpoint.clone().or(settings.endpoint);
@@ -80,18 +94,32 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
     let ec2 = Arc::new(aws::ec2_client(&settings, metrics.clone()).await);
 
     // Limits: the table, else DescribeInstanceTypes (default card's interfaces).
-    let (eni_limit, ipv4_per_eni, pd_supported, table_pods) = match limits::lookup(&id.instance_type) {
-        Some(l) => (l.eni_limit, l.ipv4_per_eni, l.supports_prefix_delegation(), l.eni_max_pods()),
-        None => {
-            let d = ec2.describe_instance_type(&id.instance_type).await.map_err(AgentError::Ec2)?;
-            let limit = d.cards.iter().find(|c| c.0 == d.default_card).map(|c| c.1).unwrap_or(d.max_enis);
-            if limit == 0 || d.ipv4_per_eni == 0 {
-                return Err(AgentError::UnknownInstanceType(id.instance_type));
+    let (eni_limit, ipv4_per_eni, pd_supported, table_pods) =
+        match limits::lookup(&id.instance_type) {
+            Some(l) => (
+                l.eni_limit,
+                l.ipv4_per_eni,
+                l.supports_prefix_delegation(),
+                l.eni_max_pods(),
+            ),
+            None => {
+                let d = ec2
+                    .describe_instance_type(&id.instance_type)
+                    .await
+                    .map_err(AgentError::Ec2)?;
+                let limit = d
+                    .cards
+                    .iter()
+                    .find(|c| c.0 == d.default_card)
+                    .map(|c| c.1)
+                    .unwrap_or(d.max_enis);
+                if limit == 0 || d.ipv4_per_eni == 0 {
+                    return Err(AgentError::UnknownInstanceType(id.instance_type));
+                }
+                let pd = d.hypervisor == "nitro" || d.bare_metal;
+                (limit, d.ipv4_per_eni, pd, limit * (d.ipv4_per_eni - 1) + 2)
             }
-            let pd = d.hypervisor == "nitro" || d.bare_metal;
-            (limit, d.ipv4_per_eni, pd, limit * (d.ipv4_per_eni - 1) + 2)
-        }
-    };
+        };
     let policy: PoolPolicy = cfg.pool_policy(table_pods, pd_supported)?;
 
     // The datastore from EC2's truth, then the checkpoint.
@@ -102,7 +130,10 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
         ip_cooldown: cfg.pool.ip_cooldown_period,
     };
     let mut ds = Datastore::new(ds_config, Box::new(FileSink::new(checkpoint_path.clone())));
-    let enis = ec2.describe_instance_enis(&id.instance_id).await.map_err(AgentError::Ec2)?;
+    let enis = ec2
+        .describe_instance_enis(&id.instance_id)
+        .await
+        .map_err(AgentError::Ec2)?;
     let mut unmanaged = 0;
     let now = pool::now();
     for eni in &enis {
@@ -112,12 +143,19 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
         }
         node::add_eni_from_ec2(&mut ds, eni, now)?;
         if !cfg.provisioning_disabled() && eni.interface_type != "trunk" {
-            let wanted = node::eni_tags(&id.instance_id, &cfg.eni.cluster_name, &cfg.eni.additional_eni_tags);
+            let wanted = node::eni_tags(
+                &id.instance_id,
+                &cfg.eni.cluster_name,
+                &cfg.eni.additional_eni_tags,
+            );
             let missing: aws::Tags = wanted
                 .into_iter()
                 .filter(|(k, v)| eni.tags.get(k) != Some(v))
                 .collect();
-            if let Err(e) = ec2.create_tags(std::slice::from_ref(&eni.id), &missing).await {
+            if let Err(e) = ec2
+                .create_tags(std::slice::from_ref(&eni.id), &missing)
+                .await
+            {
                 tracing::warn!(eni = %eni.id, "tagging failed: {e}");
             }
         }
@@ -125,7 +163,11 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
     match ipam::read_checkpoint(&checkpoint_path)? {
         Some(doc) => {
             let report = ds.restore(&doc)?;
-            tracing::info!(restored = report.restored, pending = report.dropped.len(), "checkpoint restored");
+            tracing::info!(
+                restored = report.restored,
+                pending = report.dropped.len(),
+                "checkpoint restored"
+            );
         }
         None => ds.persist()?,
     }
@@ -138,8 +180,12 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
         trunking_compatible: true,
         has_trunk,
     });
-    metrics.eni_max.set(i64::from(capacity.max_enis.saturating_sub(unmanaged)));
-    metrics.ip_max.set(i64::from((ipv4_per_eni - 1) * capacity.max_enis.saturating_sub(unmanaged)));
+    metrics
+        .eni_max
+        .set(i64::from(capacity.max_enis.saturating_sub(unmanaged)));
+    metrics.ip_max.set(i64::from(
+        (ipv4_per_eni - 1) * capacity.max_enis.saturating_sub(unmanaged),
+    ));
     let ds: SharedDatastore = Arc::new(Mutex::new(ds));
 
     // gRPC.
@@ -149,9 +195,18 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
         ds: ds.clone(),
         facts: Arc::new(ReplyFacts {
             vpc_cidrs: vpc_cidrs.iter().map(ToString::to_string).collect(),
-            exclude_snat_cidrs: cfg.networking.exclude_snat_cidrs.iter().map(ToString::to_string).collect(),
+            exclude_snat_cidrs: cfg
+                .networking
+                .exclude_snat_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             external_snat: cfg.networking.external_snat,
-            network_policy_mode: cfg.networking.network_policy_mode.map(|m| m.as_str().to_string()).unwrap_or_default(),
+            network_policy_mode: cfg
+                .networking
+                .network_policy_mode
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
             multi_nic: cfg.eni.multi_nic,
             instance_id: id.instance_id.clone(),
             region: id.region.clone(),
@@ -161,7 +216,8 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
         blocker: blocker.clone(),
         kick: kick.clone(),
     };
-    let listener = rpc::server::bind_unix(&opts.grpc_socket).map_err(io(format!("binding {}", opts.grpc_socket.display())))?;
+    let listener = rpc::server::bind_unix(&opts.grpc_socket)
+        .map_err(io(format!("binding {}", opts.grpc_socket.display())))?;
     let (_health_reporter, health) = rpc::health::serving().await;
 
     // Pool loop.
@@ -183,7 +239,10 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
                 let out = manager.tick().await;
                 for e in &out.errors {
                     tracing::warn!("pool: {e}");
-                    pool_metrics.ipamd_error_count.with_label_values(&["increaseIPPoolAllocIPAddressesFailed"]).inc();
+                    pool_metrics
+                        .ipamd_error_count
+                        .with_label_values(&["increaseIPPoolAllocIPAddressesFailed"])
+                        .inc();
                 }
                 if let Ok(mut b) = blocker.lock() {
                     *b = manager.last_blocker.clone();
@@ -208,17 +267,22 @@ pub async fn run(cfg: Config, opts: AgentOptions, shutdown: impl Future<Output =
                 async move { m.render().unwrap_or_else(|e| format!("# error: {e}\n")) }
             }),
         );
-        let l = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding metrics {addr}")))?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("binding metrics {addr}")))?;
         servers.push(tokio::spawn(async move { axum::serve(l, router).await }));
     }
     if let Some(addr) = opts.introspection_addr {
         let router = introspect::router(Introspection {
             datastores: vec![(0, ds.clone())],
             ipamd_env: serde_json::to_value(cfg.ipamd_env_settings()).unwrap_or_default(),
-            networkutils_env: serde_json::to_value(cfg.network_utils_env_settings()).unwrap_or_default(),
+            networkutils_env: serde_json::to_value(cfg.network_utils_env_settings())
+                .unwrap_or_default(),
             eni_config: None,
         });
-        let l = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding introspection {addr}")))?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("binding introspection {addr}")))?;
         servers.push(tokio::spawn(async move { axum::serve(l, router).await }));
     }
 
@@ -244,11 +308,18 @@ fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
     let ds = pool::lock(ds);
     let stats = ds.stats(pool::now());
     metrics.total_ip_addresses.set(i64::from(stats.total_ips));
-    metrics.assigned_ip_addresses.set(i64::from(stats.assigned_ips));
-    metrics.total_ipv4_prefixes.set(i64::from(stats.total_prefixes));
+    metrics
+        .assigned_ip_addresses
+        .set(i64::from(stats.assigned_ips));
+    metrics
+        .total_ipv4_prefixes
+        .set(i64::from(stats.total_prefixes));
     metrics.eni_allocated.set(ds.eni_count() as i64);
     for eni in ds.enis() {
         let assigned: u32 = eni.ipv4_cidrs.values().map(|c| c.assigned_count()).sum();
-        metrics.assigned_ip_per_eni.with_label_values(&[&eni.id]).set(f64::from(assigned));
+        metrics
+            .assigned_ip_per_eni
+            .with_label_values(&[&eni.id])
+            .set(f64::from(assigned));
     }
 }

@@ -13,14 +13,21 @@ use ipamd::agent::{self, AgentOptions};
 fn tcp(addr: &BindAddress) -> anyhow::Result<Option<SocketAddr>> {
     match addr {
         BindAddress::Tcp { host, port } => {
-            let host = if host.is_empty() { "0.0.0.0" } else { host.as_str() };
+            let host = if host.is_empty() {
+                "0.0.0.0"
+            } else {
+                host.as_str()
+            };
             let resolved = (host, *port)
                 .to_socket_addrs()
                 .with_context(|| format!("resolving {host}:{port}"))?
                 .next();
             Ok(resolved)
         }
-        BindAddress::Unix(path) => bail!("introspection on a Unix socket ({}) is not supported yet", path.display()),
+        BindAddress::Unix(path) => bail!(
+            "introspection on a Unix socket ({}) is not supported yet",
+            path.display()
+        ),
     }
 }
 
@@ -61,7 +68,10 @@ async fn main() -> anyhow::Result<()> {
         None
     } else {
         let text = std::env::var("METRICS_BIND_ADDRESS").unwrap_or_else(|_| "0.0.0.0:61678".into());
-        Some(text.parse().with_context(|| format!("METRICS_BIND_ADDRESS={text:?}"))?)
+        Some(
+            text.parse()
+                .with_context(|| format!("METRICS_BIND_ADDRESS={text:?}"))?,
+        )
     };
     let introspection_addr = if cfg.observability.disable_introspection {
         None
