@@ -176,6 +176,67 @@ impl SdkEc2 {
         }
     }
 
+    /// `AssignPrivateIpAddresses` with a secondary-IP or a prefix count; answers only the
+    /// new addresses, as EC2 does.
+    async fn assign(
+        &self,
+        eni_id: &str,
+        count: u32,
+        prefixes: bool,
+    ) -> AwsResult<AssignedAddresses> {
+        const API: &str = "AssignPrivateIpAddresses";
+        let out = self
+            .call(API, || {
+                let r = self
+                    .client
+                    .assign_private_ip_addresses()
+                    .network_interface_id(eni_id);
+                let r = if prefixes {
+                    r.ipv4_prefix_count(count as i32)
+                } else {
+                    r.secondary_private_ip_address_count(count as i32)
+                };
+                async move { r.send().await.map_err(|e| sdk_error(API, e)) }
+            })
+            .await?;
+        Ok(AssignedAddresses {
+            ips: out
+                .assigned_private_ip_addresses()
+                .iter()
+                .filter_map(|a| a.private_ip_address()?.parse().ok())
+                .collect(),
+            prefixes: out
+                .assigned_ipv4_prefixes()
+                .iter()
+                .filter_map(|p| p.ipv4_prefix()?.parse().ok())
+                .collect(),
+        })
+    }
+
+    /// `UnassignPrivateIpAddresses`; nothing to give back is no call.
+    async fn unassign(
+        &self,
+        eni_id: &str,
+        ips: &[Ipv4Addr],
+        prefixes: &[Ipv4Net],
+    ) -> AwsResult<()> {
+        const API: &str = "UnassignPrivateIpAddresses";
+        if ips.is_empty() && prefixes.is_empty() {
+            return Ok(());
+        }
+        let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        self.call(API, || {
+            let r = self
+                .client
+                .unassign_private_ip_addresses()
+                .network_interface_id(eni_id)
+                .set_private_ip_addresses(list(ips.iter().map(ToString::to_string).collect()))
+                .set_ipv4_prefixes(list(prefixes.iter().map(ToString::to_string).collect()));
+            async move { r.send().await.map(|_| ()).map_err(|e| sdk_error(API, e)) }
+        })
+        .await
+    }
+
     async fn describe_pages(
         &self,
         ids: &[String],
@@ -536,93 +597,19 @@ impl Ec2 for SdkEc2 {
     }
 
     async fn assign_ips(&self, eni_id: &str, count: u32) -> AwsResult<AssignedAddresses> {
-        let out = self
-            .call("AssignPrivateIpAddresses", || {
-                let r = self
-                    .client
-                    .assign_private_ip_addresses()
-                    .network_interface_id(eni_id)
-                    .secondary_private_ip_address_count(count as i32);
-                async move {
-                    r.send()
-                        .await
-                        .map_err(|e| sdk_error("AssignPrivateIpAddresses", e))
-                }
-            })
-            .await?;
-        Ok(AssignedAddresses {
-            ips: out
-                .assigned_private_ip_addresses()
-                .iter()
-                .filter_map(|a| a.private_ip_address()?.parse().ok())
-                .collect(),
-            prefixes: Vec::new(),
-        })
+        self.assign(eni_id, count, false).await
     }
 
     async fn assign_prefixes(&self, eni_id: &str, count: u32) -> AwsResult<AssignedAddresses> {
-        let out = self
-            .call("AssignPrivateIpAddresses", || {
-                let r = self
-                    .client
-                    .assign_private_ip_addresses()
-                    .network_interface_id(eni_id)
-                    .ipv4_prefix_count(count as i32);
-                async move {
-                    r.send()
-                        .await
-                        .map_err(|e| sdk_error("AssignPrivateIpAddresses", e))
-                }
-            })
-            .await?;
-        Ok(AssignedAddresses {
-            ips: Vec::new(),
-            prefixes: out
-                .assigned_ipv4_prefixes()
-                .iter()
-                .filter_map(|p| p.ipv4_prefix()?.parse().ok())
-                .collect(),
-        })
+        self.assign(eni_id, count, true).await
     }
 
     async fn unassign_ips(&self, eni_id: &str, ips: &[Ipv4Addr]) -> AwsResult<()> {
-        if ips.is_empty() {
-            return Ok(());
-        }
-        self.call("UnassignPrivateIpAddresses", || {
-            let r = self
-                .client
-                .unassign_private_ip_addresses()
-                .network_interface_id(eni_id)
-                .set_private_ip_addresses(Some(ips.iter().map(ToString::to_string).collect()));
-            async move {
-                r.send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| sdk_error("UnassignPrivateIpAddresses", e))
-            }
-        })
-        .await
+        self.unassign(eni_id, ips, &[]).await
     }
 
     async fn unassign_prefixes(&self, eni_id: &str, prefixes: &[Ipv4Net]) -> AwsResult<()> {
-        if prefixes.is_empty() {
-            return Ok(());
-        }
-        self.call("UnassignPrivateIpAddresses", || {
-            let r = self
-                .client
-                .unassign_private_ip_addresses()
-                .network_interface_id(eni_id)
-                .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()));
-            async move {
-                r.send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| sdk_error("UnassignPrivateIpAddresses", e))
-            }
-        })
-        .await
+        self.unassign(eni_id, &[], prefixes).await
     }
 
     async fn create_tags(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {

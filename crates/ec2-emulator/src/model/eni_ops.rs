@@ -387,16 +387,9 @@ impl World {
             }
         }
         for id in resources {
-            let target = if let Some(e) = self.enis.get_mut(id) {
-                &mut e.tags
-            } else if let Some(i) = self.instances.get_mut(id) {
-                &mut i.tags
-            } else if let Some(s) = self.subnets.get_mut(id) {
-                &mut s.tags
-            } else {
-                continue;
-            };
-            target.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if let Some(target) = self.tags_mut(id) {
+                target.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
         }
         Ok(())
     }
@@ -404,15 +397,9 @@ impl World {
     /// `DeleteTags`: removes the given keys from every resource.
     pub fn delete_tags(&mut self, resources: &[String], keys: &[String]) -> Result<(), Ec2Error> {
         for id in resources {
-            let tags = if let Some(e) = self.enis.get_mut(id) {
-                &mut e.tags
-            } else if let Some(i) = self.instances.get_mut(id) {
-                &mut i.tags
-            } else if let Some(s) = self.subnets.get_mut(id) {
-                &mut s.tags
-            } else {
-                return Err(Ec2Error::invalid(format!("The ID '{id}' is not valid")));
-            };
+            let tags = self
+                .tags_mut(id)
+                .ok_or_else(|| Ec2Error::invalid(format!("The ID '{id}' is not valid")))?;
             for key in keys {
                 tags.remove(key);
             }

@@ -204,6 +204,17 @@ impl World {
         Ok(id)
     }
 
+    /// The tags of an ENI, instance or subnet.
+    pub(crate) fn tags_mut(&mut self, id: &str) -> Option<&mut Tags> {
+        if let Some(e) = self.enis.get_mut(id) {
+            Some(&mut e.tags)
+        } else if let Some(i) = self.instances.get_mut(id) {
+            Some(&mut i.tags)
+        } else {
+            self.subnets.get_mut(id).map(|s| &mut s.tags)
+        }
+    }
+
     pub fn eni(&self, id: &str) -> Result<&Eni, Ec2Error> {
         self.enis.get(id).ok_or_else(|| Ec2Error::eni_not_found(id))
     }

@@ -9,24 +9,8 @@ pub const OWNER_ID: &str = "123456789012";
 
 /// RFC 3339 UTC timestamp of Unix seconds (EC2's `dateTime` format).
 pub fn rfc3339(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    ipam::Timestamp::from_unix_secs(i64::try_from(unix).unwrap_or(i64::MAX / 1_000_000_000))
+        .to_rfc3339()
 }
 
 pub fn tag_set(x: &mut Xml, tags: &Tags) {
@@ -149,8 +133,8 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_305_600), "2026-11-22T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400 + 3_661), "2000-02-29T01:01:01.000Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_305_600), "2026-11-22T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400 + 3_661), "2000-02-29T01:01:01Z");
     }
 }

@@ -124,7 +124,7 @@ fn the_agent_flow_create_attach_assign_describe_release() {
     assert_eq!(described.matches("<networkInterfaceId>").count(), 2);
     assert!(described.contains("<deleteOnTermination>true</deleteOnTermination>"));
     assert!(described.contains("<key>node.k8s.amazonaws.com/instance_id</key><value>i-1</value>"));
-    assert!(described.contains("<attachTime>2026-11-22T00:00:00.000Z</attachTime>"));
+    assert!(described.contains("<attachTime>2026-11-22T00:00:00Z</attachTime>"));
 
     let eni_doc = call(
         &mut f,
