@@ -1,0 +1,152 @@
+//! The `aws-k8s-agent` binary as the DaemonSet runs it: configured only through environment
+//! variables (upstream's, plus the SDK's standard endpoint variables), serving gRPC on its
+//! Unix socket, exiting 0 on SIGTERM with the checkpoint written, and refusing a bad
+//! configuration with a message that names the variable.
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ec2_emulator::model::World;
+use ec2_emulator::server::{self, Emulator, Shared};
+use rpc::{AddNetworkRequest, CniBackendClient};
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_aws-k8s-agent"))
+        .env("WARM_IP_TARGET", "lots")
+        .env("AWS_VPC_K8S_CNI_RANDOMIZESNAT", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"WARM_IP_TARGET="lots""#), "{err}");
+    assert!(
+        err.contains("AWS_VPC_K8S_CNI_RANDOMIZESNAT"),
+        "both errors at once: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_pods_and_exits_cleanly_on_sigterm() {
+    let mut world = World::new();
+    let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
+    let subnet = world
+        .create_subnet(&vpc, "10.0.0.0/24".parse().unwrap(), "us-west-2a")
+        .unwrap();
+    let sg = world.create_security_group(&vpc, "node");
+    let ty = ec2_emulator::catalog::instance_type("m5.large").unwrap();
+    let instance = world
+        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
+        .unwrap();
+    let emu: Shared = Arc::new(Mutex::new(Emulator::new(
+        world,
+        "us-west-2",
+        Arc::new(ec2_emulator::catalog::instance_type),
+    )));
+    let ec2 = serve(server::ec2_router(emu.clone())).await;
+    let imds = serve(server::imds_router(emu.clone(), instance)).await;
+
+    let dir = std::env::temp_dir().join(format!("agent-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("ipamd.sock");
+    let store = dir.join("ipam.json");
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let intro = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aws-k8s-agent"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_EC2_ENDPOINT", &ec2)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("IPAMD_GRPC_SOCKET", &socket)
+        .env("METRICS_BIND_ADDRESS", metrics.to_string())
+        .env("INTROSPECTION_BIND_ADDRESS", intro.to_string())
+        .env("AWS_VPC_K8S_CNI_BACKING_STORE", &store)
+        .env("ENABLE_IPv4", "true")
+        .env("WARM_IP_TARGET", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(ch) = rpc::client::connect(
+            &format!("unix://{}", socket.display()),
+            Some(Duration::from_millis(200)),
+        )
+        .await
+        {
+            client = Some(CniBackendClient::new(ch));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = client.expect("the agent serves its socket");
+    let mut reply = None;
+    for _ in 0..100 {
+        let req = AddNetworkRequest {
+            container_id: "c-1".into(),
+            if_name: "eth0".into(),
+            network_name: "aws-cni".into(),
+            k8s_pod_name: "web-0".into(),
+            k8s_pod_namespace: "default".into(),
+            ..Default::default()
+        };
+        match client.add_network(req).await {
+            Ok(r) => {
+                reply = Some(r.into_inner());
+                break;
+            }
+            Err(s) => {
+                assert!(
+                    s.message().contains("no free IP address on this node"),
+                    "{}",
+                    s.message()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let reply = reply.expect("a pod is served once the warm pool fills");
+    let ip = reply.ip_allocation_metadata[0].i_pv4_addr.clone();
+    let mode = std::fs::metadata(&socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap();
+    assert_eq!(mode, 0o660);
+
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "graceful exit on SIGTERM");
+    let saved = std::fs::read_to_string(&store).unwrap();
+    assert!(
+        saved.starts_with(r#"{"version":"vpc-cni-ipam/1","allocations":["#),
+        "{saved}"
+    );
+    assert!(saved.contains(&format!(r#""ipv4":"{ip}""#)), "{saved}");
+    assert!(saved.contains(r#""k8sPodName":"web-0""#));
+    let _ = std::fs::remove_dir_all(&dir);
+}
