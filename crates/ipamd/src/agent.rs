@@ -15,6 +15,7 @@ use planner::PoolPolicy;
 use tokio::sync::Notify;
 
 use crate::cni_server::{CniService, ReplyFacts};
+use crate::host_net::{HostNet, HostNetError, HostNetSettings};
 use crate::introspect::{self, Introspection};
 use crate::metrics::Metrics;
 use crate::node;
@@ -34,6 +35,28 @@ pub struct AgentOptions {
     pub static_credentials: Option<(String, String)>,
     /// Pool tick interval (upstream: 5 s).
     pub pool_interval: Duration,
+    /// Host networking (routes, rules, SNAT); `None` leaves the kernel alone (tests).
+    pub host_network: Option<HostNetOptions>,
+}
+
+/// Where and how patiently host networking runs.
+#[derive(Debug, Clone)]
+pub struct HostNetOptions {
+    /// The node's network namespace (the demo node); `None` = the agent's own.
+    pub netns: Option<PathBuf>,
+    /// Waiting for a hot-plugged ENI link: attempts and pause (upstream: 5 × 3 s).
+    pub link_attempts: u32,
+    pub link_interval: Duration,
+}
+
+impl Default for HostNetOptions {
+    fn default() -> Self {
+        Self {
+            netns: None,
+            link_attempts: 5,
+            link_interval: Duration::from_secs(3),
+        }
+    }
 }
 
 /// Why the agent could not start or run.
@@ -60,6 +83,8 @@ pub enum AgentError {
     },
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    #[error("host networking: {0}")]
+    HostNet(#[from] HostNetError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
@@ -186,6 +211,51 @@ pub async fn run(
     metrics.ip_max.set(i64::from(
         (ipv4_per_eni - 1) * capacity.max_enis.saturating_sub(unmanaged),
     ));
+    // Host networking: node-wide rules and firewall, then every secondary ENI's table.
+    let host = match &opts.host_network {
+        Some(h) => {
+            let host = Arc::new(HostNet::new(HostNetSettings {
+                netns: h.netns.clone(),
+                eni_mtu: cfg.networking.eni_mtu,
+                vpc_cidrs: vpc_cidrs.clone(),
+                exclude_snat_cidrs: cfg.networking.exclude_snat_cidrs.clone(),
+                external_snat: cfg.networking.external_snat,
+                node_port_support: cfg.networking.node_port_support,
+                randomize: match cfg.networking.randomize_snat {
+                    config::RandomizeSnat::Prng => net::snat::Randomize::Prng,
+                    config::RandomizeSnat::HashRandom => net::snat::Randomize::HashRandom,
+                    config::RandomizeSnat::None => net::snat::Randomize::None,
+                },
+                veth_prefix: cfg.networking.veth_prefix.clone(),
+                connmark: cfg.networking.connmark,
+                link_attempts: h.link_attempts,
+                link_interval: h.link_interval,
+            })?);
+            host.setup_node(&id.primary_mac, id.local_ipv4).await?;
+            let vpc_id = enis.first().map(|e| e.vpc_id.clone()).unwrap_or_default();
+            let subnets = ec2
+                .describe_subnets(&vpc_id, &id.availability_zone)
+                .await
+                .map_err(AgentError::Ec2)?;
+            for eni in &enis {
+                let Some(att) = &eni.attachment else { continue };
+                if (att.network_card, att.device_index) == (0, 0) || ds.eni(&eni.id).is_none() {
+                    continue;
+                }
+                let cidr = subnets
+                    .iter()
+                    .find(|s| s.id == eni.subnet_id)
+                    .and_then(|s| s.cidr);
+                if let (Some(ip), Some(cidr)) = (eni.primary_ip, cidr) {
+                    let table =
+                        net::route_table::route_table_id(att.network_card, att.device_index);
+                    host.setup_secondary(&eni.mac, ip, cidr, table).await?;
+                }
+            }
+            Some(host)
+        }
+        None => None,
+    };
     let ds: SharedDatastore = Arc::new(Mutex::new(ds));
 
     // gRPC.
@@ -227,9 +297,13 @@ pub async fn run(
         security_groups: groups,
         cluster_name: cfg.eni.cluster_name.clone(),
         additional_tags: cfg.eni.additional_eni_tags.clone(),
+        subnet_cidr: primary.subnet_cidr,
     };
     let provisioning = !cfg.provisioning_disabled();
     let mut manager = PoolManager::new(ec2.clone(), ds.clone(), facts, policy, capacity);
+    if let Some(host) = host {
+        manager = manager.with_host_network(host);
+    }
     let pool_metrics = metrics.clone();
     let pool_ds = ds.clone();
     let pool_kick = kick.clone();

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cni_server;
+pub mod host_net;
 pub mod introspect;
 pub mod metrics;
 pub mod node;

@@ -1,6 +1,8 @@
 //! `aws-k8s-agent`: the node agent (ipamd). Configuration comes from upstream's
-//! environment variables; `IPAMD_GRPC_SOCKET` and `METRICS_BIND_ADDRESS` (ours) move the
-//! gRPC socket and the metrics listener for tests and the demo node.
+//! environment variables. Ours, for tests and the demo node only: `IPAMD_GRPC_SOCKET` and
+//! `METRICS_BIND_ADDRESS` move the gRPC socket and the metrics listener, `IPAMD_NODE_NETNS`
+//! runs host networking inside that network namespace, `IPAMD_SKIP_HOST_NETWORKING=true`
+//! leaves the kernel alone.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use config::{BindAddress, Config};
-use ipamd::agent::{self, AgentOptions};
+use ipamd::agent::{self, AgentOptions, HostNetOptions};
 
 fn tcp(addr: &BindAddress) -> anyhow::Result<Option<SocketAddr>> {
     match addr {
@@ -87,6 +89,14 @@ async fn main() -> anyhow::Result<()> {
         imds_endpoint: None,
         static_credentials: None,
         pool_interval: Duration::from_secs(5),
+        host_network: if std::env::var("IPAMD_SKIP_HOST_NETWORKING").is_ok_and(|v| v == "true") {
+            None
+        } else {
+            Some(HostNetOptions {
+                netns: std::env::var_os("IPAMD_NODE_NETNS").map(PathBuf::from),
+                ..HostNetOptions::default()
+            })
+        },
     };
     agent::run(cfg, opts, shutdown_signal()).await?;
     Ok(())

@@ -9,6 +9,7 @@ use ipam::{Datastore, DatastoreError, Timestamp};
 use ipnet::Ipv4Net;
 use planner::{Action, CidrKind, NodeCapacity, PoolPolicy, TickPlan, TickTimers};
 
+use crate::host_net::HostNet;
 use crate::node::{self, ENI_DESCRIPTION_PREFIX, tags};
 
 /// Back-off after `InsufficientFreeAddressesInSubnet`/`InsufficientCidrBlocks` (spec 3.1).
@@ -36,6 +37,8 @@ pub struct NodeFacts {
     pub security_groups: Vec<String>,
     pub cluster_name: String,
     pub additional_tags: Tags,
+    /// CIDR of `subnet_id` (route tables of new ENIs need the gateway).
+    pub subnet_cidr: Option<Ipv4Net>,
 }
 
 /// What a tick did.
@@ -70,6 +73,8 @@ pub struct PoolManager<E: Ec2> {
     insufficient_since: Option<Instant>,
     /// The last reason growth failed (cleared when growth succeeds).
     pub last_blocker: Option<GrowthBlocker>,
+    /// Host networking for new ENIs (`None`: the kernel side is someone else's job).
+    host: Option<Arc<HostNet>>,
 }
 
 impl<E: Ec2> PoolManager<E> {
@@ -89,7 +94,14 @@ impl<E: Ec2> PoolManager<E> {
             last_decrease: None,
             insufficient_since: None,
             last_blocker: None,
+            host: None,
         }
+    }
+
+    /// Sets up each new ENI's route table and rule on the host before it serves pods.
+    pub fn with_host_network(mut self, host: Arc<HostNet>) -> Self {
+        self.host = Some(host);
+        self
     }
 
     fn timers(&self) -> TickTimers {
@@ -290,6 +302,14 @@ impl<E: Ec2> PoolManager<E> {
         let Some(eni) = truth.first() else {
             return Ok(0);
         };
+        if let (Some(host), Some(ip), Some(subnet)) =
+            (&self.host, eni.primary_ip, self.facts.subnet_cidr)
+        {
+            let table = net::route_table::route_table_id(0, device);
+            host.setup_secondary(&eni.mac, ip, subnet, table)
+                .await
+                .map_err(|e| AwsError::new(ErrorKind::Other, "setupENI", None, e.to_string()))?;
+        }
         let mut ds = lock(&self.ds);
         node::add_eni_from_ec2(&mut ds, eni, now())
             .map_err(|e| AwsError::new(ErrorKind::Other, "datastore", None, e.to_string()))?;

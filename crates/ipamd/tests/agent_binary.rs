@@ -80,6 +80,7 @@ async fn serves_pods_and_exits_cleanly_on_sigterm() {
         .env("AWS_VPC_K8S_CNI_BACKING_STORE", &store)
         .env("ENABLE_IPv4", "true")
         .env("WARM_IP_TARGET", "3")
+        .env("IPAMD_SKIP_HOST_NETWORKING", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

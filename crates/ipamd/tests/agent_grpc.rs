@@ -91,6 +91,7 @@ fn options(
         imds_endpoint: Some(env.imds.clone()),
         static_credentials: Some(("testing".into(), "testing".into())),
         pool_interval: Duration::from_millis(100),
+        host_network: None,
     }
 }
 

@@ -65,6 +65,7 @@ async fn node(instance_type: &str, policy: PoolPolicy) -> Node {
         security_groups: vec![sg],
         cluster_name: "demo".into(),
         additional_tags: Default::default(),
+        subnet_cidr: None,
     };
     let capacity = NodeCapacity {
         max_enis,

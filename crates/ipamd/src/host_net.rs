@@ -1,0 +1,177 @@
+//! Host networking done by ipamd (spec 7.2–7.6): the primary ENI's MTU and main-ENI fwmark
+//! rule, the SNAT/NodePort/connmark firewall (one `iptables-restore` batch per table), and
+//! each secondary ENI's route table and rule once its link shows up. Optionally inside a
+//! given network namespace (the demo node and the tests).
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use net::host::{EniSetup, setup_eni};
+use net::iptables_save::parse_table;
+use net::netlink::{Mac, NetlinkError, NetlinkHandle, Rule};
+use net::netns::Netns;
+use net::route_table::{MAIN_TABLE, priority};
+use net::snat::{Randomize, SnatSettings, desired_mangle, desired_nat, restore_batch};
+
+/// Host networking failures.
+#[derive(Debug, thiserror::Error)]
+pub enum HostNetError {
+    #[error("network namespace: {0}")]
+    Netns(#[from] net::netns::NetnsError),
+    #[error("netlink: {0}")]
+    Netlink(#[from] NetlinkError),
+    #[error("bad MAC {0:?}")]
+    Mac(String),
+    #[error("{cmd}: {detail}")]
+    Command { cmd: String, detail: String },
+}
+
+/// Node-wide settings of the host network.
+#[derive(Debug, Clone)]
+pub struct HostNetSettings {
+    /// Run everything inside this network namespace (else the current one).
+    pub netns: Option<PathBuf>,
+    pub eni_mtu: u32,
+    pub vpc_cidrs: Vec<Ipv4Net>,
+    pub exclude_snat_cidrs: Vec<Ipv4Net>,
+    pub external_snat: bool,
+    pub node_port_support: bool,
+    pub randomize: Randomize,
+    pub veth_prefix: String,
+    pub connmark: u32,
+    /// Attempts and pause when waiting for a hot-plugged link.
+    pub link_attempts: u32,
+    pub link_interval: Duration,
+}
+
+/// A netlink handle in the node's namespace plus the settings.
+pub struct HostNet {
+    nl: NetlinkHandle,
+    settings: HostNetSettings,
+}
+
+fn mac(text: &str) -> Result<Mac, HostNetError> {
+    Mac::from_str(text).map_err(|_| HostNetError::Mac(text.to_string()))
+}
+
+impl HostNet {
+    pub fn new(settings: HostNetSettings) -> Result<Self, HostNetError> {
+        let nl = match &settings.netns {
+            Some(path) => NetlinkHandle::in_netns(&Netns::open(path)?)?,
+            None => NetlinkHandle::current()?,
+        };
+        Ok(Self { nl, settings })
+    }
+
+    /// Runs an iptables tool in the node's namespace.
+    fn iptables(&self, args: &[&str], stdin: Option<&str>) -> Result<String, HostNetError> {
+        let mut cmd = match &self.settings.netns {
+            Some(path) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", path.display())).arg("--");
+                c.args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(args[0]);
+                c.args(&args[1..]);
+                c
+            }
+        };
+        let shown = args.join(" ");
+        let fail = |detail: String| HostNetError::Command {
+            cmd: shown.clone(),
+            detail,
+        };
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(e.to_string()))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            return Err(fail(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Node set-up (spec 7.2): primary link MTU, the fwmark rule, SNAT/connmark/mangle.
+    /// Returns how many firewall batches were applied (0 when already converged).
+    pub async fn setup_node(
+        &self,
+        primary_mac: &str,
+        primary_ip: Ipv4Addr,
+    ) -> Result<usize, HostNetError> {
+        let s = &self.settings;
+        let link = self
+            .nl
+            .link_by_mac(mac(primary_mac)?, s.link_attempts, s.link_interval)
+            .await?;
+        self.nl.set_link_up(link.index, Some(s.eni_mtu)).await?;
+        let fwmark = Rule {
+            priority: Some(priority::MAIN_ENI_FWMARK),
+            fwmark: Some(s.connmark),
+            fwmask: Some(s.connmark),
+            table: MAIN_TABLE,
+            ..Rule::default()
+        };
+        self.nl.delete_rule_all(&fwmark).await?;
+        if s.node_port_support || !s.external_snat {
+            self.nl.add_rule(&fwmark).await?;
+        }
+        let snat = SnatSettings {
+            primary_ip,
+            primary_if: link.name.clone(),
+            vpc_cidrs: s.vpc_cidrs.clone(),
+            exclude_cidrs: s.exclude_snat_cidrs.clone(),
+            external_snat: s.external_snat,
+            node_port_support: s.node_port_support,
+            randomize: s.randomize,
+            random_fully_supported: true,
+            veth_prefix: s.veth_prefix.clone(),
+            connmark: s.connmark,
+        };
+        let mut applied = 0;
+        for (table, desired) in [
+            ("nat", desired_nat(&snat)),
+            ("mangle", desired_mangle(&snat)),
+        ] {
+            let current = parse_table(
+                &self.iptables(&["iptables-save", "-t", table], None)?,
+                table,
+            );
+            if let Some(batch) = restore_batch(table, &current, &desired) {
+                self.iptables(&["iptables-restore", "--noflush"], Some(&batch))?;
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// A secondary ENI (spec 7.4), once its link with `eni_mac` appears.
+    pub async fn setup_secondary(
+        &self,
+        eni_mac: &str,
+        eni_ip: Ipv4Addr,
+        subnet: Ipv4Net,
+        table: u32,
+    ) -> Result<(), HostNetError> {
+        let mut setup = EniSetup::new(mac(eni_mac)?, eni_ip, subnet, table, self.settings.eni_mtu);
+        setup.find_attempts = self.settings.link_attempts;
+        setup.find_interval = self.settings.link_interval;
+        setup_eni(&self.nl, &setup).await?;
+        Ok(())
+    }
+}
