@@ -1,0 +1,169 @@
+//! The plugin's input: network configuration on stdin and the `CNI_*` environment.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::CniError;
+
+/// CNI versions this plugin speaks.
+pub const SUPPORTED_VERSIONS: [&str; 4] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+
+fn default_veth_prefix() -> String {
+    "eni".to_string()
+}
+
+fn default_mtu() -> String {
+    "9001".to_string()
+}
+
+/// The fields of `10-aws.conflist`'s `aws-cni` entry (spec 6.1).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetConf {
+    #[serde(rename = "cniVersion")]
+    pub cni_version: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "vethPrefix", default = "default_veth_prefix")]
+    pub veth_prefix: String,
+    /// Upstream writes the MTU as a string.
+    #[serde(default = "default_mtu")]
+    pub mtu: String,
+    #[serde(rename = "podSGEnforcingMode", default)]
+    pub pod_sg_enforcing_mode: String,
+    #[serde(rename = "pluginLogFile", default)]
+    pub plugin_log_file: String,
+    #[serde(rename = "pluginLogLevel", default)]
+    pub plugin_log_level: String,
+    #[serde(rename = "prevResult", default)]
+    pub prev_result: Option<Value>,
+}
+
+impl NetConf {
+    /// Parses and validates stdin.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CniError> {
+        let conf: NetConf = serde_json::from_slice(bytes).map_err(|e| {
+            CniError::decode(format!(
+                "network configuration is not valid JSON for aws-cni: {e}"
+            ))
+        })?;
+        if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
+            return Err(CniError::incompatible(&conf.cni_version));
+        }
+        if conf.veth_prefix.is_empty()
+            || conf.veth_prefix.len() > 4
+            || ["eth", "lo", "vlan"].contains(&conf.veth_prefix.as_str())
+        {
+            return Err(CniError::invalid_config(format!(
+                "vethPrefix {:?} must be 1-4 characters and not eth, lo or vlan",
+                conf.veth_prefix
+            )));
+        }
+        Ok(conf)
+    }
+
+    /// MTU as a number (invalid or out of range → 9001, as upstream's `GetPodMTU`).
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+            .parse()
+            .ok()
+            .filter(|m| (576..=9001).contains(m))
+            .unwrap_or(9001)
+    }
+}
+
+/// The `CNI_*` environment of one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct CniEnv {
+    pub command: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    /// `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, ... from `CNI_ARGS` (podman sends only some).
+    pub args: BTreeMap<String, String>,
+}
+
+impl CniEnv {
+    /// From an environment lookup.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let args = get("CNI_ARGS")
+            .unwrap_or_default()
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self {
+            command: get("CNI_COMMAND").unwrap_or_default(),
+            container_id: get("CNI_CONTAINERID").unwrap_or_default(),
+            netns: get("CNI_NETNS").unwrap_or_default(),
+            ifname: get("CNI_IFNAME").unwrap_or_default(),
+            args,
+        }
+    }
+
+    pub fn arg(&self, key: &str) -> &str {
+        self.args.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// Fails with a CNI "invalid environment" error when `name` is empty.
+    pub fn require(&self, name: &str, value: &str) -> Result<(), CniError> {
+        if value.is_empty() {
+            return Err(CniError::invalid_env(format!("{name} is required")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c =
+            NetConf::parse(br#"{"cniVersion":"1.0.0","name":"aws-cni","type":"aws-cni"}"#).unwrap();
+        assert_eq!((c.veth_prefix.as_str(), c.mtu()), ("eni", 9001));
+        let c =
+            NetConf::parse(br#"{"cniVersion":"0.4.0","vethPrefix":"abc","mtu":"1500"}"#).unwrap();
+        assert_eq!((c.veth_prefix.as_str(), c.mtu()), ("abc", 1500));
+        assert_eq!(
+            NetConf::parse(br#"{"cniVersion":"0.4.0","mtu":"lots"}"#)
+                .unwrap()
+                .mtu(),
+            9001
+        );
+        assert_eq!(NetConf::parse(b"{not json").unwrap_err().code, 6);
+        assert_eq!(
+            NetConf::parse(br#"{"cniVersion":"9.9.9"}"#)
+                .unwrap_err()
+                .code,
+            1
+        );
+        assert_eq!(
+            NetConf::parse(br#"{"cniVersion":"1.0.0","vethPrefix":"eth"}"#)
+                .unwrap_err()
+                .code,
+            7
+        );
+        let env = CniEnv::from_lookup(|k| match k {
+            "CNI_ARGS" => {
+                Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0".into())
+            }
+            "CNI_COMMAND" => Some("ADD".into()),
+            _ => None,
+        });
+        assert_eq!(env.arg("K8S_POD_NAME"), "web-0");
+        assert_eq!(env.arg("K8S_POD_UID"), "");
+        assert_eq!(env.require("CNI_NETNS", &env.netns).unwrap_err().code, 4);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), args in ".{0,80}") {
+            let _ = NetConf::parse(&bytes);
+            let env = CniEnv::from_lookup(|k| (k == "CNI_ARGS").then(|| args.clone()));
+            let _ = env.arg("K8S_POD_NAME");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! ADD and DEL: ipamd over gRPC, then the pod's wiring with netlink (spec 6.3–6.7).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use net::names::{dummy_if_name, host_veth_name};
+use net::netlink::NetlinkHandle;
+use net::netns::Netns;
+use net::pod::{PodNetwork, setup_pod, teardown_pod};
+use rpc::{AddNetworkRequest, CniBackendClient, DelNetworkRequest};
+use serde_json::{Value, json};
+
+use crate::conf::{CniEnv, NetConf};
+use crate::error::CniError;
+
+/// How long to wait for ipamd's socket before calling it "not running".
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The gRPC target of ipamd (`IPAMD_GRPC_SOCKET` overrides it for tests and the demo).
+pub fn ipamd_target(get: impl Fn(&str) -> Option<String>) -> String {
+    match get("IPAMD_GRPC_SOCKET").filter(|s| !s.is_empty()) {
+        Some(path) => format!("unix://{path}"),
+        None => rpc::DEFAULT_IPAMD_ADDR.to_string(),
+    }
+}
+
+async fn ipamd(target: &str) -> Result<CniBackendClient<tonic::transport::Channel>, CniError> {
+    let channel = rpc::client::connect(target, Some(CONNECT_TIMEOUT)).await.map_err(|e| {
+        CniError::try_again(format!(
+            "ipamd is not running or not ready ({target}): {e}; check the aws-node pod on this node"
+        ))
+    })?;
+    Ok(CniBackendClient::new(channel))
+}
+
+fn pod_network(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> PodNetwork {
+    PodNetwork {
+        host_veth: host_veth_name(
+            &conf.veth_prefix,
+            env.arg("K8S_POD_NAMESPACE"),
+            env.arg("K8S_POD_NAME"),
+            0,
+        ),
+        pod_ifname: env.ifname.clone(),
+        index: 0,
+        pod_ip: ip,
+        table,
+        mtu: conf.mtu(),
+    }
+}
+
+/// ADD: returns the CNI result JSON.
+pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, CniError> {
+    env.require("CNI_CONTAINERID", &env.container_id)?;
+    env.require("CNI_NETNS", &env.netns)?;
+    env.require("CNI_IFNAME", &env.ifname)?;
+    if !Path::new(&env.netns).exists() {
+        return Err(CniError::invalid_env(format!(
+            "CNI_NETNS {} does not exist",
+            env.netns
+        )));
+    }
+    let mut client = ipamd(target).await?;
+    let req = AddNetworkRequest {
+        k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
+        k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
+        k8s_pod_infra_container_id: env.arg("K8S_POD_INFRA_CONTAINER_ID").to_string(),
+        container_id: env.container_id.clone(),
+        if_name: env.ifname.clone(),
+        network_name: conf.name.clone(),
+        netns: env.netns.clone(),
+        ..Default::default()
+    };
+    let reply = client
+        .add_network(req)
+        .await
+        .map_err(|s| {
+            CniError::ipamd(format!(
+                "ipamd could not assign an IP address: {}",
+                s.message()
+            ))
+        })?
+        .into_inner();
+    let alloc = reply
+        .ip_allocation_metadata
+        .first()
+        .filter(|_| reply.success)
+        .ok_or_else(|| {
+            CniError::ipamd("ipamd could not assign an IP address to the pod (see ipamd's log)")
+        })?;
+    let ip: Ipv4Addr = alloc.i_pv4_addr.parse().map_err(|_| {
+        CniError::ipamd(format!(
+            "ipamd sent an invalid address {:?}",
+            alloc.i_pv4_addr
+        ))
+    })?;
+    let table = u32::try_from(alloc.route_table_id).unwrap_or(0);
+    let p = pod_network(conf, env, ip, table);
+    let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
+    if let Err(e) = setup_pod(&host, Path::new(&env.netns), &p).await {
+        // Leave nothing behind: undo the wiring and give the address back.
+        let _ = teardown_pod(&host, &p).await;
+        let _ = client
+            .del_network(DelNetworkRequest {
+                container_id: env.container_id.clone(),
+                if_name: env.ifname.clone(),
+                network_name: conf.name.clone(),
+                k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
+                k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
+                reason: "SetupNSFailed".into(),
+                ..Default::default()
+            })
+            .await;
+        return Err(CniError::io(format!("wiring the pod network failed: {e}")));
+    }
+    let host_mac = match NetlinkHandle::current() {
+        Ok(nl) => nl
+            .link_by_name(&p.host_veth)
+            .await
+            .ok()
+            .flatten()
+            .map(|l| l.mac.map(|m| m.to_string()).unwrap_or_default()),
+        Err(_) => None,
+    }
+    .unwrap_or_default();
+    Ok(result_json(conf, env, &p, &host_mac, alloc.device_number))
+}
+
+/// The CNI result, with upstream's encoding (container interface `mac` = route table,
+/// dummy interface `mac` = VLAN id "0" and `sandbox` = device number) so that upstream's
+/// plugin can tear down what ours set up, and the other way round.
+pub fn result_json(
+    conf: &NetConf,
+    env: &CniEnv,
+    p: &PodNetwork,
+    host_mac: &str,
+    device: i32,
+) -> String {
+    let mut ip = json!({"address": format!("{}/32", p.pod_ip), "interface": 1});
+    if conf.cni_version.starts_with("0.3") {
+        ip["version"] = json!("4");
+    }
+    json!({
+        "cniVersion": conf.cni_version,
+        "interfaces": [
+            {"name": p.host_veth, "mac": host_mac},
+            {"name": p.pod_ifname, "mac": p.table.to_string(), "sandbox": env.netns},
+            {"name": dummy_if_name(env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME")), "mac": "0", "sandbox": device.to_string()},
+        ],
+        "ips": [ip],
+        "dns": {},
+    })
+    .to_string()
+}
+
+/// What a previous result says about the pod: (address, route table).
+pub fn from_prev_result(prev: &Value) -> Option<(Ipv4Addr, u32)> {
+    let ip = prev["ips"][0]["address"]
+        .as_str()?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()?;
+    let table = prev["interfaces"]
+        .as_array()?
+        .iter()
+        .find(|i| i["sandbox"].as_str().is_some_and(|s| s.starts_with('/')))
+        .and_then(|i| i["mac"].as_str()?.parse().ok())
+        .unwrap_or(0);
+    Some((ip, table))
+}
+
+/// DEL: idempotent and best effort; succeeds when the pod is already gone.
+pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniError> {
+    let req = DelNetworkRequest {
+        container_id: env.container_id.clone(),
+        if_name: env.ifname.clone(),
+        network_name: conf.name.clone(),
+        k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
+        k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
+        k8s_pod_infra_container_id: env.arg("K8S_POD_INFRA_CONTAINER_ID").to_string(),
+        k8s_pod_uid: env.arg("K8S_POD_UID").to_string(),
+        reason: "PodDeleted".into(),
+        ..Default::default()
+    };
+    let released = match ipamd(target).await {
+        Ok(mut client) => match client.del_network(req).await {
+            Ok(r) => r.into_inner().ip_allocation_metadata.first().and_then(|a| {
+                Some((
+                    a.i_pv4_addr.parse().ok()?,
+                    u32::try_from(a.route_table_id).unwrap_or(0),
+                ))
+            }),
+            // An unknown pod was already released (upstream's plugin matches this text).
+            Err(s) if s.message().contains("datastore: unknown pod") => None,
+            Err(s) => {
+                return Err(CniError::ipamd(format!(
+                    "ipamd could not release the pod's address: {}",
+                    s.message()
+                )));
+            }
+        },
+        // ipamd away: tear down from prevResult and still succeed, so kubelet never sticks.
+        Err(_) => None,
+    };
+    let wiring = released.or_else(|| conf.prev_result.as_ref().and_then(from_prev_result));
+    if let Some((ip, table)) = wiring {
+        let p = pod_network(conf, env, ip, table);
+        let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
+        if let Err(errors) = teardown_pod(&host, &p).await {
+            return Err(CniError::io(format!(
+                "tearing down the pod network: {errors}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_carry_upstreams_encoding_and_round_trip_for_del() {
+        let conf = NetConf::parse(br#"{"cniVersion":"0.3.1","name":"aws-cni"}"#).unwrap();
+        let env = CniEnv::from_lookup(|k| match k {
+            "CNI_NETNS" => Some("/var/run/netns/p".into()),
+            "CNI_IFNAME" => Some("eth0".into()),
+            "CNI_ARGS" => Some("K8S_POD_NAMESPACE=default;K8S_POD_NAME=sample-pod".into()),
+            _ => None,
+        });
+        let p = pod_network(&conf, &env, "10.0.0.9".parse().unwrap(), 3);
+        assert_eq!(p.host_veth, "enicc21c2d7785");
+        let r: Value =
+            serde_json::from_str(&result_json(&conf, &env, &p, "aa:bb:cc:dd:ee:ff", 2)).unwrap();
+        assert_eq!(r["interfaces"][1]["mac"], "3");
+        assert_eq!(r["interfaces"][2]["name"], "dummycc21c2d7785");
+        assert_eq!(r["interfaces"][2]["sandbox"], "2");
+        assert_eq!(r["ips"][0]["version"], "4");
+        assert_eq!(from_prev_result(&r), Some(("10.0.0.9".parse().unwrap(), 3)));
+        assert_eq!(
+            ipamd_target(|_| None),
+            "unix:///var/run/aws-node/ipamd.sock"
+        );
+    }
+}
