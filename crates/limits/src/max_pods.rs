@@ -127,6 +127,8 @@ mod tests {
             bare_metal: false,
             vcpus,
             source: Source::Moto,
+            trunking_compatible: None,
+            branch_enis: None,
         }
     }
 

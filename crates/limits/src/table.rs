@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 pub const TABLE_TSV: &str = include_str!("../data/instance-limits.tsv");
 
 /// The column header line every table must carry (after its `#` comments).
-const HEADER: &str = "type\teni_limit_default_card\tipv4_per_eni\tdefault_card_index\tcards\thypervisor\tbare_metal\tvcpus\tsource";
+const HEADER: &str = "type\teni_limit_default_card\tipv4_per_eni\tdefault_card_index\tcards\thypervisor\tbare_metal\tvcpus\tsource\ttrunking\tbranch_enis";
 
 /// Hypervisor of an instance type, as DescribeInstanceTypes reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,9 +85,20 @@ pub struct InstanceLimits {
     pub vcpus: Option<u32>,
     /// Which source the row came from.
     pub source: Source,
+    /// Whether the type supports a trunk ENI (security groups for pods), per the VPC
+    /// Resource Controller's limits table; `None` when that table has no entry.
+    pub trunking_compatible: Option<bool>,
+    /// Maximum branch ENIs (the controller's `BranchInterface`); `None` when unknown.
+    pub branch_enis: Option<u32>,
 }
 
 impl InstanceLimits {
+    /// Trunking compatibility as ipamd decides it: types the table does not know are
+    /// treated as compatible (the VPC Resource Controller has the final word).
+    pub fn is_trunking_compatible(&self) -> bool {
+        self.trunking_compatible.unwrap_or(true)
+    }
+
     /// Prefix delegation support as ipamd decides it: Nitro hypervisor or bare metal.
     pub fn supports_prefix_delegation(&self) -> bool {
         self.hypervisor == Hypervisor::Nitro || self.bare_metal
@@ -214,11 +225,13 @@ fn parse_row(line: usize, text: &str) -> Result<InstanceLimits, TableError> {
         bare_metal,
         vcpus,
         source,
+        trunking,
+        branch_enis,
     ] = fields.as_slice()
     else {
         return Err(line_err(
             line,
-            format!("expected 9 tab-separated fields, got {}", fields.len()),
+            format!("expected 11 tab-separated fields, got {}", fields.len()),
         ));
     };
     if name.is_empty() {
@@ -247,6 +260,17 @@ fn parse_row(line: usize, text: &str) -> Result<InstanceLimits, TableError> {
             "upstream" => Source::Upstream,
             other => return Err(line_err(line, format!("source: {other:?}"))),
         },
+        trunking_compatible: match *trunking {
+            "" => None,
+            "true" => Some(true),
+            "false" => Some(false),
+            other => return Err(line_err(line, format!("trunking: {other:?}"))),
+        },
+        branch_enis: if branch_enis.is_empty() {
+            None
+        } else {
+            Some(parse_u32(line, "branch_enis", branch_enis)?)
+        },
     };
     check_row(line, &row)?;
     Ok(row)
@@ -258,6 +282,21 @@ fn check_row(line: usize, row: &InstanceLimits) -> Result<(), TableError> {
     }
     if row.ipv4_per_eni == 0 {
         return Err(line_err(line, "ipv4_per_eni must be at least 1"));
+    }
+    match (row.trunking_compatible, row.branch_enis) {
+        (None, None) | (Some(true), Some(_)) | (Some(false), Some(0)) => {}
+        (Some(false), Some(_)) => {
+            return Err(line_err(
+                line,
+                "branch_enis must be 0 when trunking is false",
+            ));
+        }
+        _ => {
+            return Err(line_err(
+                line,
+                "trunking and branch_enis must both be set or both be empty",
+            ));
+        }
     }
     if !row.network_cards.is_empty() {
         match row
@@ -355,7 +394,7 @@ mod tests {
     #[test]
     fn parses_a_multi_card_row() {
         let t = parse_table(&doc(&[
-            "x.big\t2\t50\t0\t1:2,0:2\tnitro\tfalse\t\tupstream",
+            "x.big\t2\t50\t0\t1:2,0:2\tnitro\tfalse\t\tupstream\t\t",
         ]))
         .expect("parses");
         let r = t.get("x.big").expect("present");
@@ -375,16 +414,42 @@ mod tests {
     #[test]
     fn rejects_bad_rows() {
         let cases = [
-            ("x.a\t0\t10\t0\t\tnitro\tfalse\t2\tmoto", "at least 1"),
-            ("x.a\t3\t0\t0\t\tnitro\tfalse\t2\tmoto", "at least 1"),
-            ("x.a\t3\t10\t1\t0:3\tnitro\tfalse\t2\tmoto", "default card"),
-            ("x.a\t3\t10\t0\t0:4\tnitro\tfalse\t2\tmoto", "differs"),
-            ("x.a\t3\t10\t0\t0:3\tkvm\tfalse\t2\tmoto", "hypervisor"),
+            ("x.a\t0\t10\t0\t\tnitro\tfalse\t2\tmoto\t\t", "at least 1"),
+            ("x.a\t3\t0\t0\t\tnitro\tfalse\t2\tmoto\t\t", "at least 1"),
             (
-                "x.a\tthree\t10\t0\t0:3\tnitro\tfalse\t2\tmoto",
+                "x.a\t3\t10\t1\t0:3\tnitro\tfalse\t2\tmoto\t\t",
+                "default card",
+            ),
+            ("x.a\t3\t10\t0\t0:4\tnitro\tfalse\t2\tmoto\t\t", "differs"),
+            ("x.a\t3\t10\t0\t0:3\tkvm\tfalse\t2\tmoto\t\t", "hypervisor"),
+            (
+                "x.a\tthree\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\t\t",
                 "not a number",
             ),
-            ("x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2", "9 tab-separated"),
+            (
+                "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto",
+                "11 tab-separated",
+            ),
+            (
+                "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\tyes\t9",
+                "trunking",
+            ),
+            (
+                "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\ttrue\tnine",
+                "branch_enis: not a number",
+            ),
+            (
+                "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\tfalse\t4",
+                "must be 0",
+            ),
+            (
+                "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\ttrue\t",
+                "both be set",
+            ),
+            (
+                "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\t\t9",
+                "both be set",
+            ),
         ];
         for (row, want) in cases {
             let err = parse_table(&doc(&[row])).expect_err(row);
@@ -396,7 +461,7 @@ mod tests {
     #[test]
     fn rejects_missing_header_and_duplicates() {
         assert_eq!(parse_table("# only comments\n"), Err(TableError::Header));
-        let row = "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto";
+        let row = "x.a\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\ttrue\t9";
         let err = parse_table(&doc(&[row, row])).expect_err("duplicate");
         assert!(
             matches!(err, TableError::Duplicate { line: 4, .. }),
@@ -406,8 +471,8 @@ mod tests {
 
     #[test]
     fn cards_or_default_fills_in_the_default_card() {
-        let t =
-            parse_table(&doc(&["x.m\t15\t50\t0\t\tunknown\ttrue\t\tupstream"])).expect("parses");
+        let t = parse_table(&doc(&["x.m\t15\t50\t0\t\tunknown\ttrue\t\tupstream\t\t"]))
+            .expect("parses");
         let r = t.get("x.m").expect("present");
         assert_eq!(
             r.cards_or_default(),
@@ -419,6 +484,37 @@ mod tests {
         assert!(
             r.supports_prefix_delegation(),
             "bare metal supports PD in ipamd"
+        );
+    }
+
+    #[test]
+    fn parses_the_branch_eni_columns() {
+        let t = parse_table(&doc(&[
+            "x.trunk\t3\t10\t0\t0:3\tnitro\tfalse\t2\tmoto\ttrue\t9",
+            "x.plain\t2\t2\t0\t0:2\tnitro\tfalse\t2\tmoto\tfalse\t0",
+            "x.new\t2\t4\t0\t0:2\tnitro\tfalse\t1\tmoto\t\t",
+        ]))
+        .expect("parses");
+
+        let trunk = t.get("x.trunk").expect("present");
+        assert_eq!(
+            (trunk.trunking_compatible, trunk.branch_enis),
+            (Some(true), Some(9))
+        );
+        assert!(trunk.is_trunking_compatible());
+
+        let plain = t.get("x.plain").expect("present");
+        assert_eq!(
+            (plain.trunking_compatible, plain.branch_enis),
+            (Some(false), Some(0))
+        );
+        assert!(!plain.is_trunking_compatible());
+
+        let new = t.get("x.new").expect("present");
+        assert_eq!((new.trunking_compatible, new.branch_enis), (None, None));
+        assert!(
+            new.is_trunking_compatible(),
+            "unknown types are trunking-compatible, as in ipamd"
         );
     }
 }

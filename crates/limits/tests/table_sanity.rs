@@ -63,3 +63,62 @@ fn known_rows() {
     assert_eq!(lookup("m5.nonexistent"), None);
     assert_eq!(try_lookup("m5.nonexistent"), Ok(None));
 }
+
+#[test]
+fn branch_eni_facts_from_the_resource_controller() {
+    // Values as pkg/aws/vpc/limits.go (amazon-vpc-resource-controller-k8s @ b0e11151) has them.
+    let m5 = lookup("m5.large").expect("m5.large");
+    assert_eq!(
+        (m5.trunking_compatible, m5.branch_enis),
+        (Some(true), Some(9))
+    );
+    assert!(m5.is_trunking_compatible());
+
+    let c5 = lookup("c5.18xlarge").expect("c5.18xlarge");
+    assert_eq!(
+        (c5.trunking_compatible, c5.branch_enis),
+        (Some(true), Some(107))
+    );
+
+    let t3 = lookup("t3.nano").expect("t3.nano");
+    assert_eq!(
+        (t3.trunking_compatible, t3.branch_enis),
+        (Some(false), Some(0))
+    );
+    assert!(!t3.is_trunking_compatible());
+
+    // A Nitro type that is not trunking-compatible, and a bare-metal one that is.
+    let i4i = lookup("i4i.large").expect("i4i.large");
+    assert_eq!(i4i.trunking_compatible, Some(false));
+    let i3m = lookup("i3.metal").expect("i3.metal");
+    assert_eq!(
+        (i3m.trunking_compatible, i3m.branch_enis),
+        (Some(true), Some(120))
+    );
+
+    // Newer than the controller's snapshot: unknown, so treated as compatible.
+    let p5 = lookup("p5.48xlarge").expect("p5.48xlarge");
+    assert_eq!((p5.trunking_compatible, p5.branch_enis), (None, None));
+    assert!(p5.is_trunking_compatible());
+}
+
+#[test]
+fn branch_eni_columns_are_consistent() {
+    let mut known = 0;
+    for r in all() {
+        match (r.trunking_compatible, r.branch_enis) {
+            (Some(true), Some(n)) => {
+                known += 1;
+                assert!(n >= 1, "{} compatible but 0 branch ENIs", r.instance_type);
+            }
+            (Some(false), Some(n)) => {
+                known += 1;
+                assert_eq!(n, 0, "{}", r.instance_type);
+            }
+            (None, None) => assert!(r.is_trunking_compatible(), "{}", r.instance_type),
+            other => panic!("{}: inconsistent {other:?}", r.instance_type),
+        }
+    }
+    // The controller's table lists 623 types, all of which are in ours.
+    assert_eq!(known, 623);
+}
