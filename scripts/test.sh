@@ -12,3 +12,6 @@ bash scripts/test-manifests.sh
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== demo node smoke test (README's first command)"
+bash scripts/demo-node.sh
