@@ -5,11 +5,10 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ec2_emulator::model::World;
-use ec2_emulator::server::{self, Emulator, Shared};
+use ec2_emulator::server;
+use ec2_emulator::testing::{EmulatedNode, TestNetns};
 use serde_json::Value;
 
 const CONF: &str =
@@ -51,38 +50,6 @@ fn code(out: &str) -> u64 {
         .unwrap()
 }
 
-struct Netns(String);
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("cni-{tag}-{}", std::process::id());
-        assert!(
-            Command::new("ip")
-                .args(["netns", "add", &name])
-                .status()
-                .unwrap()
-                .success()
-        );
-        Netns(name)
-    }
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.0)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-}
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn version_and_bad_input() {
     let (rc, out) = plugin(None, &[("CNI_COMMAND", "VERSION")], "");
@@ -121,7 +88,7 @@ fn version_and_bad_input() {
 
 #[test]
 fn ipamd_down_add_fails_clearly_and_del_still_succeeds() {
-    let pod = Netns::new("down");
+    let pod = TestNetns::new("cni-down");
     let env = [
         ("CNI_COMMAND", "ADD"),
         ("CNI_CONTAINERID", "c1"),
@@ -142,38 +109,14 @@ fn ipamd_down_add_fails_clearly_and_del_still_succeeds() {
     assert_eq!(rc, 0, "DEL with ipamd away succeeds: {out}");
 }
 
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_and_del_against_a_running_agent() {
-    let node = Netns::new("node");
-    let pod1 = Netns::new("pod1");
-    let pod2 = Netns::new("pod2");
-    let mut world = World::new();
-    let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
-    let subnet = world
-        .create_subnet(&vpc, "10.0.0.0/24".parse().unwrap(), "us-west-2a")
-        .unwrap();
-    let sg = world.create_security_group(&vpc, "node");
-    let ty = ec2_emulator::catalog::instance_type("m5.large").unwrap();
-    let instance = world
-        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
-        .unwrap();
-    let (mac, primary_ip) = {
-        let e = &world.enis[&world.instances[&instance].primary_eni];
-        (e.mac.clone(), e.primary_ip)
-    };
-    node.ip(&["link", "set", "lo", "up"]);
-    node.ip(&[
-        "link", "add", "eth0", "address", &mac, "type", "veth", "peer", "name", "eth0-hv",
-    ]);
-    node.ip(&["addr", "add", &format!("{primary_ip}/24"), "dev", "eth0"]);
-    node.ip(&["link", "set", "eth0", "up"]);
+    let node = TestNetns::new("cni-node");
+    let pod1 = TestNetns::new("cni-pod1");
+    let pod2 = TestNetns::new("cni-pod2");
+    let emulated = EmulatedNode::start("m5.large", "10.0.0.0/24").await;
+    let (emu, instance) = (emulated.emu.clone(), emulated.instance_id.clone());
+    node.add_primary_interface(&emulated.primary_mac, emulated.primary_ip);
     // A real node forwards (the AMI and kubelet see to it).
     let fwd = Command::new("ip")
         .args([
@@ -187,14 +130,11 @@ async fn add_and_del_against_a_running_agent() {
         .status()
         .unwrap();
     assert!(fwd.success());
-    let emu: Shared = Arc::new(Mutex::new(Emulator::new(
-        world,
-        "us-west-2",
-        Arc::new(ec2_emulator::catalog::instance_type),
-    )));
     server::lock(&emu).set_hotplug(&instance, &node.0);
-    let ec2 = serve(server::ec2_router(emu.clone())).await;
-    let imds = serve(server::imds_router(emu.clone(), instance.clone())).await;
+    let (ec2, imds) = (
+        emulated.ec2_endpoint.clone(),
+        emulated.imds_endpoint.clone(),
+    );
     let dir = std::env::temp_dir().join(format!("cni-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("ipamd.sock");

@@ -12,3 +12,4 @@ pub mod hotplug;
 pub mod model;
 pub mod query;
 pub mod server;
+pub mod testing;

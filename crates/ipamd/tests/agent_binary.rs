@@ -4,19 +4,10 @@
 //! configuration with a message that names the variable.
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ec2_emulator::model::World;
-use ec2_emulator::server::{self, Emulator, Shared};
+use ec2_emulator::testing::EmulatedNode;
 use rpc::{AddNetworkRequest, CniBackendClient};
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
 
 #[test]
 fn bad_configuration_is_refused_naming_the_variable() {
@@ -36,24 +27,8 @@ fn bad_configuration_is_refused_naming_the_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_pods_and_exits_cleanly_on_sigterm() {
-    let mut world = World::new();
-    let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
-    let subnet = world
-        .create_subnet(&vpc, "10.0.0.0/24".parse().unwrap(), "us-west-2a")
-        .unwrap();
-    let sg = world.create_security_group(&vpc, "node");
-    let ty = ec2_emulator::catalog::instance_type("m5.large").unwrap();
-    let instance = world
-        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
-        .unwrap();
-    let emu: Shared = Arc::new(Mutex::new(Emulator::new(
-        world,
-        "us-west-2",
-        Arc::new(ec2_emulator::catalog::instance_type),
-    )));
-    let ec2 = serve(server::ec2_router(emu.clone())).await;
-    let imds = serve(server::imds_router(emu.clone(), instance)).await;
-
+    let node = EmulatedNode::start("m5.large", "10.0.0.0/24").await;
+    let (ec2, imds) = (node.ec2_endpoint.clone(), node.imds_endpoint.clone());
     let dir = std::env::temp_dir().join(format!("agent-bin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

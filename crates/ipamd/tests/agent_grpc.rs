@@ -4,12 +4,11 @@
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use config::Config;
-use ec2_emulator::model::World;
-use ec2_emulator::server::{self, Emulator, Shared};
+use ec2_emulator::server::{self, Shared};
+use ec2_emulator::testing::EmulatedNode;
 use ipamd::agent::{self, AgentOptions};
 use rpc::{AddNetworkRequest, CniBackendClient, DelNetworkRequest};
 
@@ -21,31 +20,14 @@ struct Env {
     dir: PathBuf,
 }
 
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
-
 async fn env(instance_type: &str, tag: &str) -> Env {
-    let mut world = World::new();
-    let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
-    let subnet = world
-        .create_subnet(&vpc, "10.0.0.0/22".parse().unwrap(), "us-west-2a")
-        .unwrap();
-    let sg = world.create_security_group(&vpc, "node");
-    let ty = ec2_emulator::catalog::instance_type(instance_type).unwrap();
-    let instance = world
-        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
-        .unwrap();
-    let emu: Shared = Arc::new(Mutex::new(Emulator::new(
-        world,
-        "us-west-2",
-        Arc::new(ec2_emulator::catalog::instance_type),
-    )));
-    let ec2 = serve(server::ec2_router(emu.clone())).await;
-    let imds = serve(server::imds_router(emu.clone(), instance.clone())).await;
+    let node = EmulatedNode::start(instance_type, "10.0.0.0/22").await;
+    let (emu, ec2, imds, instance) = (
+        node.emu.clone(),
+        node.ec2_endpoint.clone(),
+        node.imds_endpoint.clone(),
+        node.instance_id.clone(),
+    );
     let dir = std::env::temp_dir().join(format!("ipamd-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

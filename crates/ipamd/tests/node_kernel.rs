@@ -2,107 +2,22 @@
 //! the EC2 emulator hot-plugs attached ENIs as links there, and the agent's kernel state —
 //! fwmark rule, SNAT chain, per-ENI route table and rule — agrees with EC2's view.
 
-use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use config::Config;
-use ec2_emulator::model::World;
-use ec2_emulator::server::{self, Emulator, Shared};
+use ec2_emulator::server;
+use ec2_emulator::testing::{EmulatedNode, TestNetns};
 use ipamd::agent::{self, AgentOptions, HostNetOptions};
-
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Self {
-        let name = format!("ipamd-node-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip netns add (needs root)");
-        Netns(name)
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.0)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-    fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_network_matches_ec2_after_growth() {
-    let ns = Netns::new();
-    let mut world = World::new();
-    let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
-    let subnet = world
-        .create_subnet(&vpc, "10.0.0.0/24".parse().unwrap(), "us-west-2a")
-        .unwrap();
-    let sg = world.create_security_group(&vpc, "node");
-    let ty = ec2_emulator::catalog::instance_type("m5.large").unwrap();
-    let instance = world
-        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
-        .unwrap();
-    let (primary_mac, primary_ip) = {
-        let eni = &world.enis[&world.instances[&instance].primary_eni];
-        (eni.mac.clone(), eni.primary_ip)
-    };
+    let ns = TestNetns::new("ipamd-node");
+    let node = EmulatedNode::start("m5.large", "10.0.0.0/24").await;
+    let (emu, instance, primary_ip) = (node.emu.clone(), node.instance_id.clone(), node.primary_ip);
     // The node's primary interface, as the instance boots with it.
-    ns.ip(&["link", "set", "lo", "up"]);
-    ns.ip(&[
-        "link",
-        "add",
-        "eth0",
-        "address",
-        &primary_mac,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0-hv",
-    ]);
-    ns.ip(&["addr", "add", &format!("{primary_ip}/24"), "dev", "eth0"]);
-    ns.ip(&["link", "set", "eth0", "up"]);
-
-    let emu: Shared = Arc::new(Mutex::new(Emulator::new(
-        world,
-        "us-west-2",
-        Arc::new(ec2_emulator::catalog::instance_type),
-    )));
+    ns.add_primary_interface(&node.primary_mac, primary_ip);
     server::lock(&emu).set_hotplug(&instance, &ns.0);
-    let ec2 = serve(server::ec2_router(emu.clone())).await;
-    let imds = serve(server::imds_router(emu.clone(), instance.clone())).await;
+    let (ec2, imds) = (node.ec2_endpoint.clone(), node.imds_endpoint.clone());
     let dir = std::env::temp_dir().join(format!("ipamd-node-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = Config::from_vars([

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use aws::{Ec2, Ec2Settings, token_bucket::RateLimits};
-use ec2_emulator::model::World;
-use ec2_emulator::server::{self, Emulator, Shared};
+use ec2_emulator::server::{self, Shared};
+use ec2_emulator::testing::EmulatedNode;
 use ipam::{Datastore, DatastoreConfig, IpamKey, IpamMetadata, NullSink};
 use ipamd::node;
 use ipamd::pool::{self, NodeFacts, PoolManager, SharedDatastore};
@@ -20,27 +20,15 @@ struct Node {
 }
 
 async fn node(instance_type: &str, policy: PoolPolicy) -> Node {
-    let mut world = World::new();
-    let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
-    let subnet = world
-        .create_subnet(&vpc, "10.0.0.0/22".parse().unwrap(), "us-west-2a")
-        .unwrap();
-    let sg = world.create_security_group(&vpc, "node");
+    let emulated = EmulatedNode::start(instance_type, "10.0.0.0/22").await;
     let ty = ec2_emulator::catalog::instance_type(instance_type).unwrap();
     let (max_enis, ipv4) = (ty.max_enis_on(0), ty.ipv4_per_eni);
-    let instance = world
-        .run_instance(ty, &subnet, std::slice::from_ref(&sg))
-        .unwrap();
-    let emu: Shared = Arc::new(Mutex::new(Emulator::new(
-        world,
-        "us-west-2",
-        Arc::new(ec2_emulator::catalog::instance_type),
-    )));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let router = server::ec2_router(emu.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-
+    let (emu, endpoint, instance) = (
+        emulated.emu.clone(),
+        emulated.ec2_endpoint.clone(),
+        emulated.instance_id.clone(),
+    );
+    let (subnet, sg) = (emulated.subnet_id.clone(), emulated.security_group.clone());
     let mut settings = Ec2Settings::from_lookup("us-west-2", |_| None);
     settings.endpoint = Some(endpoint);
     settings.static_credentials = Some(("testing".into(), "testing".into()));
