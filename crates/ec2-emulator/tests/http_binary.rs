@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
+use ec2_emulator::testing::TestNetns;
 use serde_json::Value;
 
 struct Emulator {
@@ -241,46 +242,19 @@ fn ec2_and_imds_over_http_with_lag_and_faults() {
     assert_eq!(s, 400);
 }
 
-/// A network namespace for the test, removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("emu-{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip netns add {name} (needs root)");
-        Netns(name)
-    }
-
-    fn links(&self) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.0, "-o", "link"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn attach_hot_plugs_a_link_with_the_enis_mac_and_detach_removes_it() {
-    let ns = Netns::new("hp");
+    let ns = TestNetns::new("emu-hp");
     let emu = start(&["--node-netns", &ns.0]);
     let instance = emu.info["instances"][0]["instance_id"]
         .as_str()
         .unwrap()
         .to_string();
     let subnet = emu.info["subnets"][0]["id"].as_str().unwrap().to_string();
-    assert!(!ns.links().contains("eth1"), "nothing hot-plugged yet");
+    assert!(
+        !ns.ip(&["-o", "link"]).contains("eth1"),
+        "nothing hot-plugged yet"
+    );
 
     let (_, doc) = ec2(
         &emu,
@@ -296,7 +270,7 @@ fn attach_hot_plugs_a_link_with_the_enis_mac_and_detach_removes_it() {
     );
     assert_eq!(s, 200, "{doc}");
     let attachment = between(&doc, "<attachmentId>", "</attachmentId>").to_string();
-    let links = ns.links();
+    let links = ns.ip(&["-o", "link"]);
     assert!(links.contains("eth1") && links.contains(&mac), "{links}");
 
     let (s, _) = ec2(
@@ -304,7 +278,7 @@ fn attach_hot_plugs_a_link_with_the_enis_mac_and_detach_removes_it() {
         &format!("Action=DetachNetworkInterface&AttachmentId={attachment}"),
     );
     assert_eq!(s, 200);
-    let links = ns.links();
+    let links = ns.ip(&["-o", "link"]);
     assert!(!links.contains(&mac), "{links}");
 }
 
