@@ -10,6 +10,13 @@ command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
 command -v iptables-restore >/dev/null 2>&1 || apt_missing+=(iptables)
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+# The CNI runtime peer (crates/cni/tests/podman_runtime.rs) and Debian's reference plugins.
+command -v podman >/dev/null 2>&1 || apt_missing+=(podman)
+command -v runc >/dev/null 2>&1 || apt_missing+=(runc)
+[ -x /bin/busybox ] || apt_missing+=(busybox-static)
+[ -x /usr/lib/cni/portmap ] || apt_missing+=(containernetworking-plugins)
+# portmap/bandwidth/tuning/host-local: the plugins 10-aws.conflist chains (entrypoint tests)
+[ -x /usr/lib/cni/portmap ] || apt_missing+=(containernetworking-plugins)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -71,7 +71,7 @@ impl SdkImds {
     }
 
     /// GET `/latest/meta-data/<path>`; a 404 is `Ok(None)`.
-    async fn get_opt(&self, path: &str) -> AwsResult<Option<String>> {
+    pub async fn get_opt(&self, path: &str) -> AwsResult<Option<String>> {
         let full = format!("/latest/meta-data/{path}");
         let start = Instant::now();
         let result = match self.client.get(full.clone()).await {
@@ -85,7 +85,7 @@ impl SdkImds {
     }
 
     /// GET a path that must exist.
-    async fn get(&self, path: &str) -> AwsResult<String> {
+    pub async fn get(&self, path: &str) -> AwsResult<String> {
         self.get_opt(path).await?.ok_or_else(|| {
             AwsError::new(
                 ErrorKind::NotFound,

@@ -7,8 +7,16 @@ use serde_json::Value;
 
 use crate::error::CniError;
 
-/// CNI versions this plugin speaks.
-pub const SUPPORTED_VERSIONS: [&str; 4] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+/// CNI versions this plugin speaks (1.1.0 brings `GC` and `STATUS`).
+pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// One entry of `cni.dev/valid-attachments` (CNI 1.1 `GC`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
 
 fn default_veth_prefix() -> String {
     "eni".to_string()
@@ -38,6 +46,14 @@ pub struct NetConf {
     pub plugin_log_level: String,
     #[serde(rename = "prevResult", default)]
     pub prev_result: Option<Value>,
+    /// Ours, not upstream's: put the real MACs in the result instead of upstream's encoding
+    /// (route table in the container interface's `mac`, a `dummy` interface). Runtimes that
+    /// validate MACs (podman) need it; kubelet's runtimes do not.
+    #[serde(rename = "realMacsInResult", default)]
+    pub real_macs_in_result: bool,
+    /// `GC` only: the attachments the runtime still knows.
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    pub valid_attachments: Option<Vec<Attachment>>,
 }
 
 impl NetConf {
@@ -61,6 +77,16 @@ impl NetConf {
             )));
         }
         Ok(conf)
+    }
+
+    /// Whether the configured version is at least `major.minor` (CHECK needs 0.4.0).
+    pub fn version_at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self
+            .cni_version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (ma, mi) >= (major, minor)
     }
 
     /// MTU as a number (invalid or out of range → 9001, as upstream's `GetPodMTU`).

@@ -24,7 +24,8 @@ impl CniError {
         Self::new(
             1,
             format!(
-                "incompatible CNI version {version:?}; aws-cni supports 0.3.0, 0.3.1, 0.4.0, 1.0.0"
+                "incompatible CNI version {version:?}; aws-cni supports {}",
+                crate::conf::SUPPORTED_VERSIONS.join(", ")
             ),
         )
     }
@@ -43,9 +44,22 @@ impl CniError {
     pub fn try_again(msg: impl Into<String>) -> Self {
         Self::new(11, msg)
     }
+    /// CNI 1.1 `STATUS`: the plugin cannot serve ADDs now (ipamd is not answering).
+    pub fn not_available(msg: impl Into<String>) -> Self {
+        Self::new(50, msg)
+    }
     /// ipamd refused or failed the request.
     pub fn ipamd(msg: impl Into<String>) -> Self {
         Self::new(100, msg)
+    }
+    /// Wiring the pod's network (veth, addresses, routes, rules) failed; the address was
+    /// given back and the partial wiring removed.
+    pub fn setup(msg: impl Into<String>) -> Self {
+        Self::new(101, msg)
+    }
+    /// `CHECK` found the pod's network different from `prevResult`.
+    pub fn check(msg: impl Into<String>) -> Self {
+        Self::new(102, msg)
     }
 
     /// The JSON printed on stdout.

@@ -1,20 +1,32 @@
 //! `aws-cni` entry point: `CNI_COMMAND` dispatch. Errors are CNI error JSON on stdout and a
-//! non-zero exit; stdout carries nothing else (logs would go to the plugin log file).
+//! non-zero exit; stdout carries nothing else (logs go to `pluginLogFile`, never stdout).
 
 use std::io::{Read, Write};
 
 use cni::conf::{CniEnv, NetConf, SUPPORTED_VERSIONS};
 use cni::error::CniError;
-use cni::plugin;
+use cni::{check, log, plugin, status};
+
+/// Printed when no command is set (as upstream's skel "about" string).
+const ABOUT: &str = concat!("AWS CNI ", env!("CARGO_PKG_VERSION"));
 
 fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, (String, CniError)> {
-    if env.command == "VERSION" {
-        let v = serde_json::json!({"cniVersion": "1.0.0", "supportedVersions": SUPPORTED_VERSIONS});
-        return Ok(Some(v.to_string()));
+    match env.command.as_str() {
+        "VERSION" => {
+            let v =
+                serde_json::json!({"cniVersion": "1.1.0", "supportedVersions": SUPPORTED_VERSIONS});
+            return Ok(Some(v.to_string()));
+        }
+        "" => return Ok(Some(ABOUT.to_string())),
+        _ => {}
     }
-    let conf = NetConf::parse(stdin).map_err(|e| ("1.0.0".to_string(), e))?;
+    let conf = NetConf::parse(stdin).map_err(|e| ("1.1.0".to_string(), e))?;
     let version = conf.cni_version.clone();
-    let fail = |e: CniError| (version.clone(), e);
+    let fail = |e: CniError| {
+        tracing::error!(command = %env.command, code = e.code, "{}", e.msg);
+        (version.clone(), e)
+    };
+    log::init(&conf.plugin_log_file, &conf.plugin_log_level);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,8 +41,17 @@ fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, (String, CniError)>
             .block_on(plugin::del(&conf, env, &target))
             .map(|()| None)
             .map_err(fail),
+        "CHECK" => runtime
+            .block_on(check::check(&conf, env))
+            .map(|()| None)
+            .map_err(fail),
+        "STATUS" => runtime
+            .block_on(status::status(&target))
+            .map(|()| None)
+            .map_err(fail),
+        "GC" => status::gc(&conf).map(|()| None).map_err(fail),
         other => Err(fail(CniError::invalid_env(format!(
-            "CNI_COMMAND {other:?} is not supported (ADD, DEL, VERSION)"
+            "CNI_COMMAND {other:?} is not supported (ADD, DEL, CHECK, STATUS, GC, VERSION)"
         )))),
     }
 }
@@ -38,7 +59,7 @@ fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, (String, CniError)>
 fn main() {
     let env = CniEnv::from_lookup(|k| std::env::var(k).ok());
     let mut stdin = Vec::new();
-    if env.command != "VERSION" {
+    if !matches!(env.command.as_str(), "VERSION" | "") {
         let _ = std::io::stdin().read_to_end(&mut stdin);
     }
     let mut out = std::io::stdout();

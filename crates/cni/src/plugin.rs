@@ -25,7 +25,9 @@ pub fn ipamd_target(get: impl Fn(&str) -> Option<String>) -> String {
     }
 }
 
-async fn ipamd(target: &str) -> Result<CniBackendClient<tonic::transport::Channel>, CniError> {
+pub(crate) async fn ipamd(
+    target: &str,
+) -> Result<CniBackendClient<tonic::transport::Channel>, CniError> {
     let channel = rpc::client::connect(target, Some(CONNECT_TIMEOUT)).await.map_err(|e| {
         CniError::try_again(format!(
             "ipamd is not running or not ready ({target}): {e}; check the aws-node pod on this node"
@@ -52,6 +54,13 @@ fn pod_network(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> PodNet
 
 /// ADD: returns the CNI result JSON.
 pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, CniError> {
+    tracing::info!(
+        container = %env.container_id,
+        netns = %env.netns,
+        ifname = %env.ifname,
+        pod = %format!("{}/{}", env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME")),
+        "ADD"
+    );
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_NETNS", &env.netns)?;
     env.require("CNI_IFNAME", &env.ifname)?;
@@ -97,11 +106,16 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
     })?;
     let table = u32::try_from(alloc.route_table_id).unwrap_or(0);
     let p = pod_network(conf, env, ip, table);
-    let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
-    if let Err(e) = setup_pod(&host, Path::new(&env.netns), &p).await {
-        // Leave nothing behind: undo the wiring and give the address back.
-        let _ = teardown_pod(&host, &p).await;
-        let _ = client
+    // setup_pod removes whatever it created when it fails, and never deletes a link that is
+    // not ours, so only the address has to be given back here.
+    let wired = match Netns::current() {
+        Ok(host) => setup_pod(&host, Path::new(&env.netns), &p)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = wired {
+        let released = client
             .del_network(DelNetworkRequest {
                 container_id: env.container_id.clone(),
                 if_name: env.ifname.clone(),
@@ -112,7 +126,14 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
                 ..Default::default()
             })
             .await;
-        return Err(CniError::io(format!("wiring the pod network failed: {e}")));
+        let release = match released {
+            Ok(_) => "given back to ipamd".to_string(),
+            Err(s) => format!("ipamd could not take it back: {}", s.message()),
+        };
+        tracing::error!(container = %env.container_id, %ip, "wiring failed ({release}): {e}");
+        return Err(CniError::setup(format!(
+            "failed to set up the pod network (address {ip} {release}): {e}"
+        )));
     }
     let host_mac = match NetlinkHandle::current() {
         Ok(nl) => nl
@@ -124,7 +145,37 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
         Err(_) => None,
     }
     .unwrap_or_default();
-    Ok(result_json(conf, env, &p, &host_mac, alloc.device_number))
+    tracing::info!(container = %env.container_id, %ip, table, veth = %p.host_veth, "ADD ok");
+    let pod_mac = if conf.real_macs_in_result {
+        pod_mac(&env.netns, &p.pod_ifname).await
+    } else {
+        String::new()
+    };
+    Ok(result_json(
+        conf,
+        env,
+        &p,
+        (&host_mac, &pod_mac),
+        alloc.device_number,
+    ))
+}
+
+/// The MAC of the pod's interface (empty when it cannot be read).
+async fn pod_mac(netns: &str, ifname: &str) -> String {
+    let Ok(ns) = Netns::open(netns) else {
+        return String::new();
+    };
+    match NetlinkHandle::in_netns(&ns) {
+        Ok(nl) => nl
+            .link_by_name(ifname)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.mac)
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The CNI result, with upstream's encoding (container interface `mac` = route table,
@@ -134,12 +185,24 @@ pub fn result_json(
     conf: &NetConf,
     env: &CniEnv,
     p: &PodNetwork,
-    host_mac: &str,
+    (host_mac, pod_mac): (&str, &str),
     device: i32,
 ) -> String {
     let mut ip = json!({"address": format!("{}/32", p.pod_ip), "interface": 1});
     if conf.cni_version.starts_with("0.3") {
         ip["version"] = json!("4");
+    }
+    if conf.real_macs_in_result {
+        return json!({
+            "cniVersion": conf.cni_version,
+            "interfaces": [
+                {"name": p.host_veth, "mac": host_mac},
+                {"name": p.pod_ifname, "mac": pod_mac, "sandbox": env.netns},
+            ],
+            "ips": [ip],
+            "dns": {},
+        })
+        .to_string();
     }
     json!({
         "cniVersion": conf.cni_version,
@@ -184,6 +247,7 @@ pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniEr
         reason: "PodDeleted".into(),
         ..Default::default()
     };
+    tracing::info!(container = %env.container_id, netns = %env.netns, "DEL");
     let released = match ipamd(target).await {
         Ok(mut client) => match client.del_network(req).await {
             Ok(r) => r.into_inner().ip_allocation_metadata.first().and_then(|a| {
@@ -195,6 +259,7 @@ pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniEr
             // An unknown pod was already released (upstream's plugin matches this text).
             Err(s) if s.message().contains("datastore: unknown pod") => None,
             Err(s) => {
+                tracing::error!("DEL: ipamd: {}", s.message());
                 return Err(CniError::ipamd(format!(
                     "ipamd could not release the pod's address: {}",
                     s.message()
@@ -202,7 +267,10 @@ pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniEr
             }
         },
         // ipamd away: tear down from prevResult and still succeed, so kubelet never sticks.
-        Err(_) => None,
+        Err(e) => {
+            tracing::warn!("DEL: {e}; tearing down from prevResult");
+            None
+        }
     };
     let wiring = released.or_else(|| conf.prev_result.as_ref().and_then(from_prev_result));
     if let Some((ip, table)) = wiring {
@@ -233,7 +301,8 @@ mod tests {
         let p = pod_network(&conf, &env, "10.0.0.9".parse().unwrap(), 3);
         assert_eq!(p.host_veth, "enicc21c2d7785");
         let r: Value =
-            serde_json::from_str(&result_json(&conf, &env, &p, "aa:bb:cc:dd:ee:ff", 2)).unwrap();
+            serde_json::from_str(&result_json(&conf, &env, &p, ("aa:bb:cc:dd:ee:ff", ""), 2))
+                .unwrap();
         assert_eq!(r["interfaces"][1]["mac"], "3");
         assert_eq!(r["interfaces"][2]["name"], "dummycc21c2d7785");
         assert_eq!(r["interfaces"][2]["sandbox"], "2");

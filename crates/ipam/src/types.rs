@@ -147,6 +147,69 @@ impl Timestamp {
         )
     }
 
+    /// Parses RFC 3339 (`2024-01-01T00:00:00Z`, optional fraction, `Z` or `±HH:MM`), as
+    /// Go's `time.Parse(time.RFC3339, …)` accepts. `None` for anything else.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = s.get(r)?;
+            if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+            return None;
+        }
+        if second > 60 {
+            return None;
+        }
+        let mut i = 19;
+        let mut nanos = 0i64;
+        if b.get(i) == Some(&b'.') {
+            let start = i + 1;
+            i = start;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            let digits = s.get(start..i)?;
+            if digits.is_empty() || digits.len() > 9 {
+                return None;
+            }
+            nanos = digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32);
+        }
+        let offset = match s.get(i..)? {
+            "Z" | "z" => 0,
+            tz if tz.len() == 6
+                && matches!(tz.as_bytes()[0], b'+' | b'-')
+                && tz.as_bytes()[3] == b':' =>
+            {
+                let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+                let sign = if tz.as_bytes()[0] == b'-' { -1 } else { 1 };
+                sign * (h * 3600 + m * 60)
+            }
+            _ => return None,
+        };
+        // Days since 1970-01-01 from the civil date (Howard Hinnant's algorithm).
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+        Some(Self(secs.checked_mul(1_000_000_000)?.checked_add(nanos)?))
+    }
+
     /// From Unix nanoseconds.
     pub const fn from_unix_nanos(nanos: i64) -> Self {
         Self(nanos)
@@ -199,6 +262,44 @@ fn duration_nanos(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parses_what_it_prints_and_go_forms() {
+        for nanos in [
+            0i64,
+            1,
+            1_700_000_000_123_000_000,
+            951_782_400_000_000_000,
+            -86_400_000_000_000,
+        ] {
+            let t = Timestamp::from_unix_nanos(nanos);
+            assert_eq!(
+                Timestamp::parse_rfc3339(&t.to_rfc3339()),
+                Some(t),
+                "{}",
+                t.to_rfc3339()
+            );
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2024-01-01T02:00:00+02:00"),
+            Timestamp::parse_rfc3339("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T00:00:01.5Z"),
+            Some(Timestamp::from_unix_nanos(1_500_000_000))
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2024-01-01",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00+0200",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn key_string_form_and_legacy_fallback() {

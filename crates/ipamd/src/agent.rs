@@ -19,7 +19,9 @@ use crate::host_net::{HostNet, HostNetError, HostNetSettings};
 use crate::introspect::{self, Introspection};
 use crate::metrics::Metrics;
 use crate::node;
+use crate::node_loop::{self, AgentTimers, NodeLoop, SecurityGroupRefresh};
 use crate::pool::{self, NodeFacts, PoolManager, SharedDatastore};
+use crate::reconcile::{ReconcileFacts, Reconciler};
 
 /// Where the agent listens (fixed upstream; overridable for tests and the demo node).
 #[derive(Debug, Clone)]
@@ -33,8 +35,8 @@ pub struct AgentOptions {
     pub imds_endpoint: Option<String>,
     /// Static AWS credentials (tests and the demo); `None` uses the default chain.
     pub static_credentials: Option<(String, String)>,
-    /// Pool tick interval (upstream: 5 s).
-    pub pool_interval: Duration,
+    /// Pool tick, reconcile, security-group refresh and leaked-ENI cleanup periods.
+    pub timers: AgentTimers,
     /// Host networking (routes, rules, SNAT); `None` leaves the kernel alone (tests).
     pub host_network: Option<HostNetOptions>,
 }
@@ -159,11 +161,11 @@ pub async fn run(
         .describe_instance_enis(&id.instance_id)
         .await
         .map_err(AgentError::Ec2)?;
-    let mut unmanaged = 0;
+    let mut unmanaged_ids = std::collections::HashSet::new();
     let now = pool::now();
     for eni in &enis {
         if !node::is_managed(eni, &id.instance_id, cfg.eni.manage_untagged_eni) {
-            unmanaged += 1;
+            unmanaged_ids.insert(eni.id.clone());
             continue;
         }
         node::add_eni_from_ec2(&mut ds, eni, now)?;
@@ -197,6 +199,7 @@ pub async fn run(
         None => ds.persist()?,
     }
     let has_trunk = ds.trunk_eni().is_some();
+    let unmanaged = unmanaged_ids.len() as u32;
     let capacity = cfg.node_capacity(&CardFacts {
         network_card: 0,
         instance_eni_limit: eni_limit,
@@ -290,48 +293,78 @@ pub async fn run(
         .map_err(io(format!("binding {}", opts.grpc_socket.display())))?;
     let (_health_reporter, health) = rpc::health::serving().await;
 
-    // Pool loop.
+    // Pool loop, reconciliation, security-group refresh; leaked-ENI cleanup.
+    let vpc_id = enis.first().map(|e| e.vpc_id.clone()).unwrap_or_default();
+    let provisioning = !cfg.provisioning_disabled();
     let facts = NodeFacts {
         instance_id: id.instance_id.clone(),
         subnet_id: primary.subnet_id.clone(),
-        security_groups: groups,
+        security_groups: groups.clone(),
         cluster_name: cfg.eni.cluster_name.clone(),
         additional_tags: cfg.eni.additional_eni_tags.clone(),
         subnet_cidr: primary.subnet_cidr,
+        vpc_id: vpc_id.clone(),
+        availability_zone: id.availability_zone.clone(),
+        subnet_discovery: cfg.eni.subnet_discovery,
     };
-    let provisioning = !cfg.provisioning_disabled();
     let mut manager = PoolManager::new(ec2.clone(), ds.clone(), facts, policy, capacity);
+    let imds = Arc::new(imds);
+    let mut reconciler = Reconciler::new(
+        ec2.clone(),
+        imds.clone(),
+        ds.clone(),
+        ReconcileFacts {
+            instance_id: id.instance_id.clone(),
+            manage_untagged: cfg.eni.manage_untagged_eni,
+            provisioning,
+            cluster_name: cfg.eni.cluster_name.clone(),
+            additional_tags: cfg.eni.additional_eni_tags.clone(),
+        },
+        metrics.clone(),
+        unmanaged_ids,
+    );
     if let Some(host) = host {
-        manager = manager.with_host_network(host);
+        manager = manager.with_host_network(host.clone());
+        reconciler = reconciler.with_host_network(host);
     }
-    let pool_metrics = metrics.clone();
-    let pool_ds = ds.clone();
-    let pool_kick = kick.clone();
-    let pool_task = tokio::spawn(async move {
-        loop {
-            if provisioning {
-                let out = manager.tick().await;
-                for e in &out.errors {
-                    tracing::warn!("pool: {e}");
-                    pool_metrics
-                        .ipamd_error_count
-                        .with_label_values(&["increaseIPPoolAllocIPAddressesFailed"])
-                        .inc();
-                }
-                if let Ok(mut b) = blocker.lock() {
-                    *b = manager.last_blocker.clone();
-                }
-            }
-            publish_gauges(&pool_metrics, &pool_ds);
-            tokio::select! {
-                _ = tokio::time::sleep(opts.pool_interval) => {}
-                _ = pool_kick.notified() => {}
-            }
+    let security_groups = (provisioning && !cfg.eni.custom_networking).then(|| {
+        let mut current = groups;
+        current.sort();
+        SecurityGroupRefresh {
+            primary_mac: id.primary_mac.clone(),
+            current,
         }
     });
+    // Every task the agent starts stops when `run` returns or its future is dropped.
+    let mut background = Tasks::default();
+    background.0.push(tokio::spawn(
+        NodeLoop {
+            manager,
+            reconciler,
+            ec2: ec2.clone(),
+            imds,
+            ds: ds.clone(),
+            metrics: metrics.clone(),
+            blocker,
+            kick: kick.clone(),
+            provisioning,
+            security_groups,
+            timers: opts.timers.clone(),
+        }
+        .run(),
+    ));
+    if !cfg.leaked_eni_cleanup_disabled() {
+        background.0.push(node_loop::spawn_leaked_eni_cleanup(
+            ec2.clone(),
+            id.instance_id.clone(),
+            vpc_id,
+            cfg.eni.cluster_name.clone(),
+            &opts.timers,
+        ));
+    }
 
     // Metrics and introspection.
-    let mut servers = Vec::new();
+    let mut servers = Tasks::default();
     if let Some(addr) = opts.metrics_addr {
         let m = metrics.clone();
         let router = axum::Router::new().route(
@@ -344,7 +377,9 @@ pub async fn run(
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(io(format!("binding metrics {addr}")))?;
-        servers.push(tokio::spawn(async move { axum::serve(l, router).await }));
+        servers.spawn(async move {
+            let _ = axum::serve(l, router).await;
+        });
     }
     if let Some(addr) = opts.introspection_addr {
         let router = introspect::router(Introspection {
@@ -357,7 +392,9 @@ pub async fn run(
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(io(format!("binding introspection {addr}")))?;
-        servers.push(tokio::spawn(async move { axum::serve(l, router).await }));
+        servers.spawn(async move {
+            let _ = axum::serve(l, router).await;
+        });
     }
 
     tracing::info!(instance = %id.instance_id, socket = %opts.grpc_socket.display(), "ipamd serving");
@@ -367,33 +404,28 @@ pub async fn run(
         .add_service(rpc::ConfigServerBackendServer::new(service))
         .serve_with_incoming_shutdown(listener, shutdown)
         .await;
-    pool_task.abort();
-    for s in servers {
-        s.abort();
-    }
+    drop(background);
+    drop(servers);
     // Nothing a running pod holds is released: write the checkpoint as it stands.
     pool::lock(&ds).persist()?;
     served?;
     Ok(())
 }
 
-/// Datastore gauges (spec 11.1).
-fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
-    let ds = pool::lock(ds);
-    let stats = ds.stats(pool::now());
-    metrics.total_ip_addresses.set(i64::from(stats.total_ips));
-    metrics
-        .assigned_ip_addresses
-        .set(i64::from(stats.assigned_ips));
-    metrics
-        .total_ipv4_prefixes
-        .set(i64::from(stats.total_prefixes));
-    metrics.eni_allocated.set(ds.eni_count() as i64);
-    for eni in ds.enis() {
-        let assigned: u32 = eni.ipv4_cidrs.values().map(|c| c.assigned_count()).sum();
-        metrics
-            .assigned_ip_per_eni
-            .with_label_values(&[&eni.id])
-            .set(f64::from(assigned));
+/// Tasks aborted when dropped (a dropped agent future leaves nothing running behind it).
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, f: impl Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(f));
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }

@@ -61,6 +61,15 @@ pub fn no_address_message(blocker: Option<&GrowthBlocker>) -> String {
     format!("no free IP address on this node: {why}")
 }
 
+impl CniService {
+    /// `awscni_assigned_ip_addresses` follows every ADD and DEL at once (the other gauges
+    /// follow on the pool loop).
+    fn publish_assigned(&self, ds: &ipam::Datastore) {
+        let assigned = ds.stats(pool::now()).assigned_ips;
+        self.metrics.assigned_ip_addresses.set(i64::from(assigned));
+    }
+}
+
 #[tonic::async_trait]
 impl CniBackend for CniService {
     async fn add_network(
@@ -91,7 +100,9 @@ impl CniBackend for CniService {
         let meta = IpamMetadata::new(&req.k8s_pod_namespace, &req.k8s_pod_name, 1);
         let assigned = {
             let mut ds = pool::lock(&self.ds);
-            ds.assign_pod_ipv4(&key, &meta, pool::now())
+            let r = ds.assign_pod_ipv4(&key, &meta, pool::now());
+            self.publish_assigned(&ds);
+            r
         };
         // Whatever happened, let the pool catch up right away.
         self.kick.notify_one();
@@ -143,7 +154,9 @@ impl CniBackend for CniService {
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
         let released = {
             let mut ds = pool::lock(&self.ds);
-            ds.unassign_pod(&key, pool::now())
+            let r = ds.unassign_pod(&key, pool::now());
+            self.publish_assigned(&ds);
+            r
         };
         match released {
             Ok(u) => Ok(Response::new(DelNetworkReply {

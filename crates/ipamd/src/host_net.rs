@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use net::host::{EniSetup, setup_eni};
-use net::iptables_save::parse_table;
 use net::netlink::{Mac, NetlinkError, NetlinkHandle, Rule};
 use net::netns::Netns;
 use net::route_table::{MAIN_TABLE, priority};
-use net::snat::{Randomize, SnatSettings, desired_mangle, desired_nat, restore_batch};
+use net::snat::{Randomize, SnatSettings};
 
 /// Host networking failures.
 #[derive(Debug, thiserror::Error)]
@@ -143,20 +142,12 @@ impl HostNet {
             veth_prefix: s.veth_prefix.clone(),
             connmark: s.connmark,
         };
-        let mut applied = 0;
-        for (table, desired) in [
-            ("nat", desired_nat(&snat)),
-            ("mangle", desired_mangle(&snat)),
-        ] {
-            let current = parse_table(
-                &self.iptables(&["iptables-save", "-t", table], None)?,
-                table,
-            );
-            if let Some(batch) = restore_batch(table, &current, &desired) {
-                self.iptables(&["iptables-restore", "--noflush"], Some(&batch))?;
-                applied += 1;
-            }
-        }
+        // The host's iptables flavour (legacy or nft), as kube-proxy picks it.
+        let backend = net::iptables_backend::detect(|args| self.iptables(args, None));
+        tracing::info!(backend = backend.name(), "iptables backend");
+        let applied = net::iptables_backend::reconcile(backend, &snat, |args, stdin| {
+            self.iptables(args, stdin)
+        })?;
         Ok(applied)
     }
 

@@ -6,7 +6,6 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use config::{BindAddress, Config};
@@ -88,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         introspection_addr,
         imds_endpoint: None,
         static_credentials: None,
-        pool_interval: Duration::from_secs(5),
+        timers: ipamd::node_loop::AgentTimers::default(),
         host_network: if std::env::var("IPAMD_SKIP_HOST_NETWORKING").is_ok_and(|v| v == "true") {
             None
         } else {

@@ -11,6 +11,7 @@ use planner::{Action, CidrKind, NodeCapacity, PoolPolicy, TickPlan, TickTimers};
 
 use crate::host_net::HostNet;
 use crate::node::{self, ENI_DESCRIPTION_PREFIX, tags};
+use crate::reconcile::{RELEASE_COOLDOWN, RecentlyReleased};
 
 /// Back-off after `InsufficientFreeAddressesInSubnet`/`InsufficientCidrBlocks` (spec 3.1).
 pub const INSUFFICIENT_ADDRESS_BACKOFF: Duration = Duration::from_secs(120);
@@ -39,6 +40,11 @@ pub struct NodeFacts {
     pub additional_tags: Tags,
     /// CIDR of `subnet_id` (route tables of new ENIs need the gateway).
     pub subnet_cidr: Option<Ipv4Net>,
+    /// VPC and zone of the node (subnet discovery looks there).
+    pub vpc_id: String,
+    pub availability_zone: String,
+    /// `ENABLE_SUBNET_DISCOVERY`: new ENIs may go to subnets tagged `kubernetes.io/role/cni`.
+    pub subnet_discovery: bool,
 }
 
 /// What a tick did.
@@ -75,6 +81,8 @@ pub struct PoolManager<E: Ec2> {
     pub last_blocker: Option<GrowthBlocker>,
     /// Host networking for new ENIs (`None`: the kernel side is someone else's job).
     host: Option<Arc<HostNet>>,
+    /// What was given back to EC2 lately (reconcile must not re-add it from a stale view).
+    released: RecentlyReleased,
 }
 
 impl<E: Ec2> PoolManager<E> {
@@ -95,6 +103,7 @@ impl<E: Ec2> PoolManager<E> {
             insufficient_since: None,
             last_blocker: None,
             host: None,
+            released: RecentlyReleased::new(),
         }
     }
 
@@ -102,6 +111,17 @@ impl<E: Ec2> PoolManager<E> {
     pub fn with_host_network(mut self, host: Arc<HostNet>) -> Self {
         self.host = Some(host);
         self
+    }
+
+    /// Addresses and prefixes given back to EC2 within [`RELEASE_COOLDOWN`].
+    pub fn recently_released(&mut self) -> &RecentlyReleased {
+        self.released.retain(|_, t| t.elapsed() < RELEASE_COOLDOWN);
+        &self.released
+    }
+
+    /// The security groups new ENIs get (refreshed from IMDS by the agent).
+    pub fn set_security_groups(&mut self, groups: Vec<String>) {
+        self.facts.security_groups = groups;
     }
 
     fn timers(&self) -> TickTimers {
@@ -227,6 +247,11 @@ impl<E: Ec2> PoolManager<E> {
                     }
                     other => other?,
                 };
+                if got.ips.len() as u32 > *count {
+                    // More than asked for (moto lists every address of the ENI, the
+                    // ENI's own primary among them): take the ENI's secondaries from EC2.
+                    return self.resync_eni(eni).await;
+                }
                 self.record(eni, &got.ips, &[])
             }
             Action::AssignPrefixes { eni, count } => {
@@ -257,7 +282,7 @@ impl<E: Ec2> PoolManager<E> {
             &self.facts.additional_tags,
         );
         tags.insert(tags::CREATED_AT.to_string(), now().to_rfc3339());
-        let req = CreateEniRequest {
+        let mut req = CreateEniRequest {
             subnet_id: self.facts.subnet_id.clone(),
             security_groups: self.facts.security_groups.clone(),
             description: format!("{ENI_DESCRIPTION_PREFIX}{}", self.facts.instance_id),
@@ -265,7 +290,30 @@ impl<E: Ec2> PoolManager<E> {
             prefixes: if kind == CidrKind::Prefix { count } else { 0 },
             tags,
         };
-        let created = self.ec2.create_eni(&req).await?;
+        let mut last_error = None;
+        let mut created = None;
+        for (subnet, cidr) in self.subnet_candidates().await {
+            req.subnet_id = subnet;
+            match self.ec2.create_eni(&req).await {
+                Ok(eni) => {
+                    created = Some((eni, cidr));
+                    break;
+                }
+                // Exhausted here: the next subnet may have room.
+                Err(e) if e.kind == ErrorKind::InsufficientAddresses => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((created, subnet_cidr)) = created else {
+            return Err(last_error.unwrap_or_else(|| {
+                AwsError::new(
+                    ErrorKind::InsufficientAddresses,
+                    "CreateNetworkInterface",
+                    None,
+                    "no valid subnet for a new ENI (the node's subnet is tagged kubernetes.io/role/cni=0?)",
+                )
+            }));
+        };
         let instance = match self.ec2.describe_instance(&self.facts.instance_id).await {
             Ok(i) => i,
             Err(e) => return Err(self.undo_create(&created.id, e).await),
@@ -302,9 +350,7 @@ impl<E: Ec2> PoolManager<E> {
         let Some(eni) = truth.first() else {
             return Ok(0);
         };
-        if let (Some(host), Some(ip), Some(subnet)) =
-            (&self.host, eni.primary_ip, self.facts.subnet_cidr)
-        {
+        if let (Some(host), Some(ip), Some(subnet)) = (&self.host, eni.primary_ip, subnet_cidr) {
             let table = net::route_table::route_table_id(0, device);
             host.setup_secondary(&eni.mac, ip, subnet, table)
                 .await
@@ -314,6 +360,30 @@ impl<E: Ec2> PoolManager<E> {
         node::add_eni_from_ec2(&mut ds, eni, now())
             .map_err(|e| AwsError::new(ErrorKind::Other, "datastore", None, e.to_string()))?;
         Ok((eni.secondary_ips.len() + eni.prefixes.len()) as u32)
+    }
+
+    /// Subnets to create a new ENI in, in order (spec 3.7). Without discovery, or when
+    /// `DescribeSubnets` fails, the node's own subnet.
+    async fn subnet_candidates(&self) -> Vec<(String, Option<Ipv4Net>)> {
+        let own = vec![(self.facts.subnet_id.clone(), self.facts.subnet_cidr)];
+        if !self.facts.subnet_discovery {
+            return own;
+        }
+        match self
+            .ec2
+            .describe_subnets(&self.facts.vpc_id, &self.facts.availability_zone)
+            .await
+        {
+            Ok(subnets) => crate::subnets::candidates(
+                &subnets,
+                &self.facts.subnet_id,
+                &self.facts.cluster_name,
+            ),
+            Err(e) => {
+                tracing::warn!("subnet discovery: {e}; using the node's subnet");
+                own
+            }
+        }
     }
 
     /// Deletes an ENI whose create succeeded but whose attach failed; returns the cause.
@@ -349,6 +419,8 @@ impl<E: Ec2> PoolManager<E> {
                     self.ec2.unassign_prefixes(eni, &prefixes).await
                 }
                 .await;
+                let at = Instant::now();
+                self.released.extend(removed.iter().map(|c| (*c, at)));
                 result.map_err(|e| e.to_string())?;
                 Ok((removed.len() as u32, 0))
             }

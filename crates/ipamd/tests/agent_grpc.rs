@@ -72,7 +72,10 @@ fn options(
         introspection_addr: introspection,
         imds_endpoint: Some(env.imds.clone()),
         static_credentials: Some(("testing".into(), "testing".into())),
-        pool_interval: Duration::from_millis(100),
+        timers: ipamd::node_loop::AgentTimers {
+            pool: Duration::from_millis(100),
+            ..Default::default()
+        },
         host_network: None,
     }
 }

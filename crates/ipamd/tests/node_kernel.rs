@@ -36,7 +36,10 @@ async fn host_network_matches_ec2_after_growth() {
         introspection_addr: None,
         imds_endpoint: Some(imds),
         static_credentials: Some(("testing".into(), "testing".into())),
-        pool_interval: Duration::from_millis(100),
+        timers: ipamd::node_loop::AgentTimers {
+            pool: Duration::from_millis(100),
+            ..Default::default()
+        },
         host_network: Some(HostNetOptions {
             netns: Some(format!("/var/run/netns/{}", ns.0).into()),
             link_attempts: 50,

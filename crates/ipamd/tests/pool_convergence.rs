@@ -54,6 +54,9 @@ async fn node(instance_type: &str, policy: PoolPolicy) -> Node {
         cluster_name: "demo".into(),
         additional_tags: Default::default(),
         subnet_cidr: None,
+        vpc_id: emulated.vpc_id.clone(),
+        availability_zone: "us-west-2a".into(),
+        subnet_discovery: true,
     };
     let capacity = NodeCapacity {
         max_enis,

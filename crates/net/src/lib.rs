@@ -5,6 +5,7 @@
 //! read-only kernel state snapshot ([`state`]).
 
 pub mod host;
+pub mod iptables_backend;
 pub mod iptables_save;
 pub mod names;
 pub mod netlink;

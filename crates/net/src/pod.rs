@@ -116,8 +116,18 @@ pub async fn setup_pod(
     let host = NetlinkHandle::in_netns(host_ns)?;
     let pod = NetlinkHandle::in_netns(&pod_ns)?;
 
-    // A stale host veth from an earlier sandbox of the same pod goes first.
-    host.delete_link_by_name(&p.host_veth).await?;
+    // A stale host veth from an earlier sandbox of the same pod goes first (upstream does
+    // the same); a link of another kind with that name is not ours to delete.
+    if let Some(existing) = host.link_by_name(&p.host_veth).await? {
+        if existing.kind.as_deref() != Some("veth") {
+            return Err(NetlinkError::ForeignLink {
+                name: p.host_veth.clone(),
+                kind: existing.kind.unwrap_or_else(|| "unknown".into()),
+                netns: host_ns.path().display().to_string(),
+            });
+        }
+        host.delete_link_by_name(&p.host_veth).await?;
+    }
     let host_mac = unique_mac(&host).await?;
     let pair = VethPair {
         name: &p.pod_ifname,

@@ -58,6 +58,18 @@ pub enum NetlinkError {
         /// Path of the namespace.
         netns: String,
     },
+    /// A link that is not ours (not a veth) already has the name we need.
+    #[error(
+        "interface {name} (kind {kind}) already exists in network namespace {netns} and is not a veth of ours; not deleting it"
+    )]
+    ForeignLink {
+        /// The interface name.
+        name: String,
+        /// Its link kind.
+        kind: String,
+        /// Path of the namespace.
+        netns: String,
+    },
     /// No link with the given name.
     #[error("link {0} not found")]
     LinkNotFound(String),

@@ -1,0 +1,61 @@
+//! The `egress-cni` entry of the conflist (upstream's `NetConf`).
+
+use cni::error::CniError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Network configuration on stdin. Unknown fields (`ipam`, `runtimeConfig`, ...) are ignored
+/// except where named here.
+#[derive(Debug, Deserialize)]
+pub struct EgressConf {
+    #[serde(rename = "cniVersion")]
+    pub cni_version: String,
+    /// The network (conflist) name, `aws-cni`.
+    #[serde(default)]
+    pub name: String,
+    /// MTU as a string (upstream renders `"mtu": "9001"`).
+    #[serde(default)]
+    pub mtu: Option<String>,
+    /// Only the exact string `"true"` enables the plugin.
+    #[serde(default)]
+    pub enabled: Option<String>,
+    #[serde(rename = "randomizeSNAT", default)]
+    pub randomize_snat: Option<String>,
+    #[serde(rename = "nodeIP", default)]
+    pub node_ip: Option<String>,
+    #[serde(rename = "pluginLogFile", default)]
+    pub plugin_log_file: Option<String>,
+    #[serde(rename = "pluginLogLevel", default)]
+    pub plugin_log_level: Option<String>,
+    /// The previous plugin's result, kept as the exact bytes received.
+    #[serde(rename = "prevResult", default)]
+    pub prev_result: Option<Box<RawValue>>,
+}
+
+impl EgressConf {
+    /// Parses stdin.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CniError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            CniError::decode(format!(
+                "network configuration is not valid JSON for egress-cni: {e}"
+            ))
+        })
+    }
+
+    /// `enabled == "true"` exactly, as upstream compares it.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.as_deref() == Some("true")
+    }
+
+    /// The MTU; unparsable is an error (upstream fails ADD on it).
+    pub fn mtu(&self) -> Result<Option<u32>, CniError> {
+        self.mtu
+            .as_deref()
+            .map(|m| {
+                m.parse().map_err(|_| {
+                    CniError::invalid_config(format!("egress-cni: mtu {m:?} is not a number"))
+                })
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,122 @@
+//! Command dispatch: ADD, DEL, CHECK, VERSION.
+
+use cni::conf::CniEnv;
+use cni::error::CniError;
+
+use crate::conf::EgressConf;
+
+/// Versions upstream's plugin advertises (`version.All` of containernetworking/cni v1.3).
+pub const SUPPORTED_VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
+
+/// What to print on stdout for a successful command (`None`: nothing).
+pub type Output = Option<String>;
+
+/// Error code of an ADD with `enabled: "true"` (plugin-specific range, 100+).
+pub const NOT_IMPLEMENTED: u32 = 100;
+
+fn error(code: u32, msg: String) -> CniError {
+    CniError {
+        code,
+        msg,
+        details: String::new(),
+    }
+}
+
+/// SNAT chain of one pod: `CNI-` + prefix + hex SHA-512 of `<network><containerID>`, cut to
+/// 28 characters (containernetworking `FormatChainNameWithPrefix`). `v6` selects the `E6-`
+/// prefix, else `E4-`.
+pub fn snat_chain_name(network: &str, container_id: &str, v6: bool) -> String {
+    let prefix = if v6 { "E6-" } else { "E4-" };
+    let digest = sha512_hex(format!("{network}{container_id}").as_bytes());
+    let mut name = format!("CNI-{prefix}{digest}");
+    name.truncate(28);
+    name
+}
+
+fn sha512_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha512::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs one command. Errors carry the CNI version to print them with.
+pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
+    if env.command == "VERSION" {
+        let v = serde_json::json!({"cniVersion": "1.0.0", "supportedVersions": SUPPORTED_VERSIONS});
+        return Ok(Some(v.to_string()));
+    }
+    let conf = EgressConf::parse(stdin).map_err(|e| ("1.0.0".to_owned(), e))?;
+    let fail = |e: CniError| (conf.cni_version.clone(), e);
+    if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
+        return Err(fail(error(
+            1,
+            format!(
+                "incompatible CNI version {:?}; egress-cni supports {}",
+                conf.cni_version,
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+        )));
+    }
+    match env.command.as_str() {
+        "ADD" => {
+            let prev = conf.prev_result.as_ref().ok_or_else(|| {
+                fail(CniError::invalid_config(
+                    "egress-cni must be called as a chained plugin (no prevResult)",
+                ))
+            })?;
+            if !conf.is_enabled() {
+                return Ok(Some(prev.get().to_owned()));
+            }
+            conf.mtu().map_err(fail)?;
+            Err(fail(error(
+                NOT_IMPLEMENTED,
+                format!(
+                    "egress-cni: enabled=\"true\" ({} egress) is not implemented by this build; \
+                 set {} to false (see docs/migration.md)",
+                    if is_v4_node_ip(&conf) { "IPv4" } else { "IPv6" },
+                    if is_v4_node_ip(&conf) {
+                        "ENABLE_V4_EGRESS"
+                    } else {
+                        "ENABLE_V6_EGRESS"
+                    },
+                ),
+            )))
+        }
+        // Nothing is created while disabled, and the enabled ADD refuses before creating
+        // anything, so DEL (and CNI 1.1 GC) has nothing to undo; CHECK and STATUS have
+        // nothing to verify.
+        "DEL" | "CHECK" | "GC" | "STATUS" => Ok(None),
+        other => Err(fail(CniError::invalid_env(format!(
+            "CNI_COMMAND {other:?} is not supported (ADD, DEL, CHECK, GC, STATUS, VERSION)"
+        )))),
+    }
+}
+
+/// The node IP's family selects the egress family: IPv4 node IP → IPv4 egress.
+fn is_v4_node_ip(conf: &EgressConf) -> bool {
+    conf.node_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_ipv4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_match_upstream_test_vectors() {
+        assert_eq!(
+            snat_chain_name("aws-cni", "containerId-123", false),
+            "CNI-E4-5740307710ebfd5fb24f5"
+        );
+        assert_eq!(
+            snat_chain_name("aws-cni", "containerId-789", true),
+            "CNI-E6-e335b08ae90730d0a659a"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The agent's background work on one task, in upstream's order (spec 3.3): pool tick,
+//! then reconciliation with EC2 when due, then the security-group refresh (spec 3.8) when
+//! due; gauges after each round. One task means the reconciler never sees a half-done
+//! grow or shrink of the pool manager. The leaked-ENI cleanup runs on its own task.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws::{Ec2, Imds};
+use tokio::sync::Notify;
+
+use crate::leaked_enis;
+use crate::metrics::Metrics;
+use crate::pool::{self, GrowthBlocker, PoolManager, SharedDatastore};
+use crate::reconcile::Reconciler;
+
+/// How often each part runs (upstream's values by default).
+#[derive(Debug, Clone)]
+pub struct AgentTimers {
+    /// Pool tick (upstream: 5 s).
+    pub pool: Duration,
+    /// Reconciliation with EC2 (upstream: 60 s after the last pool action).
+    pub reconcile: Duration,
+    /// Security-group refresh from IMDS (upstream: 30 s).
+    pub security_groups: Duration,
+    /// Leaked-ENI cleanup period and the largest random pause before each run.
+    pub leaked_enis: Duration,
+    pub leaked_enis_stagger: Duration,
+}
+
+impl Default for AgentTimers {
+    fn default() -> Self {
+        Self {
+            pool: Duration::from_secs(5),
+            reconcile: Duration::from_secs(60),
+            security_groups: Duration::from_secs(30),
+            leaked_enis: leaked_enis::CLEANUP_INTERVAL,
+            leaked_enis_stagger: leaked_enis::MAX_STAGGER,
+        }
+    }
+}
+
+/// The security groups new and existing ENIs should carry, as IMDS reports them for the
+/// primary ENI. `None` in [`NodeLoop::security_groups`] disables the refresh (custom
+/// networking takes groups from the ENIConfig; provisioning disabled).
+#[derive(Debug, Clone)]
+pub struct SecurityGroupRefresh {
+    pub primary_mac: String,
+    pub current: Vec<String>,
+}
+
+/// Everything the background task owns.
+pub struct NodeLoop<E: Ec2, I: Imds> {
+    pub manager: PoolManager<E>,
+    pub reconciler: Reconciler<E, I>,
+    pub ec2: Arc<E>,
+    pub imds: Arc<I>,
+    pub ds: SharedDatastore,
+    pub metrics: Arc<Metrics>,
+    pub blocker: Arc<Mutex<Option<GrowthBlocker>>>,
+    pub kick: Arc<Notify>,
+    pub provisioning: bool,
+    pub security_groups: Option<SecurityGroupRefresh>,
+    pub timers: AgentTimers,
+}
+
+impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
+    /// Runs forever (abort the task to stop).
+    pub async fn run(mut self) {
+        let mut last_reconcile = Instant::now();
+        let mut last_sg = Instant::now();
+        loop {
+            if self.provisioning {
+                let out = self.manager.tick().await;
+                for e in &out.errors {
+                    tracing::warn!("pool: {e}");
+                    self.metrics
+                        .ipamd_error_count
+                        .with_label_values(&["increaseIPPoolAllocIPAddressesFailed"])
+                        .inc();
+                }
+                if let Ok(mut b) = self.blocker.lock() {
+                    *b = self.manager.last_blocker.clone();
+                }
+            }
+            if last_reconcile.elapsed() >= self.timers.reconcile {
+                let released = self.manager.recently_released().clone();
+                let out = self.reconciler.run_once(&released).await;
+                for e in &out.errors {
+                    tracing::warn!("{e}");
+                }
+                if out.enis_added + out.enis_removed + out.cidrs_added + out.cidrs_removed > 0 {
+                    tracing::info!(?out, "reconciled with EC2");
+                }
+                last_reconcile = Instant::now();
+            }
+            if last_sg.elapsed() >= self.timers.security_groups {
+                self.refresh_security_groups().await;
+                last_sg = Instant::now();
+            }
+            publish_gauges(&self.metrics, &self.ds);
+            tokio::select! {
+                _ = tokio::time::sleep(self.timers.pool) => {}
+                _ = self.kick.notified() => {}
+            }
+        }
+    }
+
+    /// Spec 3.8: when the primary ENI's groups change, every other managed ENI follows,
+    /// and new ENIs get the new set.
+    async fn refresh_security_groups(&mut self) {
+        let Some(sg) = &mut self.security_groups else {
+            return;
+        };
+        let mut groups = match self.imds.security_group_ids(&sg.primary_mac).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::debug!("security-group refresh: {e}");
+                return;
+            }
+        };
+        groups.sort();
+        if groups == sg.current {
+            return;
+        }
+        tracing::info!(old = ?sg.current, new = ?groups, "security groups changed");
+        let enis: Vec<String> = pool::lock(&self.ds)
+            .enis()
+            .iter()
+            .filter(|e| !e.is_primary && !e.is_trunk)
+            .map(|e| e.id.clone())
+            .collect();
+        let mut all_done = true;
+        for eni in enis {
+            if let Err(e) = self.ec2.set_security_groups(&eni, &groups).await {
+                tracing::warn!(eni, "setting security groups: {e}");
+                all_done = false;
+            }
+        }
+        self.manager.set_security_groups(groups.clone());
+        if all_done {
+            sg.current = groups;
+        }
+    }
+}
+
+/// Starts the hourly leaked-ENI cleanup (spec 3.13) on its own task.
+pub fn spawn_leaked_eni_cleanup<E: Ec2 + 'static>(
+    ec2: Arc<E>,
+    instance_id: String,
+    vpc_id: String,
+    cluster_name: String,
+    timers: &AgentTimers,
+) -> tokio::task::JoinHandle<()> {
+    let (every, stagger) = (timers.leaked_enis, timers.leaked_enis_stagger);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(leaked_enis::stagger(&instance_id, stagger)).await;
+            let report = leaked_enis::clean_up(&*ec2, &vpc_id, &cluster_name, pool::now()).await;
+            if !report.deleted.is_empty() || !report.errors.is_empty() {
+                tracing::info!(?report, "leaked-ENI cleanup");
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// Datastore gauges (spec 11.1).
+pub fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
+    let ds = pool::lock(ds);
+    let stats = ds.stats(pool::now());
+    metrics.total_ip_addresses.set(i64::from(stats.total_ips));
+    metrics
+        .assigned_ip_addresses
+        .set(i64::from(stats.assigned_ips));
+    metrics
+        .total_ipv4_prefixes
+        .set(i64::from(stats.total_prefixes));
+    metrics.eni_allocated.set(ds.eni_count() as i64);
+    // Freed ENIs drop out of the per-ENI series.
+    metrics.assigned_ip_per_eni.reset();
+    for eni in ds.enis() {
+        let assigned: u32 = eni.ipv4_cidrs.values().map(|c| c.assigned_count()).sum();
+        metrics
+            .assigned_ip_per_eni
+            .with_label_values(&[&eni.id])
+            .set(f64::from(assigned));
+    }
+}

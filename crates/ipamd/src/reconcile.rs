@@ -1,0 +1,325 @@
+//! Periodic reconciliation of the datastore with the instance's real ENIs (spec 3.12).
+//!
+//! Upstream compares the datastore with IMDS and, where they differ, sweeps ENIs and
+//! addresses IMDS does not list. IMDS lags EC2 by seconds to minutes after an attach or an
+//! assign, so that sweep can take addresses from running pods. Here IMDS is only the cheap
+//! "is anything different?" hint: when it agrees with the datastore nothing else happens;
+//! when it does not, EC2's `DescribeNetworkInterfaces` is asked and only EC2's answer
+//! changes the datastore. A removal also needs EC2 to say so on two consecutive rounds,
+//! which covers EC2's own read-after-write lag.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws::{Ec2, EniDescription, Imds, Tags};
+use ipnet::Ipv4Net;
+
+use crate::host_net::HostNet;
+use crate::metrics::Metrics;
+use crate::node;
+use crate::pool::{self, SharedDatastore};
+
+/// How long an address given back to EC2 is not re-added from a stale view (spec 3.12).
+pub const RELEASE_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// Addresses and prefixes recently given back to EC2, with when.
+pub type RecentlyReleased = HashMap<Ipv4Net, Instant>;
+
+/// What one reconcile round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileOutcome {
+    /// IMDS agreed with the datastore: EC2 was not asked.
+    pub in_sync: bool,
+    pub enis_added: u32,
+    pub enis_removed: u32,
+    pub cidrs_added: u32,
+    pub cidrs_removed: u32,
+    /// Pods whose address went away with its ENI or CIDR.
+    pub pods_unassigned: u32,
+    /// Removals EC2 suggested once and that wait for a second confirmation.
+    pub suspected: u32,
+    pub errors: Vec<String>,
+}
+
+/// Something EC2 did not list once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Missing {
+    Eni(String),
+    Cidr(String, Ipv4Net),
+}
+
+/// Everything the reconciler needs that stays fixed.
+#[derive(Debug, Clone)]
+pub struct ReconcileFacts {
+    pub instance_id: String,
+    pub manage_untagged: bool,
+    pub provisioning: bool,
+    pub cluster_name: String,
+    pub additional_tags: Tags,
+}
+
+/// Keeps the datastore equal to EC2's view of the instance's ENIs.
+pub struct Reconciler<E: Ec2, I: Imds> {
+    ec2: Arc<E>,
+    imds: Arc<I>,
+    ds: SharedDatastore,
+    facts: ReconcileFacts,
+    metrics: Arc<Metrics>,
+    host: Option<Arc<HostNet>>,
+    /// ENIs attached but not ours to manage (IDs), as of the last EC2 view.
+    unmanaged: HashSet<String>,
+    missing: HashSet<Missing>,
+}
+
+/// One ENI as IMDS or the datastore lists it: secondary /32s and prefixes.
+type CidrView = BTreeSet<Ipv4Net>;
+
+impl<E: Ec2, I: Imds> Reconciler<E, I> {
+    pub fn new(
+        ec2: Arc<E>,
+        imds: Arc<I>,
+        ds: SharedDatastore,
+        facts: ReconcileFacts,
+        metrics: Arc<Metrics>,
+        unmanaged: HashSet<String>,
+    ) -> Self {
+        Self {
+            ec2,
+            imds,
+            ds,
+            facts,
+            metrics,
+            host: None,
+            unmanaged,
+            missing: HashSet::new(),
+        }
+    }
+
+    /// Sets up ENIs found attached (route table and rule) before they serve pods.
+    pub fn with_host_network(mut self, host: Arc<HostNet>) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    fn count(&self, what: &str, n: u32) {
+        if n > 0 {
+            self.metrics
+                .reconcile_count
+                .with_label_values(&[what])
+                .inc_by(u64::from(n));
+        }
+    }
+
+    /// The datastore's ENIs and their CIDRs.
+    fn datastore_view(&self) -> HashMap<String, CidrView> {
+        pool::lock(&self.ds)
+            .enis()
+            .iter()
+            .map(|e| (e.id.clone(), e.ipv4_cidrs.keys().copied().collect()))
+            .collect()
+    }
+
+    /// IMDS' view (ENI id → CIDRs without the ENI's primary address).
+    async fn imds_view(&self) -> Result<HashMap<String, CidrView>, aws::AwsError> {
+        let mut view = HashMap::new();
+        for mac in self.imds.macs().await? {
+            let eni = self.imds.eni(&mac).await?;
+            let cidrs = eni
+                .ipv4s
+                .iter()
+                .skip(1)
+                .map(|ip| Ipv4Net::from(*ip))
+                .chain(eni.ipv4_prefixes.iter().copied())
+                .collect();
+            view.insert(eni.eni_id, cidrs);
+        }
+        Ok(view)
+    }
+
+    /// One round: the IMDS hint, then, if anything differs, EC2's truth.
+    pub async fn run_once(&mut self, released: &RecentlyReleased) -> ReconcileOutcome {
+        let mut out = ReconcileOutcome::default();
+        let ds_view = self.datastore_view();
+        match self.imds_view().await {
+            Ok(imds) => {
+                let agrees = self.missing.is_empty()
+                    && ds_view.iter().all(|(id, c)| imds.get(id) == Some(c))
+                    && imds
+                        .keys()
+                        .all(|id| ds_view.contains_key(id) || self.unmanaged.contains(id));
+                if agrees {
+                    out.in_sync = true;
+                    return out;
+                }
+            }
+            Err(e) => {
+                // Without the hint, ask EC2: it is the truth either way.
+                self.metrics
+                    .ipamd_error_count
+                    .with_label_values(&["reconcileFailedGetENIs"])
+                    .inc();
+                tracing::debug!("reconcile: IMDS unavailable ({e}); asking EC2");
+            }
+        }
+        let truth = match self
+            .ec2
+            .describe_instance_enis(&self.facts.instance_id)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                out.errors.push(format!("reconcile: {e}"));
+                return out;
+            }
+        };
+        self.apply(&truth, &ds_view, released, &mut out).await;
+        out
+    }
+
+    async fn apply(
+        &mut self,
+        truth: &[EniDescription],
+        ds_view: &HashMap<String, CidrView>,
+        released: &RecentlyReleased,
+        out: &mut ReconcileOutcome,
+    ) {
+        let now = Instant::now();
+        let cooling = |c: &Ipv4Net| {
+            released
+                .get(c)
+                .is_some_and(|t| now.duration_since(*t) < RELEASE_COOLDOWN)
+        };
+        let mut still_missing = HashSet::new();
+        let mut attached = HashSet::new();
+        for eni in truth {
+            let managed =
+                node::is_managed(eni, &self.facts.instance_id, self.facts.manage_untagged);
+            if !managed {
+                self.unmanaged.insert(eni.id.clone());
+                continue;
+            }
+            self.unmanaged.remove(&eni.id);
+            attached.insert(eni.id.clone());
+            let truth_cidrs: CidrView = eni
+                .secondary_ips
+                .iter()
+                .map(|ip| Ipv4Net::from(*ip))
+                .chain(eni.prefixes.iter().copied())
+                .collect();
+            match ds_view.get(&eni.id) {
+                None => {
+                    if let Err(e) = self.adopt(eni, &cooling).await {
+                        out.errors.push(format!("reconcile: ENI {}: {e}", eni.id));
+                    } else {
+                        out.enis_added += 1;
+                    }
+                }
+                Some(known) => {
+                    let mut ds = pool::lock(&self.ds);
+                    for c in truth_cidrs.difference(known).filter(|c| !cooling(c)) {
+                        if ds.add_ipv4_cidr(&eni.id, *c).is_ok() {
+                            out.cidrs_added += 1;
+                        }
+                    }
+                    for c in known.difference(&truth_cidrs) {
+                        let key = Missing::Cidr(eni.id.clone(), *c);
+                        if !self.missing.contains(&key) {
+                            still_missing.insert(key);
+                            out.suspected += 1;
+                            continue;
+                        }
+                        if let Ok(forced) = ds.del_ipv4_cidr(&eni.id, *c, true) {
+                            out.cidrs_removed += 1;
+                            out.pods_unassigned += forced.unassigned.len() as u32;
+                            if let Some(e) = forced.checkpoint_error {
+                                out.errors.push(format!("checkpoint: {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for id in ds_view.keys().filter(|id| !attached.contains(*id)) {
+            let key = Missing::Eni(id.clone());
+            if !self.missing.contains(&key) {
+                still_missing.insert(key);
+                out.suspected += 1;
+                continue;
+            }
+            let mut ds = pool::lock(&self.ds);
+            if ds.eni(id).is_some_and(|e| e.is_primary) {
+                continue;
+            }
+            if let Ok(forced) = ds.remove_eni(id, true) {
+                out.enis_removed += 1;
+                out.pods_unassigned += forced.unassigned.len() as u32;
+                tracing::warn!(eni = %id, pods = forced.unassigned.len(), "ENI is no longer attached; removed");
+            }
+        }
+        self.missing = still_missing;
+        self.count("eniReconcileAdd", out.enis_added);
+        self.count("eniReconcileDel", out.enis_removed);
+        self.count("eniDataStorePoolReconcileAdd", out.cidrs_added);
+        self.count("eniIPPoolReconcileDel", out.cidrs_removed);
+        self.metrics
+            .force_removed_enis
+            .inc_by(u64::from(out.enis_removed));
+        self.metrics
+            .force_removed_ips
+            .inc_by(u64::from(out.pods_unassigned));
+    }
+
+    /// An attached managed ENI the datastore does not know: tag it, wire it, add it.
+    async fn adopt(
+        &self,
+        eni: &EniDescription,
+        cooling: &impl Fn(&Ipv4Net) -> bool,
+    ) -> Result<(), String> {
+        if self.facts.provisioning && eni.interface_type != "trunk" {
+            let wanted = node::eni_tags(
+                &self.facts.instance_id,
+                &self.facts.cluster_name,
+                &self.facts.additional_tags,
+            );
+            let missing: Tags = wanted
+                .into_iter()
+                .filter(|(k, v)| eni.tags.get(k) != Some(v))
+                .collect();
+            if !missing.is_empty() {
+                self.ec2
+                    .create_tags(std::slice::from_ref(&eni.id), &missing)
+                    .await
+                    .map_err(|e| format!("tagging: {e}"))?;
+            }
+        }
+        let attachment = eni.attachment.as_ref().ok_or("not attached")?;
+        let is_primary = (attachment.network_card, attachment.device_index) == (0, 0);
+        if let (Some(host), false) = (&self.host, is_primary) {
+            let ip: Ipv4Addr = eni.primary_ip.ok_or("no primary address")?;
+            let subnets = self
+                .ec2
+                .describe_subnets(&eni.vpc_id, &eni.availability_zone)
+                .await
+                .map_err(|e| e.to_string())?;
+            let cidr = subnets
+                .iter()
+                .find(|s| s.id == eni.subnet_id)
+                .and_then(|s| s.cidr)
+                .ok_or_else(|| format!("subnet {} not found", eni.subnet_id))?;
+            let table =
+                net::route_table::route_table_id(attachment.network_card, attachment.device_index);
+            host.setup_secondary(&eni.mac, ip, cidr, table)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let mut filtered = eni.clone();
+        filtered
+            .secondary_ips
+            .retain(|ip| !cooling(&Ipv4Net::from(*ip)));
+        filtered.prefixes.retain(|p| !cooling(p));
+        let mut ds = pool::lock(&self.ds);
+        node::add_eni_from_ec2(&mut ds, &filtered, pool::now()).map_err(|e| e.to_string())
+    }
+}

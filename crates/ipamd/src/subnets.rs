@@ -1,0 +1,140 @@
+//! Which subnets new ENIs may be created in (spec 3.7, subnet discovery): the node's own
+//! subnet, plus subnets tagged `kubernetes.io/role/cni` for this cluster, most free first.
+
+use aws::SubnetDescription;
+use ipnet::Ipv4Net;
+
+/// The tag that opts a subnet in (any value but `0`) or out (`0`).
+pub const ROLE_CNI_TAG: &str = "kubernetes.io/role/cni";
+/// Prefix of per-cluster tags that restrict a tagged subnet to named clusters.
+pub const CLUSTER_TAG_PREFIX: &str = "cni.networking.k8s.aws/cluster/";
+
+/// Whether ENIs may be created in `subnet` (upstream's `isSubnetValidForENICreation`).
+pub fn valid_for_eni_creation(
+    subnet: &SubnetDescription,
+    node_subnet: &str,
+    cluster_name: &str,
+) -> bool {
+    match subnet.tags.get(ROLE_CNI_TAG).map(String::as_str) {
+        Some("0") => false,
+        None => subnet.id == node_subnet,
+        Some(_) => matches_cluster(subnet, cluster_name),
+    }
+}
+
+/// Whether an existing ENI's subnet is excluded from pod addresses (`IsSubnetExcluded`).
+pub fn excluded(subnet: &SubnetDescription, cluster_name: &str) -> bool {
+    match subnet.tags.get(ROLE_CNI_TAG).map(String::as_str) {
+        Some("0") => true,
+        None | Some("") => false,
+        Some(_) => !matches_cluster(subnet, cluster_name),
+    }
+}
+
+fn matches_cluster(subnet: &SubnetDescription, cluster_name: &str) -> bool {
+    if cluster_name.is_empty() {
+        return true;
+    }
+    let mut restricted = subnet
+        .tags
+        .keys()
+        .filter(|k| k.starts_with(CLUSTER_TAG_PREFIX))
+        .peekable();
+    restricted.peek().is_none()
+        || restricted.any(|k| k[CLUSTER_TAG_PREFIX.len()..] == *cluster_name)
+}
+
+/// Subnets to try for a new ENI, in order: valid ones by free addresses, most first
+/// (stable for equal counts, as upstream's sort).
+pub fn candidates(
+    subnets: &[SubnetDescription],
+    node_subnet: &str,
+    cluster_name: &str,
+) -> Vec<(String, Option<Ipv4Net>)> {
+    let mut valid: Vec<&SubnetDescription> = subnets
+        .iter()
+        .filter(|s| valid_for_eni_creation(s, node_subnet, cluster_name))
+        .collect();
+    valid.sort_by_key(|s| std::cmp::Reverse(s.available_ips));
+    valid.into_iter().map(|s| (s.id.clone(), s.cidr)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(id: &str, free: u32, tags: &[(&str, &str)]) -> SubnetDescription {
+        SubnetDescription {
+            id: id.into(),
+            vpc_id: "vpc-1".into(),
+            availability_zone: "us-west-2a".into(),
+            cidr: None,
+            available_ips: free,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tagged_subnets_join_the_node_subnet_most_free_first() {
+        let subnets = [
+            subnet("node", 10, &[]),
+            subnet("untagged", 500, &[]),
+            subnet("cni-a", 100, &[(ROLE_CNI_TAG, "1")]),
+            subnet("cni-b", 300, &[(ROLE_CNI_TAG, "")]),
+            subnet("opted-out", 900, &[(ROLE_CNI_TAG, "0")]),
+        ];
+        let order: Vec<String> = candidates(&subnets, "node", "")
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(order, ["cni-b", "cni-a", "node"]);
+    }
+
+    #[test]
+    fn the_node_subnet_tagged_zero_is_not_a_candidate() {
+        let subnets = [subnet("node", 10, &[(ROLE_CNI_TAG, "0")])];
+        assert!(candidates(&subnets, "node", "c").is_empty());
+        assert!(excluded(&subnets[0], "c"));
+    }
+
+    #[test]
+    fn cluster_tags_restrict_a_subnet_to_named_clusters() {
+        let mine = subnet(
+            "s1",
+            1,
+            &[
+                (ROLE_CNI_TAG, "1"),
+                ("cni.networking.k8s.aws/cluster/blue", ""),
+            ],
+        );
+        let other = subnet(
+            "s2",
+            1,
+            &[
+                (ROLE_CNI_TAG, "1"),
+                ("cni.networking.k8s.aws/cluster/green", "x"),
+            ],
+        );
+        let open = subnet("s3", 1, &[(ROLE_CNI_TAG, "1")]);
+        assert!(valid_for_eni_creation(&mine, "n", "blue"));
+        assert!(!valid_for_eni_creation(&other, "n", "blue"));
+        assert!(valid_for_eni_creation(&open, "n", "blue"));
+        // Without CLUSTER_NAME every tagged subnet is valid.
+        assert!(valid_for_eni_creation(&other, "n", ""));
+        assert!(excluded(&other, "blue"));
+        assert!(!excluded(&mine, "blue"));
+        // Old kubernetes.io/cluster tags are ignored.
+        let legacy = subnet(
+            "s4",
+            1,
+            &[
+                (ROLE_CNI_TAG, "1"),
+                ("kubernetes.io/cluster/green", "shared"),
+            ],
+        );
+        assert!(valid_for_eni_creation(&legacy, "n", "blue"));
+    }
+}

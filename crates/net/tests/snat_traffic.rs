@@ -1,0 +1,333 @@
+//! Real TCP through the SNAT and connmark rules (spec 7.6–7.9), for both iptables backends.
+//!
+//! Topology, all in namespaces made here: a node (primary ENI `eth0` 10.0.0.10, secondary
+//! ENI `eth1` 10.0.2.20 with table 2) whose ENIs are veths into an "outside" namespace that
+//! plays the VPC router and the Internet (203.0.113.5, and 192.168.7.5 in an excluded CIDR),
+//! and a "VPC peer" namespace (10.0.5.5) behind that router. Pod A's IP is on the primary
+//! ENI (main table), pod B's on the secondary ENI (table 2). Listeners report the source
+//! address they saw; a completed exchange proves the replies found their way back.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use net::host::{EniSetup, setup_eni};
+use net::iptables_backend::{Backend, detect, reconcile};
+use net::netlink::{NetlinkHandle, Rule};
+use net::netns::Netns;
+use net::pod::{PodNetwork, setup_pod};
+use net::route_table::{MAIN_TABLE, priority};
+use net::snat::{Randomize, SnatSettings};
+use support::{ENI_MAC, NODE_IP, Node, TestNs};
+
+const INTERNET: &str = "203.0.113.5";
+const EXCLUDED: &str = "192.168.7.5";
+const VPC_PEER: &str = "10.0.5.5";
+const POD_A: &str = "10.0.0.50";
+const POD_B: &str = "10.0.2.30";
+
+/// Connects from `src` to `dst_ip` (a listener bound to 0.0.0.0 in `dst`) and returns the
+/// source address the listener saw.
+fn seen_source(src: &Netns, dst: &Netns, dst_ip: &str) -> Result<String, String> {
+    let listener = dst
+        .run(|| TcpListener::bind("0.0.0.0:0"))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let server = std::thread::spawn(move || -> Result<(), String> {
+        let (mut s, peer) = listener.accept().map_err(|e| e.to_string())?;
+        s.write_all(peer.ip().to_string().as_bytes())
+            .map_err(|e| e.to_string())
+    });
+    let addr = format!("{dst_ip}:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let mut stream = src
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    let mut seen = String::new();
+    stream
+        .read_to_string(&mut seen)
+        .map_err(|e| e.to_string())?;
+    server.join().map_err(|_| "server panicked".to_string())??;
+    Ok(seen)
+}
+
+/// `ip netns exec <ns> args…` with optional stdin; stdout or the error text.
+fn exec_in(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{args:?}: {e}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn settings(external_snat: bool) -> SnatSettings {
+    SnatSettings {
+        primary_ip: NODE_IP.parse().unwrap(),
+        primary_if: "eth0".into(),
+        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
+        exclude_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
+        external_snat,
+        node_port_support: false,
+        randomize: Randomize::Prng,
+        random_fully_supported: true,
+        veth_prefix: "eni".into(),
+        connmark: 0x80,
+    }
+}
+
+fn tx_packets(ns: &TestNs, dev: &str) -> u64 {
+    ns.exec(&[
+        "cat",
+        &format!("/sys/class/net/{dev}/statistics/tx_packets"),
+    ])
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+struct Topology {
+    node: Node,
+    peer: TestNs,
+    pod_a: TestNs,
+    pod_b: TestNs,
+}
+
+async fn topology(tag: &str) -> Topology {
+    let node = Node::new(tag);
+    let (n, o) = (&node.node, &node.outside);
+    let nl = NetlinkHandle::in_netns(&n.ns).unwrap();
+    let mut eni = EniSetup::new(
+        ENI_MAC.parse().unwrap(),
+        Ipv4Addr::new(10, 0, 2, 20),
+        "10.0.2.0/24".parse().unwrap(),
+        2,
+        9001,
+    );
+    eni.find_interval = Duration::from_millis(10);
+    setup_eni(&nl, &eni).await.unwrap();
+    // Loose reverse-path filtering, as aws-node's init container sets it (spec 7.8).
+    n.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
+    // ipamd's main-ENI rule (spec 7.2 step 3).
+    let fwmark = Rule {
+        priority: Some(priority::MAIN_ENI_FWMARK),
+        fwmark: Some(0x80),
+        fwmask: Some(0x80),
+        table: MAIN_TABLE,
+        ..Rule::default()
+    };
+    nl.add_rule(&fwmark).await.unwrap();
+
+    // The outside: VPC router for 10.0.0.0/24 and 10.0.2.0/24, the Internet host, a host in
+    // an excluded CIDR, and the VPC peer behind it.
+    o.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    o.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    o.ip(&["addr", "add", "10.0.2.1/24", "dev", "out1"]);
+    // (On loopback: this kernel has no dummy links.)
+    o.ip(&["addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
+    o.ip(&["addr", "add", &format!("{EXCLUDED}/32"), "dev", "lo"]);
+    // The VPC fabric delivers a secondary IP to the ENI that owns it.
+    o.ip(&[
+        "route",
+        "add",
+        &format!("{POD_A}/32"),
+        "via",
+        NODE_IP,
+        "dev",
+        "out0",
+    ]);
+    o.ip(&[
+        "route",
+        "add",
+        &format!("{POD_B}/32"),
+        "via",
+        "10.0.2.20",
+        "dev",
+        "out1",
+    ]);
+    let peer = TestNs::new(&format!("{tag}v"));
+    peer.ip(&["link", "set", "lo", "up"]);
+    o.ip(&[
+        "link", "add", "out2", "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
+    ]);
+    o.ip(&["addr", "add", "10.0.5.1/24", "dev", "out2"]);
+    o.ip(&["link", "set", "out2", "up"]);
+    peer.ip(&["addr", "add", &format!("{VPC_PEER}/24"), "dev", "eth0"]);
+    peer.ip(&["link", "set", "eth0", "up"]);
+    peer.ip(&["route", "add", "default", "via", "10.0.5.1"]);
+
+    let pod_a = TestNs::new(&format!("{tag}a"));
+    let pod_b = TestNs::new(&format!("{tag}b"));
+    for (ns, veth, ip, table) in [(&pod_a, "enia", POD_A, 254), (&pod_b, "enib", POD_B, 2)] {
+        let p = PodNetwork {
+            host_veth: veth.into(),
+            pod_ifname: "eth0".into(),
+            index: 0,
+            pod_ip: ip.parse().unwrap(),
+            table,
+            mtu: 9001,
+        };
+        setup_pod(&n.ns, &ns.path(), &p).await.unwrap();
+    }
+    Topology {
+        node,
+        peer,
+        pod_a,
+        pod_b,
+    }
+}
+
+fn apply(t: &Topology, backend: Backend, s: &SnatSettings) {
+    let ns = t.node.node.name.clone();
+    reconcile(backend, s, |args, stdin| exec_in(&ns, args, stdin)).unwrap();
+    // Converged: a second reconcile applies nothing.
+    assert_eq!(
+        reconcile(backend, s, |args, stdin| exec_in(&ns, args, stdin)).unwrap(),
+        0
+    );
+}
+
+async fn scenario(backend: Backend) {
+    let t = topology(&format!("s{}", &backend.name()[..1])).await;
+    let (n, o) = (&t.node.node, &t.node.outside);
+    apply(&t, backend, &settings(false));
+    let (a, b) = (&t.pod_a.ns, &t.pod_b.ns);
+
+    // Off-VPC: SNAT to the node's primary IP, for a primary-ENI pod and (via the connmark
+    // and the fwmark rule) for a secondary-ENI pod, whose flow leaves by eth0, not eth1.
+    assert_eq!(seen_source(a, &o.ns, INTERNET).unwrap(), NODE_IP);
+    let (eth0, eth1) = (tx_packets(n, "eth0"), tx_packets(n, "eth1"));
+    assert_eq!(seen_source(b, &o.ns, INTERNET).unwrap(), NODE_IP);
+    assert!(tx_packets(n, "eth0") > eth0, "B's off-VPC flow uses eth0");
+    assert_eq!(tx_packets(n, "eth1"), eth1, "and not its own ENI");
+    let conntrack = n.exec(&["cat", "/proc/net/nf_conntrack"]);
+    assert!(
+        conntrack
+            .lines()
+            .any(|l| l.contains(&format!("src={POD_B} dst={INTERNET}")) && l.contains("mark=128")),
+        "B's connection carries the connmark 0x80: {conntrack}"
+    );
+
+    // VPC destinations: no SNAT, the pod's own IP; B's flow uses its own ENI.
+    assert_eq!(seen_source(a, &t.peer.ns, VPC_PEER).unwrap(), POD_A);
+    let eth1 = tx_packets(n, "eth1");
+    assert_eq!(seen_source(b, &t.peer.ns, VPC_PEER).unwrap(), POD_B);
+    assert!(tx_packets(n, "eth1") > eth1, "B's VPC flow uses eth1");
+    // Excluded CIDR: no SNAT either.
+    assert_eq!(seen_source(a, &o.ns, EXCLUDED).unwrap(), POD_A);
+    assert_eq!(seen_source(b, &o.ns, EXCLUDED).unwrap(), POD_B);
+    // Pod to node and pod to pod: unchanged addresses.
+    assert_eq!(seen_source(a, &n.ns, NODE_IP).unwrap(), POD_A);
+    assert_eq!(seen_source(a, b, POD_B).unwrap(), POD_A);
+    assert_eq!(seen_source(b, a, POD_A).unwrap(), POD_B);
+
+    // The connmark rules of spec 7.7 as the backend shows them.
+    let nat = exec_in(&n.name, &[backend.save(), "-t", "nat"], None).unwrap();
+    for line in [
+        r#"-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0"#,
+        r#"-A AWS-CONNMARK-CHAIN-0 -d 10.0.0.0/16 -m comment --comment "AWS CONNMARK CHAIN" -j RETURN"#,
+        r#"-A AWS-CONNMARK-CHAIN-0 -d 192.168.0.0/16 -m comment --comment "AWS CONNMARK CHAIN" -j RETURN"#,
+        r#"-A AWS-CONNMARK-CHAIN-0 -m comment --comment "AWS, CONNMARK" -j CONNMARK --set-xmark 0x80/0x80"#,
+    ] {
+        assert!(nat.contains(line), "{line} missing in:\n{nat}");
+    }
+    let mangle = exec_in(&n.name, &[backend.save(), "-t", "mangle"], None).unwrap();
+    assert!(
+        mangle.contains(r#"-A PREROUTING -i eni+ -m comment --comment "AWS, primary ENI" -j CONNMARK --restore-mark"#),
+        "{mangle}"
+    );
+
+    // External SNAT: our nat and mangle rules go; the pod's own IP leaves by its ENI.
+    apply(&t, backend, &settings(true));
+    let nat = exec_in(&n.name, &[backend.save(), "-t", "nat"], None).unwrap();
+    assert!(!nat.contains("AWS"), "{nat}");
+    assert_eq!(seen_source(a, &o.ns, INTERNET).unwrap(), POD_A);
+    assert_eq!(seen_source(b, &o.ns, INTERNET).unwrap(), POD_B);
+}
+
+#[tokio::test]
+async fn snat_and_connmark_with_real_traffic_nft() {
+    scenario(Backend::Nft).await;
+}
+
+#[tokio::test]
+async fn snat_and_connmark_with_real_traffic_legacy() {
+    scenario(Backend::Legacy).await;
+}
+
+#[test]
+fn backend_detection_counts_rules_like_kube_proxy() {
+    let fresh = TestNs::new("ipb");
+    let run = |args: &[&str]| exec_in(&fresh.name, args, None);
+    assert_eq!(detect(run), Backend::Nft, "no rules anywhere: nft");
+    // Rules programmed through legacy (an older kube-proxy): legacy wins.
+    for i in 0..3 {
+        exec_in(
+            &fresh.name,
+            &[
+                "iptables-legacy",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-d",
+                &format!("10.9.{i}.0/24"),
+                "-j",
+                "RETURN",
+            ],
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        detect(|a: &[&str]| exec_in(&fresh.name, a, None)),
+        Backend::Legacy
+    );
+    // More rules in nft than in legacy (and fewer than 10 legacy ones): nft.
+    for i in 0..5 {
+        exec_in(
+            &fresh.name,
+            &[
+                "iptables-nft",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-d",
+                &format!("10.8.{i}.0/24"),
+                "-j",
+                "RETURN",
+            ],
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        detect(|a: &[&str]| exec_in(&fresh.name, a, None)),
+        Backend::Nft
+    );
+}
