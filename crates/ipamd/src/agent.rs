@@ -14,13 +14,14 @@ use ipam::{Datastore, DatastoreConfig, FileSink};
 use planner::PoolPolicy;
 use tokio::sync::Notify;
 
+use crate::cluster_link;
 use crate::cni_server::{CniService, ReplyFacts};
 use crate::host_net::{HostNet, HostNetError, HostNetSettings};
 use crate::introspect::{self, Introspection};
 use crate::metrics::Metrics;
 use crate::node;
 use crate::node_loop::{self, AgentTimers, NodeLoop, SecurityGroupRefresh};
-use crate::pool::{self, NodeFacts, PoolManager, SharedDatastore};
+use crate::pool::{self, EniConfigSource, NodeFacts, PoolManager, SharedDatastore};
 use crate::reconcile::{ReconcileFacts, Reconciler};
 
 /// Where the agent listens (fixed upstream; overridable for tests and the demo node).
@@ -87,6 +88,8 @@ pub enum AgentError {
     Grpc(#[from] tonic::transport::Error),
     #[error("host networking: {0}")]
     HostNet(#[from] HostNetError),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(#[from] k8s::K8sError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
@@ -147,7 +150,14 @@ pub async fn run(
                 (limit, d.ipv4_per_eni, pd, limit * (d.ipv4_per_eni - 1) + 2)
             }
         };
-    let policy: PoolPolicy = cfg.pool_policy(table_pods, pd_supported)?;
+    // The Kubernetes API (when MY_NODE_NAME is set): the node's max pods, ENIConfigs.
+    let link = cluster_link::start(&cfg).await?;
+    let cluster = link.as_ref().map(|l| l.cluster.clone());
+    let node_max_pods = cluster
+        .as_ref()
+        .and_then(|c| c.node())
+        .and_then(|n| n.max_pods);
+    let policy: PoolPolicy = cfg.pool_policy(node_max_pods.unwrap_or(table_pods), pd_supported)?;
 
     // The datastore from EC2's truth, then the checkpoint.
     let checkpoint_path = cfg.backing_store_path(0);
@@ -185,6 +195,12 @@ pub async fn run(
             {
                 tracing::warn!(eni = %eni.id, "tagging failed: {e}");
             }
+        }
+    }
+    if cfg.eni.custom_networking {
+        // Custom networking: pods get addresses from ENIConfig subnets, never the primary's.
+        if let Err(e) = ds.set_eni_excluded(&primary.eni_id, true) {
+            tracing::warn!("excluding the primary ENI: {e}");
         }
     }
     match ipam::read_checkpoint(&checkpoint_path)? {
@@ -288,6 +304,7 @@ pub async fn run(
         metrics: metrics.clone(),
         blocker: blocker.clone(),
         kick: kick.clone(),
+        annotate: cluster.clone().filter(|_| cfg.kubernetes.annotate_pod_ip),
     };
     let listener = rpc::server::bind_unix(&opts.grpc_socket)
         .map_err(io(format!("binding {}", opts.grpc_socket.display())))?;
@@ -307,7 +324,48 @@ pub async fn run(
         availability_zone: id.availability_zone.clone(),
         subnet_discovery: cfg.eni.subnet_discovery,
     };
-    let mut manager = PoolManager::new(ec2.clone(), ds.clone(), facts, policy, capacity);
+    let eni_configs = match (cfg.eni.custom_networking, &cluster) {
+        (false, _) => EniConfigSource::NotUsed,
+        (true, Some(c)) => EniConfigSource::Cluster(c.clone()),
+        (true, None) => EniConfigSource::Unavailable(
+            "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true needs the Kubernetes API, but MY_NODE_NAME is not set".into(),
+        ),
+    };
+    let mut manager = PoolManager::new(ec2.clone(), ds.clone(), facts, policy, capacity)
+        .with_eni_configs(eni_configs);
+    let eni_config_name = match &cluster {
+        Some(c) if cfg.eni.custom_networking => match c.node_eni_config() {
+            Ok(r) => {
+                tracing::info!(name = %r.name, subnet = %r.spec.subnet, "ENIConfig for new ENIs");
+                cluster_link::send_event(
+                    c,
+                    k8s::NodeEvent::EniConfigSelected {
+                        name: r.name.clone(),
+                        subnet: r.spec.subnet.clone(),
+                    },
+                );
+                Some(r.name)
+            }
+            Err(e) => {
+                tracing::error!("custom networking: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    if let (Some(c), true) = (&cluster, cfg.eni.pod_eni) {
+        let features = k8s::features::wanted_features(
+            true,
+            capacity.reserve_trunk_slot || has_trunk,
+            eni_config_name.as_deref(),
+        );
+        let c = c.clone();
+        tokio::spawn(async move {
+            if let Err(e) = c.advertise_features(&features).await {
+                tracing::warn!("CNINode features: {e}");
+            }
+        });
+    }
     let imds = Arc::new(imds);
     let mut reconciler = Reconciler::new(
         ec2.clone(),
@@ -350,9 +408,13 @@ pub async fn run(
             provisioning,
             security_groups,
             timers: opts.timers.clone(),
+            cluster: cluster.clone(),
         }
         .run(),
     ));
+    if let Some(link) = link {
+        background.0.push(link.task);
+    }
     if !cfg.leaked_eni_cleanup_disabled() {
         background.0.push(node_loop::spawn_leaked_eni_cleanup(
             ec2.clone(),
@@ -387,7 +449,7 @@ pub async fn run(
             ipamd_env: serde_json::to_value(cfg.ipamd_env_settings()).unwrap_or_default(),
             networkutils_env: serde_json::to_value(cfg.network_utils_env_settings())
                 .unwrap_or_default(),
-            eni_config: None,
+            cluster: cluster.filter(|_| cfg.eni.custom_networking),
         });
         let l = tokio::net::TcpListener::bind(addr)
             .await

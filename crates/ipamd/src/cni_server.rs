@@ -42,6 +42,8 @@ pub struct CniService {
     pub blocker: Arc<Mutex<Option<GrowthBlocker>>>,
     /// Wakes the pool loop at once when an ADD finds the pool low or empty.
     pub kick: Arc<Notify>,
+    /// `ANNOTATE_POD_IP`: the API to patch `vpc.amazonaws.com/pod-ips` through.
+    pub annotate: Option<Arc<dyn k8s::Cluster>>,
 }
 
 fn version_ok(client: &str) -> bool {
@@ -55,7 +57,8 @@ pub fn no_address_message(blocker: Option<&GrowthBlocker>) -> String {
         Some(GrowthBlocker::SubnetExhausted) => "the subnet has no free addresses (InsufficientFreeAddressesInSubnet/InsufficientCidrBlocks): free addresses, add a subnet tagged kubernetes.io/role/cni=1, or use custom networking".to_string(),
         Some(GrowthBlocker::EniLimitReached) => "the node reached its ENI/address limit for this instance type (or MAX_ENI): schedule fewer pods here or use prefix delegation".to_string(),
         Some(GrowthBlocker::Throttled) => "EC2 is throttling this account's API calls (RequestLimitExceeded); ipamd is backing off and will retry".to_string(),
-        Some(GrowthBlocker::Unauthorized) => "the node's IAM role may not call EC2 (UnauthorizedOperation): attach the AmazonEKS_CNI_Policy".to_string(),
+        Some(GrowthBlocker::Unauthorized(action)) => format!("the node's IAM role may not call EC2 {action} (UnauthorizedOperation): attach the AmazonEKS_CNI_Policy"),
+        Some(GrowthBlocker::EniConfig(detail)) => format!("custom networking has no usable ENIConfig for this node: {detail}"),
         Some(GrowthBlocker::Other(e)) => format!("growing the pool failed: {e}"),
     };
     format!("no free IP address on this node: {why}")
@@ -117,6 +120,20 @@ impl CniBackend for CniService {
             }
             Err(e) => return Err(Status::internal(format!("assigning an address: {e}"))),
         };
+        if let Some(cluster) = &self.annotate {
+            // In the background: a slow API server never holds up a pod's network.
+            let (cluster, ns, name, ip) = (
+                cluster.clone(),
+                req.k8s_pod_namespace.clone(),
+                req.k8s_pod_name.clone(),
+                a.ip.to_string(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = cluster.annotate_pod_ip(&ns, &name, &ip).await {
+                    tracing::warn!(pod = %format!("{ns}/{name}"), "annotating pod IP: {e}");
+                }
+            });
+        }
         let mut cidrs = self.facts.vpc_cidrs.clone();
         if !self.facts.external_snat {
             cidrs.extend(self.facts.exclude_snat_cidrs.iter().cloned());

@@ -23,8 +23,8 @@ pub struct Introspection {
     pub ipamd_env: Value,
     /// `/v1/networkutils-env-settings` body.
     pub networkutils_env: Value,
-    /// The node's ENIConfig name when known (Kubernetes integration).
-    pub eni_config: Option<String>,
+    /// Custom networking: the API whose cache says which ENIConfig the node uses.
+    pub cluster: Option<Arc<dyn k8s::Cluster>>,
 }
 
 const COMMANDS: [&str; 4] = [
@@ -135,9 +135,17 @@ async fn enis(State(s): State<Arc<Introspection>>) -> Response {
 }
 
 async fn eni_configs(State(s): State<Arc<Introspection>>) -> Response {
-    match &s.eni_config {
-        Some(name) => axum::Json(Value::String(name.clone())).into_response(),
-        None => (StatusCode::NOT_FOUND, "the node's ENIConfig is not known").into_response(),
+    let Some(cluster) = &s.cluster else {
+        return (StatusCode::NOT_FOUND, "custom networking is off").into_response();
+    };
+    match cluster.node_eni_config() {
+        Ok(r) => axum::Json(json!({
+            "name": r.name,
+            "subnet": r.spec.subnet,
+            "securityGroups": r.spec.security_groups,
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
     }
 }
 

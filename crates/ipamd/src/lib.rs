@@ -2,6 +2,7 @@
 //! host networking into the node agent. Modules arrive one job at a time.
 
 pub mod agent;
+pub mod cluster_link;
 pub mod cni_server;
 pub mod host_net;
 pub mod introspect;

@@ -62,6 +62,8 @@ pub struct NodeLoop<E: Ec2, I: Imds> {
     pub provisioning: bool,
     pub security_groups: Option<SecurityGroupRefresh>,
     pub timers: AgentTimers,
+    /// Node events for blockers an operator must act on (Kubernetes API, when present).
+    pub cluster: Option<Arc<dyn k8s::Cluster>>,
 }
 
 impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
@@ -79,8 +81,24 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
                         .with_label_values(&["increaseIPPoolAllocIPAddressesFailed"])
                         .inc();
                 }
-                if let Ok(mut b) = self.blocker.lock() {
-                    *b = self.manager.last_blocker.clone();
+                let now = self.manager.last_blocker.clone();
+                let changed = match self.blocker.lock() {
+                    Ok(mut b) => {
+                        let changed = *b != now;
+                        *b = now.clone();
+                        changed
+                    }
+                    Err(_) => false,
+                };
+                if let (true, Some(blocker), Some(cluster)) = (changed, &now, &self.cluster) {
+                    let event = crate::cluster_link::event_for(
+                        blocker,
+                        &self.manager.last_subnet,
+                        self.manager.max_enis(),
+                    );
+                    if let Some(event) = event {
+                        crate::cluster_link::send_event(cluster, event);
+                    }
                 }
             }
             if last_reconcile.elapsed() >= self.timers.reconcile {

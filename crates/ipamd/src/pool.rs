@@ -64,8 +64,24 @@ pub enum GrowthBlocker {
     SubnetExhausted,
     EniLimitReached,
     Throttled,
-    Unauthorized,
+    /// `UnauthorizedOperation` on this EC2 action.
+    Unauthorized(String),
+    /// Custom networking without a usable ENIConfig for the node.
+    EniConfig(String),
     Other(String),
+}
+
+/// Where new ENIs get their subnet and security groups with custom networking.
+#[derive(Clone, Default)]
+pub enum EniConfigSource {
+    /// Custom networking is off: the node's subnet (or discovered ones) and groups.
+    #[default]
+    NotUsed,
+    /// The node's ENIConfig, read from the API server's cache at each new ENI (a changed
+    /// ENIConfig affects new ENIs only, as upstream).
+    Cluster(Arc<dyn k8s::Cluster>),
+    /// Custom networking is on but there is no API server to read the ENIConfig from.
+    Unavailable(String),
 }
 
 /// Runs pool ticks for one network card.
@@ -83,6 +99,9 @@ pub struct PoolManager<E: Ec2> {
     host: Option<Arc<HostNet>>,
     /// What was given back to EC2 lately (reconcile must not re-add it from a stale view).
     released: RecentlyReleased,
+    eni_configs: EniConfigSource,
+    /// The subnet of the last ENI creation attempt (for events).
+    pub last_subnet: String,
 }
 
 impl<E: Ec2> PoolManager<E> {
@@ -104,6 +123,8 @@ impl<E: Ec2> PoolManager<E> {
             last_blocker: None,
             host: None,
             released: RecentlyReleased::new(),
+            eni_configs: EniConfigSource::NotUsed,
+            last_subnet: String::new(),
         }
     }
 
@@ -111,6 +132,17 @@ impl<E: Ec2> PoolManager<E> {
     pub fn with_host_network(mut self, host: Arc<HostNet>) -> Self {
         self.host = Some(host);
         self
+    }
+
+    /// Custom networking: new ENIs take subnet and groups from the node's ENIConfig.
+    pub fn with_eni_configs(mut self, source: EniConfigSource) -> Self {
+        self.eni_configs = source;
+        self
+    }
+
+    /// The ENI budget the planner works with.
+    pub fn max_enis(&self) -> u32 {
+        self.capacity.max_enis
     }
 
     /// Addresses and prefixes given back to EC2 within [`RELEASE_COOLDOWN`].
@@ -290,9 +322,37 @@ impl<E: Ec2> PoolManager<E> {
             prefixes: if kind == CidrKind::Prefix { count } else { 0 },
             tags,
         };
+        let candidates = match &self.eni_configs {
+            EniConfigSource::NotUsed => self.subnet_candidates().await,
+            EniConfigSource::Unavailable(why) => return Err(eni_config_error(why.clone())),
+            EniConfigSource::Cluster(cluster) => {
+                let resolved = cluster
+                    .node_eni_config()
+                    .map_err(|e| eni_config_error(e.to_string()))?;
+                if !resolved.spec.security_groups.is_empty() {
+                    req.security_groups = resolved.spec.security_groups.clone();
+                }
+                let subnets = self
+                    .ec2
+                    .describe_subnets(&self.facts.vpc_id, &self.facts.availability_zone)
+                    .await?;
+                let cidr = subnets
+                    .iter()
+                    .find(|s| s.id == resolved.spec.subnet)
+                    .and_then(|s| s.cidr);
+                if cidr.is_none() {
+                    return Err(eni_config_error(format!(
+                        "ENIConfig {} names subnet {}, which is not in the node's VPC and zone {}",
+                        resolved.name, resolved.spec.subnet, self.facts.availability_zone
+                    )));
+                }
+                vec![(resolved.spec.subnet.clone(), cidr)]
+            }
+        };
         let mut last_error = None;
         let mut created = None;
-        for (subnet, cidr) in self.subnet_candidates().await {
+        for (subnet, cidr) in candidates {
+            self.last_subnet = subnet.clone();
             req.subnet_id = subnet;
             match self.ec2.create_eni(&req).await {
                 Ok(eni) => {
@@ -459,12 +519,20 @@ impl<E: Ec2> PoolManager<E> {
     }
 }
 
+/// The error a missing or unusable ENIConfig gives (op `ENIConfig` marks it for blockers).
+fn eni_config_error(detail: String) -> AwsError {
+    AwsError::new(ErrorKind::Other, "ENIConfig", None, detail)
+}
+
 fn blocker_of(e: &AwsError) -> GrowthBlocker {
+    if e.api == "ENIConfig" {
+        return GrowthBlocker::EniConfig(e.message.clone());
+    }
     match e.kind {
         ErrorKind::InsufficientAddresses => GrowthBlocker::SubnetExhausted,
         ErrorKind::LimitExceeded => GrowthBlocker::EniLimitReached,
         ErrorKind::Throttled => GrowthBlocker::Throttled,
-        ErrorKind::Unauthorized => GrowthBlocker::Unauthorized,
+        ErrorKind::Unauthorized => GrowthBlocker::Unauthorized(e.api.clone()),
         _ => GrowthBlocker::Other(e.to_string()),
     }
 }

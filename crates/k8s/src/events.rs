@@ -1,0 +1,147 @@
+//! Events on the Node for actionable failures (`events.k8s.io/v1`, reporting controller
+//! `aws-node` as upstream, spec 11.4). Upstream attaches its only event
+//! (`MissingIAMPermissions`) to the aws-node pod; we attach every event to the Node, where
+//! `kubectl describe node` shows it next to the pods that cannot start.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+
+/// The reporting controller (upstream's).
+pub const REPORTING_CONTROLLER: &str = "aws-node";
+/// Namespace of events about cluster-scoped objects such as Nodes (kubelet's convention).
+pub const NODE_EVENT_NAMESPACE: &str = "default";
+
+const IAM_DOC: &str = "https://github.com/aws/amazon-vpc-cni-k8s/blob/master/docs/iam-policy.md";
+
+/// An actionable condition worth telling the operator about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NodeEvent {
+    /// An EC2 call failed with `UnauthorizedOperation` (upstream's event, same reason and note).
+    MissingIamPermissions {
+        /// The EC2 action, e.g. `CreateNetworkInterface`.
+        action: String,
+    },
+    /// The subnet has no free addresses (`InsufficientFreeAddressesInSubnet` /
+    /// `InsufficientCidrBlocks`).
+    SubnetExhausted {
+        /// The subnet ID.
+        subnet: String,
+        /// The EC2 action that failed.
+        action: String,
+    },
+    /// Custom networking is on and the node's ENIConfig is missing (the error's text).
+    EniConfigMissing {
+        /// What is wrong, e.g. "ENIConfig us-west-2a not found ...".
+        detail: String,
+    },
+    /// The instance has all the ENIs it can take and the pool is still short.
+    EniLimitReached {
+        /// Max ENIs of the instance (after MAX_ENI).
+        max_enis: u32,
+    },
+    /// Informational: the ENIConfig this node uses (custom networking).
+    EniConfigSelected {
+        /// The ENIConfig name.
+        name: String,
+        /// Its subnet.
+        subnet: String,
+    },
+}
+
+impl NodeEvent {
+    /// The event's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NodeEvent::MissingIamPermissions { .. } => "MissingIAMPermissions",
+            NodeEvent::SubnetExhausted { .. } => "SubnetExhausted",
+            NodeEvent::EniConfigMissing { .. } => "ENIConfigMissing",
+            NodeEvent::EniLimitReached { .. } => "ENILimitReached",
+            NodeEvent::EniConfigSelected { .. } => "ENIConfigSelected",
+        }
+    }
+
+    /// `Warning` or `Normal`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            NodeEvent::EniConfigSelected { .. } => "Normal",
+            _ => "Warning",
+        }
+    }
+
+    /// The event's action (what was being done).
+    pub fn action(&self) -> String {
+        match self {
+            NodeEvent::MissingIamPermissions { action } => format!("ec2:{action}"),
+            NodeEvent::SubnetExhausted { action, .. } => format!("ec2:{action}"),
+            NodeEvent::EniConfigMissing { .. } | NodeEvent::EniConfigSelected { .. } => {
+                "SelectENIConfig".to_owned()
+            }
+            NodeEvent::EniLimitReached { .. } => "AttachENI".to_owned(),
+        }
+    }
+
+    /// The human-readable note, saying what to do.
+    pub fn note(&self) -> String {
+        match self {
+            NodeEvent::MissingIamPermissions { action } => format!(
+                "Unauthorized operation: failed to call ec2:{action} due to missing permissions. Please refer {IAM_DOC} to attach relevant policy to IAM role"
+            ),
+            NodeEvent::SubnetExhausted { subnet, action } => format!(
+                "Subnet {subnet} has no free IP addresses (ec2:{action} failed); new pods on this node cannot get an IP. Free addresses in the subnet, add a subnet (custom networking ENIConfig or subnet discovery) or enable prefix delegation in a subnet with free /28 blocks"
+            ),
+            NodeEvent::EniConfigMissing { detail } => format!(
+                "{detail}; custom networking cannot create ENIs for this node until the ENIConfig exists"
+            ),
+            NodeEvent::EniLimitReached { max_enis } => format!(
+                "The instance has reached its limit of {max_enis} network interfaces and the IP pool is still short; new pods may not get an IP. Use a larger instance type, prefix delegation, or lower max pods"
+            ),
+            NodeEvent::EniConfigSelected { name, subnet } => {
+                format!("Custom networking: using ENIConfig {name} (subnet {subnet}) for new ENIs")
+            }
+        }
+    }
+}
+
+/// Who the event is about and who reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTarget {
+    /// Node name.
+    pub node: String,
+    /// Node UID, when the Node has been read.
+    pub node_uid: Option<String>,
+    /// `reportingInstance`: the aws-node pod name when known, else the node name.
+    pub instance: String,
+}
+
+/// The `events.k8s.io/v1` Event for `event` at `now` (name `<node>.<hex nanoseconds>`, as
+/// client-go names events).
+pub fn event_object(
+    target: &EventTarget,
+    event: &NodeEvent,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Event {
+    let nanos = now.as_nanosecond();
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", target.node, nanos)),
+            namespace: Some(NODE_EVENT_NAMESPACE.to_owned()),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(now)),
+        reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
+        reporting_instance: Some(target.instance.clone()),
+        action: Some(event.action()),
+        reason: Some(event.reason().to_owned()),
+        note: Some(event.note()),
+        type_: Some(event.event_type().to_owned()),
+        regarding: Some(ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Node".to_owned()),
+            name: Some(target.node.clone()),
+            uid: target.node_uid.clone(),
+            ..ObjectReference::default()
+        }),
+        ..Event::default()
+    }
+}
