@@ -23,6 +23,7 @@ use crate::node;
 use crate::node_loop::{self, AgentTimers, NodeLoop, SecurityGroupRefresh};
 use crate::pool::{self, EniConfigSource, NodeFacts, PoolManager, SharedDatastore};
 use crate::reconcile::{ReconcileFacts, Reconciler};
+use crate::stale_pods;
 
 /// Where the agent listens (fixed upstream; overridable for tests and the demo node).
 #[derive(Debug, Clone)]
@@ -197,6 +198,27 @@ pub async fn run(
             }
         }
     }
+    // Host networking (routes, rules, SNAT) in the node's namespace, when managed here.
+    let host_net = match &opts.host_network {
+        Some(h) => Some(Arc::new(HostNet::new(HostNetSettings {
+            netns: h.netns.clone(),
+            eni_mtu: cfg.networking.eni_mtu,
+            vpc_cidrs: vpc_cidrs.clone(),
+            exclude_snat_cidrs: cfg.networking.exclude_snat_cidrs.clone(),
+            external_snat: cfg.networking.external_snat,
+            node_port_support: cfg.networking.node_port_support,
+            randomize: match cfg.networking.randomize_snat {
+                config::RandomizeSnat::Prng => net::snat::Randomize::Prng,
+                config::RandomizeSnat::HashRandom => net::snat::Randomize::HashRandom,
+                config::RandomizeSnat::None => net::snat::Randomize::None,
+            },
+            veth_prefix: cfg.networking.veth_prefix.clone(),
+            connmark: cfg.networking.connmark,
+            link_attempts: h.link_attempts,
+            link_interval: h.link_interval,
+        })?)),
+        None => None,
+    };
     if cfg.eni.custom_networking {
         // Custom networking: pods get addresses from ENIConfig subnets, never the primary's.
         if let Err(e) = ds.set_eni_excluded(&primary.eni_id, true) {
@@ -205,6 +227,23 @@ pub async fn run(
     }
     match ipam::read_checkpoint(&checkpoint_path)? {
         Some(doc) => {
+            // Spec 4.4: allocations whose pod's veth is gone were released by a DEL that
+            // could not reach ipamd; drop them (and their rules) instead of leaking them.
+            let doc = match &host_net {
+                Some(host) => {
+                    let (kept, stale) = stale_pods::split_stale(&doc, &host.link_names().await?);
+                    for entry in &stale {
+                        tracing::info!(pod = %format!("{}/{}", entry.metadata.k8s_pod_namespace, entry.metadata.k8s_pod_name), ip = %entry.ipv4, "stale allocation dropped: the pod's veth is gone");
+                        if let Ok(ip) = entry.ipv4.parse()
+                            && let Err(e) = host.delete_pod_rules(ip).await
+                        {
+                            tracing::warn!("rules of stale {ip}: {e}");
+                        }
+                    }
+                    kept
+                }
+                None => doc,
+            };
             let report = ds.restore(&doc)?;
             tracing::info!(
                 restored = report.restored,
@@ -231,25 +270,9 @@ pub async fn run(
         (ipv4_per_eni - 1) * capacity.max_enis.saturating_sub(unmanaged),
     ));
     // Host networking: node-wide rules and firewall, then every secondary ENI's table.
-    let host = match &opts.host_network {
-        Some(h) => {
-            let host = Arc::new(HostNet::new(HostNetSettings {
-                netns: h.netns.clone(),
-                eni_mtu: cfg.networking.eni_mtu,
-                vpc_cidrs: vpc_cidrs.clone(),
-                exclude_snat_cidrs: cfg.networking.exclude_snat_cidrs.clone(),
-                external_snat: cfg.networking.external_snat,
-                node_port_support: cfg.networking.node_port_support,
-                randomize: match cfg.networking.randomize_snat {
-                    config::RandomizeSnat::Prng => net::snat::Randomize::Prng,
-                    config::RandomizeSnat::HashRandom => net::snat::Randomize::HashRandom,
-                    config::RandomizeSnat::None => net::snat::Randomize::None,
-                },
-                veth_prefix: cfg.networking.veth_prefix.clone(),
-                connmark: cfg.networking.connmark,
-                link_attempts: h.link_attempts,
-                link_interval: h.link_interval,
-            })?);
+    let host = match &host_net {
+        Some(host) => {
+            let host = host.clone();
             host.setup_node(&id.primary_mac, id.local_ipv4).await?;
             let vpc_id = enis.first().map(|e| e.vpc_id.clone()).unwrap_or_default();
             let subnets = ec2

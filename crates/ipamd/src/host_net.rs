@@ -106,6 +106,23 @@ impl HostNet {
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 
+    /// Names of the node's links (for the stale-allocation check at restore).
+    pub async fn link_names(&self) -> Result<Vec<String>, HostNetError> {
+        Ok(self.nl.links().await?.into_iter().map(|l| l.name).collect())
+    }
+
+    /// Removes a pod's to-pod and from-pod rules (spec 4.4: stale allocations).
+    pub async fn delete_pod_rules(&self, ip: Ipv4Addr) -> Result<usize, HostNetError> {
+        let host = net::netlink::Route::host(ip);
+        Ok(self
+            .nl
+            .delete_rules_where(|r| {
+                (r.priority == Some(priority::FROM_POD) && r.src == Some(host))
+                    || (r.priority == Some(priority::TO_POD) && r.dst == Some(host))
+            })
+            .await?)
+    }
+
     /// Node set-up (spec 7.2): primary link MTU, the fwmark rule, SNAT/connmark/mangle.
     /// Returns how many firewall batches were applied (0 when already converged).
     pub async fn setup_node(

@@ -12,4 +12,5 @@ pub mod node;
 pub mod node_loop;
 pub mod pool;
 pub mod reconcile;
+pub mod stale_pods;
 pub mod subnets;

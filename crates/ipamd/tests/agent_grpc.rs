@@ -238,7 +238,8 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_restarts_with_every_pod_keeping_its_ip() {
-    let env = env("m5.large", "restart").await;
+    // m5.2xlarge: 4 ENIs x 14 secondary addresses, room for 50 pods and 5 warm.
+    let env = env("m5.2xlarge", "restart").await;
     let cfg = config(
         &env,
         &[("WARM_IP_TARGET", "5"), ("MINIMUM_IP_TARGET", "20")],
@@ -253,9 +254,17 @@ async fn a_killed_agent_restarts_with_every_pod_keeping_its_ip() {
     let mut c = client(&socket).await;
     wait_for_pool(&env, 20).await;
     let mut before = Vec::new();
-    for i in 0..15 {
-        let r = c.add_network(add(i)).await.unwrap().into_inner();
-        before.push(r.ip_allocation_metadata[0].i_pv4_addr.clone());
+    for i in 0..50 {
+        // The pool grows while pods arrive: retry an ADD that finds it empty.
+        let mut got = None;
+        for _ in 0..200 {
+            if let Ok(r) = c.add_network(add(i)).await {
+                got = Some(r.into_inner().ip_allocation_metadata[0].i_pv4_addr.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        before.push(got.unwrap_or_else(|| panic!("pod {i} got no address")));
     }
     // kill -9: the task is dropped mid-flight, no graceful checkpoint write.
     agent.abort();
@@ -283,6 +292,23 @@ async fn a_killed_agent_restarts_with_every_pod_keeping_its_ip() {
         before.iter().all(|ip| on_enis.contains(ip)),
         "{before:?} vs {on_enis:?}"
     );
+    // The pool converges again: 50 assigned + WARM_IP_TARGET=5 on EC2, and stays there.
+    let secondaries = || -> usize {
+        let emu = server::lock(&env.emu);
+        emu.world
+            .attached_enis(&env.instance)
+            .iter()
+            .map(|e| e.secondary_ips.len())
+            .sum()
+    };
+    for _ in 0..100 {
+        if secondaries() == 55 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(secondaries(), 55, "50 pods + 5 warm after the restart");
     // A new pod gets a fresh address, not one of the restored ones.
     let r = c.add_network(add(99)).await.unwrap().into_inner();
     assert!(!before.contains(&r.ip_allocation_metadata[0].i_pv4_addr));

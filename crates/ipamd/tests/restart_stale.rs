@@ -1,0 +1,99 @@
+//! Restart recovery against the kernel (spec 4.4): a pod that went away while ipamd was
+//! down (its DEL tore the veth down but could not release the address) is dropped from the
+//! checkpoint with its rules at the next start; a pod whose veth exists keeps its address.
+
+mod support;
+
+use std::time::Duration;
+
+use ec2_emulator::server;
+use ec2_emulator::testing::TestNetns;
+use ipamd::agent::HostNetOptions;
+use support::{Harness, add_pod};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocations_whose_veth_is_gone_are_released_at_restart() {
+    let ns = TestNetns::new("ipamd-stale");
+    let h = Harness::new("m5.large", "10.0.0.0/24", "stale").await;
+    ns.add_primary_interface(&h.node.primary_mac, h.node.primary_ip);
+    server::lock(h.emu()).set_hotplug(&h.node.instance_id, &ns.0);
+    let mut opts = h.options(Duration::from_secs(60), None);
+    opts.host_network = Some(HostNetOptions {
+        netns: Some(format!("/var/run/netns/{}", ns.0).into()),
+        link_attempts: 50,
+        link_interval: Duration::from_millis(100),
+    });
+    let cfg = h.config(&[]);
+    let agent = h.start(cfg.clone(), opts.clone());
+    let mut c = h.client().await;
+    let alive = add_pod(&mut c, 1).await;
+    let gone = add_pod(&mut c, 2).await;
+    // The live pod's host veth exists (as the plugin made it); the other pod's is gone,
+    // but its from-pod and to-pod rules were left behind.
+    let veth = net::names::host_veth_name("eni", "default", "pod-1", 0);
+    ns.ip(&[
+        "link",
+        "add",
+        &veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "stale-peer",
+    ]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        &format!("{gone}/32"),
+        "lookup",
+        "main",
+        "pref",
+        "1536",
+    ]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "to",
+        &format!("{gone}/32"),
+        "lookup",
+        "main",
+        "pref",
+        "512",
+    ]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        &format!("{alive}/32"),
+        "lookup",
+        "main",
+        "pref",
+        "1536",
+    ]);
+    agent.abort();
+    let _ = agent.await;
+
+    let agent = h.start(cfg, opts);
+    let mut c = h.client().await;
+    let pods = h.checkpoint_pods();
+    assert_eq!(pods.get("container-1"), Some(&alive), "{pods:?}");
+    assert_eq!(
+        pods.get("container-2"),
+        None,
+        "the stale allocation was dropped: {pods:?}"
+    );
+    let rules = ns.ip(&["rule"]);
+    assert!(
+        !rules.contains(&gone.to_string()),
+        "stale rules removed: {rules}"
+    );
+    assert!(
+        rules.contains(&format!("from {alive} lookup main")),
+        "live rule kept: {rules}"
+    );
+    // The live pod keeps its address; the freed one can serve a new pod.
+    assert_eq!(add_pod(&mut c, 1).await, alive);
+    assert!(!agent.is_finished());
+    agent.abort();
+}
