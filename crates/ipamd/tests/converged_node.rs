@@ -12,7 +12,7 @@ use std::time::Duration;
 use ec2_emulator::server;
 use ec2_emulator::testing::TestNetns;
 use ipamd::agent::HostNetOptions;
-use support::{Harness, add_pod, free_port};
+use support::{Harness, add_pod, free_port, http_get};
 
 /// ENI id → CIDRs, as EC2 has them.
 fn ec2_cidrs(h: &Harness) -> BTreeMap<String, BTreeSet<String>> {
@@ -34,15 +34,8 @@ fn ec2_cidrs(h: &Harness) -> BTreeMap<String, BTreeSet<String>> {
 
 /// ENI id → CIDRs, as ipamd reports them on `/v1/enis`.
 async fn ipamd_cidrs(addr: SocketAddr) -> BTreeMap<String, BTreeSet<String>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /v1/enis HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let body = http_get(addr, "/v1/enis").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["0"]["ENIs"]
         .as_object()
         .unwrap()

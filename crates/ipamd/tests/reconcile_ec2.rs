@@ -11,23 +11,10 @@ use aws::{CreateEniRequest, Ec2, Tags};
 use ec2_emulator::server;
 use ipamd::leaked_enis;
 use ipamd::node::tags;
-use support::{Harness, add_pod, free_port};
-
-async fn get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or(out)
-}
+use support::{Harness, add_pod, free_port, http_get};
 
 async fn enis(addr: SocketAddr) -> serde_json::Value {
-    let body = get(addr, "/v1/enis").await;
+    let body = http_get(addr, "/v1/enis").await;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
@@ -236,7 +223,7 @@ async fn changes_behind_the_agents_back_are_taken_from_ec2() {
 
     // The pod kept its address through all of it; the metrics say what happened and parse.
     assert_eq!(add_pod(&mut c, 1).await, pod_ip);
-    let text = get(metrics, "/metrics").await;
+    let text = http_get(metrics, "/metrics").await;
     for line in [
         "awscni_reconcile_count{fn=\"eniReconcileAdd\"} 2",
         "awscni_reconcile_count{fn=\"eniReconcileDel\"} 1",

@@ -185,6 +185,20 @@ impl Drop for Harness {
     }
 }
 
+/// GET over HTTP/1.1; returns the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or(out)
+}
+
 pub fn add(i: usize) -> AddNetworkRequest {
     AddNetworkRequest {
         container_id: format!("container-{i}"),
