@@ -17,6 +17,8 @@ command -v runc >/dev/null 2>&1 || apt_missing+=(runc)
 [ -x /usr/lib/cni/portmap ] || apt_missing+=(containernetworking-plugins)
 # portmap/bandwidth/tuning/host-local: the plugins 10-aws.conflist chains (entrypoint tests)
 [ -x /usr/lib/cni/portmap ] || apt_missing+=(containernetworking-plugins)
+# host-local: egress-cni's IPAM delegate (crates/egress-cni/tests/egress_v6_kernel.rs)
+[ -x /usr/lib/cni/host-local ] || apt_missing+=(containernetworking-plugins)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -23,6 +23,9 @@ pub struct EgressConf {
     pub randomize_snat: Option<String>,
     #[serde(rename = "nodeIP", default)]
     pub node_ip: Option<String>,
+    /// The IPAM delegate's section (`type`, `ranges`, `routes`, `dataDir`), passed on as is.
+    #[serde(default)]
+    pub ipam: Option<serde_json::Value>,
     #[serde(rename = "pluginLogFile", default)]
     pub plugin_log_file: Option<String>,
     #[serde(rename = "pluginLogLevel", default)]
@@ -45,6 +48,43 @@ impl EgressConf {
     /// `enabled == "true"` exactly, as upstream compares it.
     pub fn is_enabled(&self) -> bool {
         self.enabled.as_deref() == Some("true")
+    }
+
+    /// `ipam.type` (empty when absent).
+    pub fn ipam_type(&self) -> &str {
+        self.ipam
+            .as_ref()
+            .and_then(|i| i.get("type"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Every `ipam.ranges[][].subnet`, which must all parse and be IPv6 for IPv6 egress.
+    pub fn ipv6_ranges(&self) -> Result<Vec<ipnet::Ipv6Net>, CniError> {
+        let bad = |what: String| CniError::invalid_config(format!("egress-cni: {what}"));
+        let sets = self
+            .ipam
+            .as_ref()
+            .and_then(|i| i.get("ranges"))
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| bad("ipam.ranges is missing".to_owned()))?;
+        let mut out = Vec::new();
+        for range in sets.iter().flat_map(|s| s.as_array().into_iter().flatten()) {
+            let subnet = range
+                .get("subnet")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let net: ipnet::Ipv6Net = subnet.parse().map_err(|_| {
+                bad(format!(
+                    "ipam range subnet {subnet:?} is not an IPv6 prefix (IPv6 egress needs one, e.g. fd00::ac:00/118)"
+                ))
+            })?;
+            out.push(net);
+        }
+        if out.is_empty() {
+            return Err(bad("ipam.ranges holds no subnet".to_owned()));
+        }
+        Ok(out)
     }
 
     /// The MTU; unparsable is an error (upstream fails ADD on it).

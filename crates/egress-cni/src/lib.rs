@@ -8,16 +8,21 @@
 //!   `"false"`): ADD prints `prevResult` exactly as received (the same bytes), DEL and CHECK
 //!   succeed, nothing on the node is touched. `prevResult` is still mandatory on ADD, as
 //!   upstream ("must be called as a chained plugin").
+//! * `enabled: "true"` with an IPv6 `nodeIP` (IPv4 cluster, `ENABLE_V6_EGRESS=true`):
+//!   [`egress_v6`] — IPAM through the conflist's delegate ([`ipam`], host-local), the `v6if0`
+//!   veth ([`wire`]) and the ip6tables SNAT chain ([`snat`], named by [`snat_chain_name`]);
+//!   DEL undoes it and releases the address.
+//! * `enabled: "true"` with an IPv4 `nodeIP` (IPv4 egress for IPv6 clusters): ADD fails with
+//!   a clear CNI error (code 100, not implemented) rather than half-wiring a pod; DEL
+//!   succeeds. See `docs/migration.md`.
 //! * VERSION: the versions of upstream's `version.All`.
-//! * `enabled: "true"`: ADD fails with a clear CNI error (code 100, not implemented yet) rather
-//!   than half-wiring a pod; DEL succeeds (nothing was created by this plugin). The
-//!   veth/host-local/SNAT wiring of upstream's `cmdAddEgressV4`/`cmdAddEgressV6` is not
-//!   implemented; see `docs/migration.md`.
-//! * The chain name upstream uses for the pod's SNAT rules is computed by [`snat_chain_name`]
-//!   (for the wiring still to come and for cleaning up after upstream).
 
 pub mod conf;
+pub mod egress_v6;
+pub mod ipam;
 pub mod plugin;
+pub mod snat;
+pub mod wire;
 
 pub use conf::EgressConf;
 pub use plugin::{SUPPORTED_VERSIONS, run, snat_chain_name};

@@ -3,7 +3,10 @@
 use cni::conf::CniEnv;
 use cni::error::CniError;
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use crate::conf::EgressConf;
+use crate::egress_v6;
 
 /// Versions upstream's plugin advertises (`version.All` of containernetworking/cni v1.3).
 pub const SUPPORTED_VERSIONS: [&str; 7] = [
@@ -13,7 +16,8 @@ pub const SUPPORTED_VERSIONS: [&str; 7] = [
 /// What to print on stdout for a successful command (`None`: nothing).
 pub type Output = Option<String>;
 
-/// Error code of an ADD with `enabled: "true"` (plugin-specific range, 100+).
+/// Error code of an ADD asking for IPv4 egress (IPv6 clusters), which this build does not
+/// implement (plugin-specific range, 100+).
 pub const NOT_IMPLEMENTED: u32 = 100;
 
 fn error(code: u32, msg: String) -> CniError {
@@ -71,28 +75,55 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
             if !conf.is_enabled() {
                 return Ok(Some(prev.get().to_owned()));
             }
-            conf.mtu().map_err(fail)?;
-            Err(fail(error(
-                NOT_IMPLEMENTED,
-                format!(
-                    "egress-cni: enabled=\"true\" ({} egress) is not implemented by this build; \
-                 set {} to false (see docs/migration.md)",
-                    if is_v4_node_ip(&conf) { "IPv4" } else { "IPv6" },
-                    if is_v4_node_ip(&conf) {
-                        "ENABLE_V4_EGRESS"
-                    } else {
-                        "ENABLE_V6_EGRESS"
-                    },
-                ),
-            )))
+            let mtu = conf.mtu().map_err(fail)?;
+            let node_ip = v6_node_ip(&conf).map_err(fail)?;
+            egress_v6::add(
+                &conf,
+                env,
+                stdin,
+                node_ip,
+                mtu.unwrap_or(DEFAULT_MTU),
+                prev.get(),
+            )
+            .map(Some)
+            .map_err(fail)
         }
-        // Nothing is created while disabled, and the enabled ADD refuses before creating
-        // anything, so DEL (and CNI 1.1 GC) has nothing to undo; CHECK and STATUS have
-        // nothing to verify.
-        "DEL" | "CHECK" | "GC" | "STATUS" => Ok(None),
+        "DEL" => {
+            if !conf.is_enabled() || is_v4_node_ip(&conf) {
+                // Nothing was created: disabled, or the IPv4-egress ADD refused.
+                return Ok(None);
+            }
+            egress_v6::del(&conf, env, stdin)
+                .map(|()| None)
+                .map_err(fail)
+        }
+        // Upstream registers no CHECK; STATUS and GC have nothing to report or collect
+        // (host-local's allocations are released by DEL).
+        "CHECK" | "GC" | "STATUS" => Ok(None),
         other => Err(fail(CniError::invalid_env(format!(
             "CNI_COMMAND {other:?} is not supported (ADD, DEL, CHECK, GC, STATUS, VERSION)"
         )))),
+    }
+}
+
+/// MTU of the egress veth when the conflist gives none (the kernel's veth default).
+const DEFAULT_MTU: u32 = 1500;
+
+/// The node's IPv6 for SNAT. An IPv4 `nodeIP` selects IPv4 egress, which this build refuses.
+fn v6_node_ip(conf: &EgressConf) -> Result<Ipv6Addr, CniError> {
+    let raw = conf.node_ip.as_deref().unwrap_or_default();
+    match raw.parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) => Ok(ip),
+        Ok(IpAddr::V4(_)) => Err(error(
+            NOT_IMPLEMENTED,
+            "egress-cni: IPv4 egress (enabled=\"true\" with an IPv4 nodeIP) is not implemented \
+             by this build; set ENABLE_V4_EGRESS to false (see docs/migration.md)"
+                .to_owned(),
+        )),
+        Err(_) => Err(CniError::invalid_config(format!(
+            "egress-cni: nodeIP {raw:?} is not an IP address (the entrypoint renders the \
+             node's primary IPv6 there when ENABLE_V6_EGRESS=true)"
+        ))),
     }
 }
 
@@ -100,7 +131,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
 fn is_v4_node_ip(conf: &EgressConf) -> bool {
     conf.node_ip
         .as_deref()
-        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
         .is_some_and(|ip| ip.is_ipv4())
 }
 

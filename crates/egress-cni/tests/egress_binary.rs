@@ -1,6 +1,7 @@
 //! The real `egress-cni` binary as a runtime chains it after aws-cni with the conflist's
 //! default IPv4-cluster entry (`"enabled": "false"`): ADD passes prevResult through
-//! unchanged, DEL and CHECK succeed, VERSION answers, bad input gets a CNI error.
+//! unchanged, DEL and CHECK succeed, VERSION answers, bad input gets a CNI error. The enabled
+//! IPv6 path on a real kernel is in `egress_v6_kernel.rs`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -110,15 +111,18 @@ fn bad_input_gets_cni_errors() {
         ),
     );
     assert_eq!((rc, error_code(&out)), (1, 1), "{out}");
-    let enabled = disabled_conf(PREV)
+    // IPv4 egress (an IPv4 nodeIP, IPv6 clusters) is refused clearly instead of half-wiring.
+    let enabled_v4 = disabled_conf(PREV)
         .replace(r#""enabled":"false""#, r#""enabled":"true""#)
-        .replace(r#""nodeIP":"""#, r#""nodeIP":"2600:1f14::10""#);
-    let (rc, out) = plugin("ADD", &enabled);
-    assert_eq!(
-        rc, 1,
-        "the enabled path refuses clearly instead of half-wiring: {out}"
-    );
-    assert!(out.contains("ENABLE_V6_EGRESS"), "{out}");
-    let (rc, out) = plugin("DEL", &enabled);
+        .replace(r#""nodeIP":"""#, r#""nodeIP":"192.168.1.123""#);
+    let (rc, out) = plugin("ADD", &enabled_v4);
+    assert_eq!((rc, error_code(&out)), (1, 100), "{out}");
+    assert!(out.contains("ENABLE_V4_EGRESS"), "{out}");
+    let (rc, out) = plugin("DEL", &enabled_v4);
     assert_eq!((rc, out.as_str()), (0, ""));
+    // IPv6 egress with a pod namespace that does not exist.
+    let enabled_v6 = enabled_v4.replace("192.168.1.123", "2600:1f14::10");
+    let (rc, out) = plugin("ADD", &enabled_v6);
+    assert_eq!((rc, error_code(&out)), (1, 4), "{out}");
+    assert!(out.contains("CNI_NETNS"), "{out}");
 }

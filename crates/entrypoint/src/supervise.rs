@@ -170,20 +170,19 @@ async fn stop(child: &mut Child, sig: Signal) -> Result<i32, EntrypointError> {
     Ok(exit_code(status, Some(sig)))
 }
 
-/// Refuses configurations this build cannot serve, before anything is installed: egress-cni's
-/// enabled path (IPv6 egress in IPv4 clusters, IPv4 egress in IPv6 clusters) is not
-/// implemented, and failing at start-up stalls a rolling update on the first node instead of
-/// failing every pod ADD on every node.
+/// Refuses configurations this build cannot serve, before anything is installed: egress-cni
+/// wires IPv6 egress in IPv4 clusters (`ENABLE_V6_EGRESS`), but its IPv4-egress path for IPv6
+/// clusters (`ENABLE_V4_EGRESS`) is not implemented, and failing at start-up stalls a rolling
+/// update on the first node instead of failing every pod ADD on every node.
 pub fn check_supported(cfg: &Config) -> Result<(), EntrypointError> {
-    let variable = match conflist::node_ip_need(cfg) {
-        NodeIpNeed::None => return Ok(()),
-        NodeIpNeed::LocalIpv4 => "ENABLE_V4_EGRESS",
-        NodeIpNeed::Ipv6 => "ENABLE_V6_EGRESS",
-    };
-    Err(EntrypointError::Unsupported(format!(
-        "{variable}=true: egress-cni's egress wiring is not implemented in this build; \
-         set {variable}=false (see docs/migration.md)"
-    )))
+    match conflist::node_ip_need(cfg) {
+        NodeIpNeed::None | NodeIpNeed::Ipv6 => Ok(()),
+        NodeIpNeed::LocalIpv4 => Err(EntrypointError::Unsupported(
+            "ENABLE_V4_EGRESS=true: egress-cni's IPv4 egress for IPv6 clusters is not \
+             implemented in this build; set ENABLE_V4_EGRESS=false (see docs/migration.md)"
+                .to_owned(),
+        )),
+    }
 }
 
 /// Runs the whole sequence and returns the process exit code.

@@ -320,12 +320,13 @@ fn an_agent_that_dies_before_it_is_healthy_fails_the_entrypoint_without_a_confli
 }
 
 #[test]
-fn egress_this_build_cannot_wire_is_refused_at_start() {
+fn v4_egress_in_ipv6_clusters_is_refused_at_start() {
     let d = dirs();
     let out = Command::new(ENTRYPOINT)
         .env_clear()
-        .env("ENABLE_IPv4", "true")
-        .env("ENABLE_V6_EGRESS", "true")
+        .env("ENABLE_IPv6", "true")
+        .env("ENABLE_IPv4", "false")
+        .env("ENABLE_PREFIX_DELEGATION", "true")
         .env("VPC_CNI_APP_DIR", &d.app)
         .env("HOST_CNI_BIN_PATH", &d.bin)
         .env("HOST_CNI_CONFDIR_PATH", &d.netd)
@@ -333,6 +334,38 @@ fn egress_this_build_cannot_wire_is_refused_at_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ENABLE_V6_EGRESS=true"), "{err}");
+    assert!(err.contains("ENABLE_V4_EGRESS=true"), "{err}");
     assert_eq!(fs::read_dir(&d.bin).unwrap().count(), 0);
+}
+
+#[test]
+fn v6_egress_in_ipv4_clusters_is_no_longer_refused() {
+    let d = dirs();
+    // The agent cannot initialise (IMDS/EC2 on a closed port), but the entrypoint gets past
+    // the refusal: the plugins are installed before the agent starts.
+    let dead = format!("http://{}", free_addr());
+    let out = Command::new(ENTRYPOINT)
+        .env_clear()
+        .env("ENABLE_IPv4", "true")
+        .env("ENABLE_V6_EGRESS", "true")
+        .env("AWS_EC2_ENDPOINT", &dead)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &dead)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("IPAMD_SKIP_HOST_NETWORKING", "true")
+        .env("IPAMD_GRPC_SOCKET", &d.socket)
+        .env("DISABLE_METRICS", "true")
+        .env("DISABLE_INTROSPECTION", "true")
+        .env("VPC_CNI_APP_DIR", &d.app)
+        .env("HOST_CNI_BIN_PATH", &d.bin)
+        .env("HOST_CNI_CONFDIR_PATH", &d.netd)
+        .env("VPC_CNI_AGENT_READY_TIMEOUT_SECONDS", "60")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("not implemented"), "{err}");
+    assert!(
+        d.bin.join("egress-cni").is_file(),
+        "egress-cni is installed: {err}"
+    );
 }

@@ -214,6 +214,7 @@ pub async fn run(
             },
             veth_prefix: cfg.networking.veth_prefix.clone(),
             connmark: cfg.networking.connmark,
+            v6_egress: cfg.chain.v6_egress,
             link_attempts: h.link_attempts,
             link_interval: h.link_interval,
         })?)),

@@ -43,10 +43,15 @@ pub struct HostNetSettings {
     pub randomize: Randomize,
     pub veth_prefix: String,
     pub connmark: u32,
+    /// `ENABLE_V6_EGRESS`: block connections into egress-cni's IPv6 pod range (spec 7.2).
+    pub v6_egress: bool,
     /// Attempts and pause when waiting for a hot-plugged link.
     pub link_attempts: u32,
     pub link_interval: Duration,
 }
+
+/// egress-cni's IPv6 range for pods in IPv4 clusters (upstream's conflist default).
+pub const EGRESS_V6_RANGE: &str = "fd00::ac:00/118";
 
 /// A netlink handle in the node's namespace plus the settings.
 pub struct HostNet {
@@ -106,6 +111,24 @@ impl HostNet {
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 
+    /// Spec 7.2: egress-cni's IPv6 pod addresses are for egress only; nothing may open a
+    /// connection to them. One ip6tables rule at the top of FORWARD, added once.
+    fn block_egress_range(
+        &self,
+        backend: net::iptables_backend::Backend,
+    ) -> Result<usize, HostNetError> {
+        const COMMENT: &str = "Block Node Local Pod access via IPv6";
+        let saved = self.iptables(&[backend.save6(), "-t", "filter"], None)?;
+        if saved.contains(COMMENT) {
+            return Ok(0);
+        }
+        let batch = format!(
+            "*filter\n-I FORWARD 1 -d {EGRESS_V6_RANGE} -m conntrack --ctstate NEW -m comment --comment \"{COMMENT}\" -j REJECT\nCOMMIT\n"
+        );
+        self.iptables(&[backend.restore6(), "--noflush"], Some(&batch))?;
+        Ok(1)
+    }
+
     /// Names of the node's links (for the stale-allocation check at restore).
     pub async fn link_names(&self) -> Result<Vec<String>, HostNetError> {
         Ok(self.nl.links().await?.into_iter().map(|l| l.name).collect())
@@ -162,9 +185,12 @@ impl HostNet {
         // The host's iptables flavour (legacy or nft), as kube-proxy picks it.
         let backend = net::iptables_backend::detect(|args| self.iptables(args, None));
         tracing::info!(backend = backend.name(), "iptables backend");
-        let applied = net::iptables_backend::reconcile(backend, &snat, |args, stdin| {
+        let mut applied = net::iptables_backend::reconcile(backend, &snat, |args, stdin| {
             self.iptables(args, stdin)
         })?;
+        if s.v6_egress {
+            applied += self.block_egress_range(backend)?;
+        }
         Ok(applied)
     }
 

@@ -28,6 +28,7 @@ async fn host_network_matches_ec2_after_growth() {
         ),
         ("MINIMUM_IP_TARGET", "12"),
         ("WARM_IP_TARGET", "2"),
+        ("ENABLE_V6_EGRESS", "true"),
     ])
     .unwrap();
     let opts = AgentOptions {
@@ -91,6 +92,12 @@ async fn host_network_matches_ec2_after_growth() {
     assert!(
         nat.contains("-d 10.0.0.0/16 -m comment --comment \"AWS SNAT CHAIN\" -j RETURN"),
         "{nat}"
+    );
+    // ENABLE_V6_EGRESS: connections into egress-cni's IPv6 range are refused (spec 7.2).
+    let filter6 = ns.exec(&["ip6tables-save", "-t", "filter"]);
+    assert!(
+        filter6.contains("-A FORWARD -d fd00::ac:0/118 -m conntrack --ctstate NEW -m comment --comment \"Block Node Local Pod access via IPv6\" -j REJECT"),
+        "{filter6}"
     );
     let mtu = ns.ip(&["link", "show", "eth1"]);
     assert!(mtu.contains("mtu 9001"), "{mtu}");

@@ -43,10 +43,19 @@ impl Backend {
         }
     }
 
-    fn save6(self) -> &'static str {
+    /// The `ip6tables-save` of this backend.
+    pub fn save6(self) -> &'static str {
         match self {
             Backend::Legacy => "ip6tables-legacy-save",
             Backend::Nft => "ip6tables-nft-save",
+        }
+    }
+
+    /// The `ip6tables-restore` of this backend.
+    pub fn restore6(self) -> &'static str {
+        match self {
+            Backend::Legacy => "ip6tables-legacy-restore",
+            Backend::Nft => "ip6tables-nft-restore",
         }
     }
 }

@@ -1,0 +1,230 @@
+//! The pod's ip6tables `nat` rules (spec 8, ADD step 5): a per-pod chain accepting multicast
+//! and SNATing everything else to the node's IPv6, jumped to from `POSTROUTING` for the pod's
+//! address. Batches are pure text; [`apply`] runs them with one `ip6tables-restore -w
+//! --noflush` of the node's iptables backend (`-w`: concurrent plugin runs wait for the
+//! xtables lock on legacy nodes).
+
+use std::io::Write;
+use std::net::Ipv6Addr;
+use std::process::{Command, Stdio};
+
+use cni::error::CniError;
+use net::iptables_backend::{self, Backend};
+use net::iptables_save::{SavedTable, parse_table, quote};
+
+/// Error code of an ip6tables failure (plugin-specific range).
+pub const IPTABLES_FAILED: u32 = 103;
+
+/// The rule comment: `name: "<network>" id: "<containerID>"`.
+pub fn comment(network: &str, container_id: &str) -> String {
+    format!("name: \"{network}\" id: \"{container_id}\"")
+}
+
+/// The SNAT randomisation flag for `randomizeSNAT`: `none` → none, `hashrandom` →
+/// `--random`, anything else (default `prng`) → `--random-fully`.
+pub fn random_flag(randomize: Option<&str>) -> Option<&'static str> {
+    match randomize {
+        Some("none") => None,
+        Some("hashrandom") => Some("--random"),
+        _ => Some("--random-fully"),
+    }
+}
+
+/// What the ADD batch needs to know.
+#[derive(Debug, Clone)]
+pub struct PodSnat<'a> {
+    pub chain: &'a str,
+    pub comment: &'a str,
+    pub pod_ip: Ipv6Addr,
+    pub node_ip: Ipv6Addr,
+    pub random: Option<&'static str>,
+}
+
+/// Whether `POSTROUTING` already jumps to `chain` for `pod_ip`.
+fn has_jump(current: &SavedTable, s: &PodSnat<'_>) -> bool {
+    let src = format!("{}/128", s.pod_ip);
+    // (`iptables-save` prints the source as a /128 prefix.)
+    current.rules.iter().any(|r| {
+        r.chain == "POSTROUTING"
+            && r.args.windows(2).any(|w| w == ["-s", src.as_str()])
+            && r.args.windows(2).any(|w| w == ["-j", s.chain])
+    })
+}
+
+/// The ADD batch. Declaring the chain flushes it, so its two rules are never duplicated; the
+/// `POSTROUTING` jump is appended only when absent (append-unique), and jumps to the chain for
+/// another source (an earlier address of the same container) are removed.
+pub fn add_batch(current: &SavedTable, s: &PodSnat<'_>) -> String {
+    let c = quote(s.comment);
+    let src = format!("{}/128", s.pod_ip);
+    let mut out = String::from("*nat\n");
+    for r in current.rules.iter().filter(|r| {
+        r.chain == "POSTROUTING"
+            && r.args.windows(2).any(|w| w == ["-j", s.chain])
+            && !r.args.windows(2).any(|w| w == ["-s", src.as_str()])
+    }) {
+        out.push_str(&format!("-D POSTROUTING {}\n", r.args_line()));
+    }
+    out.push_str(&format!(":{} - [0:0]\n", s.chain));
+    out.push_str(&format!(
+        "-A {} -d ff00::/8 -j ACCEPT -m comment --comment {c}\n",
+        s.chain
+    ));
+    out.push_str(&format!(
+        "-A {} -j SNAT --to-source {} -m comment --comment {c}",
+        s.chain, s.node_ip
+    ));
+    if let Some(flag) = s.random {
+        out.push_str(&format!(" {flag}"));
+    }
+    out.push('\n');
+    if !has_jump(current, s) {
+        out.push_str(&format!(
+            "-A POSTROUTING -s {} -j {} -m comment --comment {c}\n",
+            s.pod_ip, s.chain
+        ));
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// The DEL batch: every `POSTROUTING` jump to `chain`, then the chain itself; `None` when
+/// neither exists (DEL is idempotent).
+pub fn del_batch(current: &SavedTable, chain: &str) -> Option<String> {
+    let jumps: Vec<_> = current
+        .rules
+        .iter()
+        .filter(|r| r.chain == "POSTROUTING" && r.args.windows(2).any(|w| w == ["-j", chain]))
+        .collect();
+    let exists = current.chains.iter().any(|c| c == chain);
+    if jumps.is_empty() && !exists {
+        return None;
+    }
+    let mut out = String::from("*nat\n");
+    for r in jumps {
+        out.push_str(&format!("-D POSTROUTING {}\n", r.args_line()));
+    }
+    if exists {
+        out.push_str(&format!(":{chain} - [0:0]\n-X {chain}\n"));
+    }
+    out.push_str("COMMIT\n");
+    Some(out)
+}
+
+/// Runs `args` (with `stdin`), returning stdout or an error naming the command.
+fn run(args: &[&str], stdin: Option<&str>) -> Result<String, CniError> {
+    let fail = |detail: String| CniError {
+        code: IPTABLES_FAILED,
+        msg: format!("egress-cni: {}: {detail}", args.join(" ")),
+        details: String::new(),
+    };
+    let (prog, rest) = args
+        .split_first()
+        .ok_or_else(|| fail("empty command".to_owned()))?;
+    let mut child = Command::new(prog)
+        .args(rest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let (Some(mut input), Some(text)) = (child.stdin.take(), stdin) {
+        input
+            .write_all(text.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        if let Some(text) = stdin {
+            detail.push_str(&format!("; input:\n{text}"));
+        }
+        return Err(fail(detail));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The node's backend and its current `nat` table (IPv6).
+fn current_nat() -> Result<(Backend, SavedTable), CniError> {
+    let backend = iptables_backend::detect(|args| run(args, None));
+    let saved = run(&[backend.save6(), "-t", "nat"], None)?;
+    Ok((backend, parse_table(&saved, "nat")))
+}
+
+/// Installs the pod's rules (one restore batch).
+pub fn apply(s: &PodSnat<'_>) -> Result<(), CniError> {
+    let (backend, current) = current_nat()?;
+    run(
+        &[backend.restore6(), "-w", "--noflush"],
+        Some(&add_batch(&current, s)),
+    )
+    .map(drop)
+}
+
+/// Removes the pod's jump and chain (one restore batch; nothing to do is success).
+pub fn remove(chain: &str) -> Result<(), CniError> {
+    let (backend, current) = current_nat()?;
+    match del_batch(&current, chain) {
+        Some(batch) => run(&[backend.restore6(), "-w", "--noflush"], Some(&batch)).map(drop),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> PodSnat<'static> {
+        PodSnat {
+            chain: "CNI-E6-e335b08ae90730d0a659a",
+            comment: "name: \"aws-cni\" id: \"containerId-789\"",
+            pod_ip: "fd00::ac:2".parse().unwrap(),
+            node_ip: "2600:1f14::10".parse().unwrap(),
+            random: random_flag(Some("prng")),
+        }
+    }
+
+    #[test]
+    fn add_batch_is_upstream_rules_and_unique() {
+        let batch = add_batch(&SavedTable::default(), &pod());
+        let c = r#""name: \"aws-cni\" id: \"containerId-789\"""#;
+        assert_eq!(
+            batch,
+            format!(
+                "*nat\n:CNI-E6-e335b08ae90730d0a659a - [0:0]\n\
+                 -A CNI-E6-e335b08ae90730d0a659a -d ff00::/8 -j ACCEPT -m comment --comment {c}\n\
+                 -A CNI-E6-e335b08ae90730d0a659a -j SNAT --to-source 2600:1f14::10 -m comment --comment {c} --random-fully\n\
+                 -A POSTROUTING -s fd00::ac:2 -j CNI-E6-e335b08ae90730d0a659a -m comment --comment {c}\n\
+                 COMMIT\n"
+            )
+        );
+        let saved = parse_table(
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n:CNI-E6-e335b08ae90730d0a659a - [0:0]\n\
+             -A POSTROUTING -s fd00::ac:2/128 -m comment --comment \"x\" -j CNI-E6-e335b08ae90730d0a659a\nCOMMIT\n",
+            "nat",
+        );
+        assert!(!add_batch(&saved, &pod()).contains("POSTROUTING"));
+        // The same container's chain with an older address: that jump goes.
+        let moved = PodSnat {
+            pod_ip: "fd00::ac:9".parse().unwrap(),
+            ..pod()
+        };
+        let batch = add_batch(&saved, &moved);
+        assert!(
+            batch.contains("-D POSTROUTING -s fd00::ac:2/128"),
+            "{batch}"
+        );
+        assert!(batch.contains("-A POSTROUTING -s fd00::ac:9 "), "{batch}");
+        let del = del_batch(&saved, pod().chain).unwrap();
+        assert!(del.contains("-D POSTROUTING -s fd00::ac:2/128"), "{del}");
+        assert!(del.contains("-X CNI-E6-e335b08ae90730d0a659a"), "{del}");
+        assert_eq!(del_batch(&SavedTable::default(), pod().chain), None);
+    }
+
+    #[test]
+    fn randomisation_flags() {
+        assert_eq!(random_flag(None), Some("--random-fully"));
+        assert_eq!(random_flag(Some("none")), None);
+        assert_eq!(random_flag(Some("hashrandom")), Some("--random"));
+    }
+}

@@ -1,0 +1,446 @@
+//! The enabled IPv6-egress path (spec 8) on a real kernel: the real `egress-cni` binary, run
+//! inside a test-made node namespace as a runtime chains it after aws-cni, wires `v6if0` in a
+//! pod namespace, and a TCP connection from the pod to an "outside" namespace arrives from the
+//! node's IPv6. DEL restores the node namespace exactly and releases the address; bad input
+//! fails with a CNI error and leaves nothing behind. Needs root, `ip`, ip6tables and Debian's
+//! host-local (`/usr/lib/cni/host-local`, package containernetworking-plugins).
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ec2_emulator::testing::TestNetns;
+use egress_cni::snat_chain_name;
+use net::netns::Netns;
+use serde_json::Value;
+
+const NODE_IP: &str = "2001:db8:1::10";
+const OUTSIDE_IP: &str = "2001:db8:1::20";
+const HOST_LOCAL_DIR: &str = "/usr/lib/cni";
+
+/// A node namespace whose `eth0` (2001:db8:1::10/64) is veth'd to an outside namespace
+/// (2001:db8:1::20/64), with IPv6 forwarding on as the init container sets it.
+struct Testbed {
+    node: TestNetns,
+    outside: TestNetns,
+    data_dir: tempfile::TempDir,
+}
+
+fn sh(ns: &TestNetns, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Testbed {
+    fn new(tag: &str) -> Self {
+        assert!(
+            Path::new(HOST_LOCAL_DIR).join("host-local").is_file(),
+            "host-local missing: apt-get install containernetworking-plugins"
+        );
+        let node = TestNetns::new(&format!("e6n-{tag}"));
+        let outside = TestNetns::new(&format!("e6o-{tag}"));
+        for ns in [&node, &outside] {
+            ns.ip(&["link", "set", "lo", "up"]);
+        }
+        node.ip(&[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "ext0", "netns", &outside.0,
+        ]);
+        // No link-local addresses on the wire: nothing tentative changes between snapshots.
+        node.ip(&["link", "set", "eth0", "addrgenmode", "none"]);
+        outside.ip(&["link", "set", "ext0", "addrgenmode", "none"]);
+        node.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{NODE_IP}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        outside.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{OUTSIDE_IP}/64"),
+            "dev",
+            "ext0",
+            "nodad",
+        ]);
+        node.ip(&["link", "set", "eth0", "up"]);
+        outside.ip(&["link", "set", "ext0", "up"]);
+        sh(&node, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        Testbed {
+            node,
+            outside,
+            data_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A pod namespace with aws-cni's `eth0` (a veth whose peer stays in the pod stands in).
+    fn pod(&self, tag: &str) -> TestNetns {
+        let pod = TestNetns::new(&format!("e6p-{tag}"));
+        pod.ip(&["link", "set", "lo", "up"]);
+        pod.ip(&[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+        ]);
+        pod.ip(&["link", "set", "eth0", "up"]);
+        pod
+    }
+
+    /// Links, IPv6 addresses and routes, and the ip6tables nat table of the node namespace.
+    fn snapshot(&self) -> String {
+        let mut s = self.node.ip(&["-o", "link", "show"]);
+        s += &self.node.ip(&["-6", "-o", "addr", "show"]);
+        s += &self.node.ip(&["-6", "route", "show", "table", "all"]);
+        s += &sh(&self.node, &["ip6tables-nft-save", "-t", "nat"])
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        s
+    }
+
+    /// The addresses host-local holds allocated in the data dir.
+    fn allocated(&self) -> Vec<Ipv6Addr> {
+        let dir = self.data_dir.path().join("aws-cni");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Ipv6Addr> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn conf(&self, node_ip: &str, subnet: &str, prev: &str) -> String {
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"aws-cni","type":"egress-cni","mtu":"9001","enabled":"true",
+            "randomizeSNAT":"prng","nodeIP":"{node_ip}",
+            "ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}"}}]],"routes":[{{"dst":"::/0"}}],"dataDir":"{}"}},
+            "pluginLogFile":"/var/log/aws-routed-eni/egress-v6-plugin.log","pluginLogLevel":"Debug",
+            "prevResult":{prev}}}"#,
+            self.data_dir.path().display()
+        )
+    }
+
+    /// Runs the real binary inside the node namespace; returns (exit code, stdout).
+    fn plugin(
+        &self,
+        command: &str,
+        cid: &str,
+        pod: &TestNetns,
+        ifname: &str,
+        stdin: &str,
+    ) -> (i32, String) {
+        let path = std::env::var("PATH").unwrap_or_default();
+        self.plugin_with_path(&path, command, cid, pod, ifname, stdin)
+    }
+
+    /// [`Self::plugin`] with the plugin's `PATH` (where it finds the ip6tables tools).
+    fn plugin_with_path(
+        &self,
+        path: &str,
+        command: &str,
+        cid: &str,
+        pod: &TestNetns,
+        ifname: &str,
+        stdin: &str,
+    ) -> (i32, String) {
+        // Absolute: a PATH set for the child is also where Command looks the program up.
+        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("iproute2's ip");
+        let mut child = Command::new(ip)
+            .args([
+                "netns",
+                "exec",
+                &self.node.0,
+                env!("CARGO_BIN_EXE_egress-cni"),
+            ])
+            .env_clear()
+            .env("PATH", path)
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", cid)
+            .env("CNI_NETNS", pod.path())
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", format!("/nonexistent:{HOST_LOCAL_DIR}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+fn prev(pod: &TestNetns) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","interfaces":[{{"name":"eni3c8f0f9e4a1","mac":"aa:bb:cc:dd:ee:01"}},{{"name":"eth0","sandbox":"{}"}}],"ips":[{{"address":"10.0.0.23/32","interface":1}}],"routes":[{{"dst":"0.0.0.0/0"}}],"dns":{{}}}}"#,
+        pod.path()
+    )
+}
+
+/// The global address on the pod's `v6if0`.
+fn pod_ula(pod: &TestNetns) -> Ipv6Addr {
+    let out = pod.ip(&[
+        "-6", "-o", "addr", "show", "dev", "v6if0", "scope", "global",
+    ]);
+    let word = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no global address on v6if0: {out}"));
+    assert!(word.ends_with("/118"), "{word}");
+    word.trim_end_matches("/118").parse().unwrap()
+}
+
+/// Connects from the pod to a listener in the outside namespace; returns the peer address the
+/// listener saw and the bytes it received.
+fn tcp_from_pod(bed: &Testbed, pod: &TestNetns) -> (SocketAddr, String) {
+    let (tx, rx) = mpsc::channel();
+    let outside = Netns::open(bed.outside.path()).unwrap();
+    let server = std::thread::spawn(move || {
+        let _in = outside.enter().unwrap();
+        let listener = TcpListener::bind(format!("[{OUTSIDE_IP}]:7000")).unwrap();
+        tx.send(()).unwrap();
+        let (mut stream, peer) = listener.accept().unwrap();
+        let mut got = String::new();
+        stream.read_to_string(&mut got).unwrap();
+        (peer, got)
+    });
+    rx.recv().unwrap();
+    let pod_ns = Netns::open(pod.path()).unwrap();
+    let client = std::thread::spawn(move || {
+        let _in = pod_ns.enter().unwrap();
+        let target: SocketAddr = format!("[{OUTSIDE_IP}]:7000").parse().unwrap();
+        let start = Instant::now();
+        loop {
+            match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+                Ok(mut s) => {
+                    s.write_all(b"hello from the pod").unwrap();
+                    return;
+                }
+                Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                    eprintln!("connect: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("no IPv6 path from the pod to the outside: {e}"),
+            }
+        }
+    });
+    client.join().unwrap();
+    server.join().unwrap()
+}
+
+fn code(out: &str) -> u64 {
+    serde_json::from_str::<Value>(out).unwrap()["code"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no code: {out}"))
+}
+
+#[test]
+fn add_wires_ipv6_egress_snated_to_the_node_and_del_restores_the_node() {
+    let bed = Testbed::new("full");
+    let before = bed.snapshot();
+    let pod = bed.pod("full1");
+    let cid = "c0ffee0000000001";
+    let conf = bed.conf(NODE_IP, "fd00::ac:00/118", &prev(&pod));
+    let (rc, out) = bed.plugin("ADD", cid, &pod, "eth0", &conf);
+    assert_eq!(rc, 0, "{out}");
+
+    // Result: prevResult plus the host veth and v6if0; the egress IP is not in `ips`.
+    let res: Value = serde_json::from_str(&out).unwrap();
+    let ifaces = res["interfaces"].as_array().unwrap();
+    assert_eq!(ifaces.len(), 4, "{out}");
+    let host_veth = ifaces[2]["name"].as_str().unwrap().to_owned();
+    assert!(
+        host_veth.starts_with("veth") && host_veth.len() == 12,
+        "{host_veth}"
+    );
+    assert_eq!(ifaces[3]["name"], "v6if0");
+    assert_eq!(ifaces[3]["sandbox"], pod.path());
+    assert_eq!(res["ips"].as_array().unwrap().len(), 1);
+
+    // Kernel state: the pod side.
+    let ula = pod_ula(&pod);
+    assert_eq!(bed.allocated(), vec![ula]);
+    assert!(
+        "fd00::ac:0/118"
+            .parse::<ipnet::Ipv6Net>()
+            .unwrap()
+            .contains(&ula)
+    );
+    let link = pod.ip(&["-o", "link", "show", "v6if0"]);
+    assert!(link.contains("mtu 9001") && link.contains("UP"), "{link}");
+    let default = pod.ip(&["-6", "route", "show", "default"]);
+    assert!(
+        default.contains("via fe80::") && default.contains("dev v6if0"),
+        "{default}"
+    );
+    assert_eq!(
+        sh(&pod, &["sysctl", "-n", "net.ipv6.conf.eth0.disable_ipv6"]).trim(),
+        "1"
+    );
+    // The node side: host veth, host route, ip6tables.
+    bed.node.ip(&["link", "show", &host_veth]);
+    let route = bed.node.ip(&["-6", "route", "show", &format!("{ula}/128")]);
+    assert!(route.contains(&format!("dev {host_veth}")), "{route}");
+    let chain = snat_chain_name("aws-cni", cid, true);
+    let nat = sh(&bed.node, &["ip6tables-nft-save", "-t", "nat"]);
+    let comment = format!("--comment \"name: \\\"aws-cni\\\" id: \\\"{cid}\\\"\"");
+    for want in [
+        format!("-A POSTROUTING -s {ula}/128 -m comment {comment} -j {chain}"),
+        format!("-A {chain} -d ff00::/8 -m comment {comment} -j ACCEPT"),
+        format!("-A {chain} -m comment {comment} -j SNAT --to-source {NODE_IP} --random-fully"),
+    ] {
+        assert!(nat.contains(&want), "missing {want}\n{nat}");
+    }
+
+    // Real traffic: the outside host sees the node's IPv6, not the pod's ULA.
+    let (peer, got) = tcp_from_pod(&bed, &pod);
+    assert_eq!(peer.ip().to_string(), NODE_IP, "SNATed to the node");
+    assert_eq!(got, "hello from the pod");
+
+    // A second pod gets another address; the re-ADD of the first is idempotent in rules.
+    let pod2 = bed.pod("full2");
+    let (rc, out) = bed.plugin(
+        "ADD",
+        "c0ffee0000000002",
+        &pod2,
+        "eth0",
+        &bed.conf(NODE_IP, "fd00::ac:00/118", &prev(&pod2)),
+    );
+    assert_eq!(rc, 0, "{out}");
+    let ula2 = pod_ula(&pod2);
+    assert_ne!(ula, ula2);
+    assert_eq!(bed.allocated().len(), 2);
+
+    // DEL releases, removes the rules and the veth; a second DEL is a no-op.
+    for _ in 0..2 {
+        let (rc, out) = bed.plugin("DEL", cid, &pod, "eth0", &conf);
+        assert_eq!((rc, out.as_str()), (0, ""));
+    }
+    assert_eq!(bed.allocated(), vec![ula2]);
+    let nat = sh(&bed.node, &["ip6tables-nft-save", "-t", "nat"]);
+    assert!(!nat.contains(&chain), "{nat}");
+    assert!(!pod.ip(&["-o", "link", "show"]).contains("v6if0"));
+
+    // A new container in the first pod's namespace gets an address again (the freed one
+    // may be reused) and traffic flows.
+    let (rc, out) = bed.plugin(
+        "ADD",
+        "c0ffee0000000003",
+        &pod,
+        "eth0",
+        &bed.conf(NODE_IP, "fd00::ac:00/118", &prev(&pod)),
+    );
+    assert_eq!(rc, 0, "{out}");
+    let ula3 = pod_ula(&pod);
+    assert_ne!(ula3, ula2);
+    assert_eq!(tcp_from_pod(&bed, &pod).0.ip().to_string(), NODE_IP);
+
+    for (cid, p) in [("c0ffee0000000002", &pod2), ("c0ffee0000000003", &pod)] {
+        let (rc, out) = bed.plugin(
+            "DEL",
+            cid,
+            p,
+            "eth0",
+            &bed.conf(NODE_IP, "fd00::ac:00/118", "null"),
+        );
+        assert_eq!((rc, out.as_str()), (0, ""));
+    }
+    assert_eq!(bed.allocated(), Vec::<Ipv6Addr>::new());
+    assert_eq!(bed.snapshot(), before, "DEL restores the node namespace");
+}
+
+#[test]
+fn bad_input_fails_with_cni_errors_and_leaves_nothing_behind() {
+    let bed = Testbed::new("bad");
+    let before = bed.snapshot();
+    let pod = bed.pod("bad");
+    let cases = [
+        (
+            "missing nodeIP",
+            bed.conf("", "fd00::ac:00/118", &prev(&pod)),
+            "eth0",
+            7,
+            "nodeIP",
+        ),
+        (
+            "bad range",
+            bed.conf(NODE_IP, "fd00::ac:00/300", &prev(&pod)),
+            "eth0",
+            7,
+            "subnet",
+        ),
+        (
+            "IPv4 range",
+            bed.conf(NODE_IP, "10.0.0.0/24", &prev(&pod)),
+            "eth0",
+            7,
+            "IPv6",
+        ),
+        (
+            "no prevResult",
+            bed.conf(NODE_IP, "fd00::ac:00/118", "null"),
+            "eth0",
+            7,
+            "chained plugin",
+        ),
+        // Fails after IPAM (no such pod interface): the address is released again.
+        (
+            "bad ifname",
+            bed.conf(NODE_IP, "fd00::ac:00/118", &prev(&pod)),
+            "eth9",
+            101,
+            "eth9",
+        ),
+    ];
+    // Fails after the veth exists (no ip6tables tools on PATH): the veth goes, the address is
+    // released again.
+    let (rc, out) = bed.plugin_with_path(
+        "/nonexistent",
+        "ADD",
+        "badc0ffee",
+        &pod,
+        "eth0",
+        &bed.conf(NODE_IP, "fd00::ac:00/118", &prev(&pod)),
+    );
+    assert_eq!((rc, code(&out)), (1, 103), "{out}");
+    assert!(out.contains("ip6tables"), "{out}");
+    assert_eq!(bed.allocated(), Vec::<Ipv6Addr>::new());
+    assert_eq!(bed.snapshot(), before, "no ip6tables: node untouched");
+    assert!(!pod.ip(&["-o", "link", "show"]).contains("v6if0"));
+    for (what, conf, ifname, want, text) in cases {
+        let (rc, out) = bed.plugin("ADD", "badc0ffee", &pod, ifname, &conf);
+        assert_eq!((rc, code(&out)), (1, want), "{what}: {out}");
+        assert!(out.contains(text), "{what}: {out}");
+        assert_eq!(bed.allocated(), Vec::<Ipv6Addr>::new(), "{what}");
+        assert_eq!(bed.snapshot(), before, "{what}: node untouched");
+        assert!(!pod.ip(&["-o", "link", "show"]).contains("v6if0"), "{what}");
+    }
+}
