@@ -181,15 +181,12 @@ pub async fn run(
         }
         node::add_eni_from_ec2(&mut ds, eni, now)?;
         if !cfg.provisioning_disabled() && eni.interface_type != "trunk" {
-            let wanted = node::eni_tags(
+            let missing = node::missing_tags(
+                eni,
                 &id.instance_id,
                 &cfg.eni.cluster_name,
                 &cfg.eni.additional_eni_tags,
             );
-            let missing: aws::Tags = wanted
-                .into_iter()
-                .filter(|(k, v)| eni.tags.get(k) != Some(v))
-                .collect();
             if let Err(e) = ec2
                 .create_tags(std::slice::from_ref(&eni.id), &missing)
                 .await
@@ -285,10 +282,7 @@ pub async fn run(
                 if (att.network_card, att.device_index) == (0, 0) || ds.eni(&eni.id).is_none() {
                     continue;
                 }
-                let cidr = subnets
-                    .iter()
-                    .find(|s| s.id == eni.subnet_id)
-                    .and_then(|s| s.cidr);
+                let cidr = crate::subnets::cidr_of(&subnets, &eni.subnet_id);
                 if let (Some(ip), Some(cidr)) = (eni.primary_ip, cidr) {
                     let table =
                         net::route_table::route_table_id(att.network_card, att.device_index);

@@ -31,6 +31,20 @@ pub fn eni_tags(instance_id: &str, cluster_name: &str, additional: &Tags) -> Tag
     t
 }
 
+/// The tags of [`eni_tags`] the ENI lacks or has with another value (what `TagENI` sends,
+/// spec 3.10; `createdAt` is never part of it).
+pub fn missing_tags(
+    eni: &EniDescription,
+    instance_id: &str,
+    cluster_name: &str,
+    additional: &Tags,
+) -> Tags {
+    eni_tags(instance_id, cluster_name, additional)
+        .into_iter()
+        .filter(|(k, v)| eni.tags.get(k) != Some(v))
+        .collect()
+}
+
 /// Whether ipamd manages this ENI (spec 3.9): `no_manage=true` never (except the primary),
 /// tagged with this instance always, untagged per `MANAGE_UNTAGGED_ENI`.
 pub fn is_managed(eni: &EniDescription, instance_id: &str, manage_untagged: bool) -> bool {

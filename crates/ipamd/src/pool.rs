@@ -336,10 +336,7 @@ impl<E: Ec2> PoolManager<E> {
                     .ec2
                     .describe_subnets(&self.facts.vpc_id, &self.facts.availability_zone)
                     .await?;
-                let cidr = subnets
-                    .iter()
-                    .find(|s| s.id == resolved.spec.subnet)
-                    .and_then(|s| s.cidr);
+                let cidr = crate::subnets::cidr_of(&subnets, &resolved.spec.subnet);
                 if cidr.is_none() {
                     return Err(eni_config_error(format!(
                         "ENIConfig {} names subnet {}, which is not in the node's VPC and zone {}",

@@ -278,15 +278,12 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
         cooling: &impl Fn(&Ipv4Net) -> bool,
     ) -> Result<(), String> {
         if self.facts.provisioning && eni.interface_type != "trunk" {
-            let wanted = node::eni_tags(
+            let missing = node::missing_tags(
+                eni,
                 &self.facts.instance_id,
                 &self.facts.cluster_name,
                 &self.facts.additional_tags,
             );
-            let missing: Tags = wanted
-                .into_iter()
-                .filter(|(k, v)| eni.tags.get(k) != Some(v))
-                .collect();
             if !missing.is_empty() {
                 self.ec2
                     .create_tags(std::slice::from_ref(&eni.id), &missing)
@@ -303,10 +300,7 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
                 .describe_subnets(&eni.vpc_id, &eni.availability_zone)
                 .await
                 .map_err(|e| e.to_string())?;
-            let cidr = subnets
-                .iter()
-                .find(|s| s.id == eni.subnet_id)
-                .and_then(|s| s.cidr)
+            let cidr = crate::subnets::cidr_of(&subnets, &eni.subnet_id)
                 .ok_or_else(|| format!("subnet {} not found", eni.subnet_id))?;
             let table =
                 net::route_table::route_table_id(attachment.network_card, attachment.device_index);

@@ -44,6 +44,11 @@ fn matches_cluster(subnet: &SubnetDescription, cluster_name: &str) -> bool {
         || restricted.any(|k| k[CLUSTER_TAG_PREFIX.len()..] == *cluster_name)
 }
 
+/// The CIDR of subnet `id` among `subnets` (a DescribeSubnets answer), if listed.
+pub fn cidr_of(subnets: &[SubnetDescription], id: &str) -> Option<Ipv4Net> {
+    subnets.iter().find(|s| s.id == id).and_then(|s| s.cidr)
+}
+
 /// Subnets to try for a new ENI, in order: valid ones by free addresses, most first
 /// (stable for equal counts, as upstream's sort).
 pub fn candidates(
