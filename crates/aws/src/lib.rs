@@ -9,6 +9,8 @@ pub mod error;
 pub mod observe;
 pub mod sdk_ec2;
 pub mod sdk_imds;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token_bucket;
 pub mod traits;
 pub mod types;

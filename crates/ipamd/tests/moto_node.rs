@@ -8,10 +8,10 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws::testing::{MOTO_AZ, MOTO_REGION, MOTO_VPC_CIDR, Moto};
 use aws::token_bucket::RateLimits;
 use aws::{Ec2, Ec2Settings, sdk_ec2::SdkEc2};
 use axum::extract::{Path, State};
@@ -21,98 +21,14 @@ use ipamd::node::tags;
 use ipamd::node_loop::AgentTimers;
 use support::{add_pod, del_pod};
 
-const REGION: &str = "us-east-1";
-const AZ: &str = "us-east-1a";
-
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const REGION: &str = MOTO_REGION;
+const AZ: &str = MOTO_AZ;
 
 struct World {
     ec2: SdkEc2,
     instance_id: String,
     instance_type: String,
     vpc_cidr: String,
-}
-
-async fn moto() -> (Moto, String) {
-    let port = support::free_port().port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server must be installed (scripts/install-deps.sh installs moto[server])");
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (Moto(child), format!("http://127.0.0.1:{port}"))
-}
-
-/// A VPC with one /16 subnet (moto draws secondary addresses at random from the whole
-/// subnet and only de-duplicates them per ENI: a big subnet keeps collisions unlikely),
-/// a security group, and a running m5.large; set up with the plain SDK.
-async fn setup(endpoint: &str) -> (String, String) {
-    let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "static");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(aws::connect::https_client())
-        .region(aws_sdk_ec2::config::Region::new(REGION))
-        .credentials_provider(creds)
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    let raw = aws_sdk_ec2::Client::new(&conf);
-    let vpc = raw
-        .create_vpc()
-        .cidr_block("10.1.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
-    let subnet = raw
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.1.0.0/16")
-        .availability_zone(AZ)
-        .send()
-        .await
-        .unwrap();
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .unwrap()
-        .to_string();
-    let sg = raw
-        .create_security_group()
-        .group_name("node")
-        .description("node")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .unwrap();
-    let run = raw
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
-        .subnet_id(&subnet_id)
-        .security_group_ids(sg.group_id().unwrap())
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap();
-    (
-        run.instances()[0].instance_id().unwrap().to_string(),
-        "m5.large".to_string(),
-    )
 }
 
 async fn client(endpoint: &str) -> SdkEc2 {
@@ -203,13 +119,17 @@ async fn serve_imds(world: Arc<World>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_addresses_from_enis_moto_attached_and_tagged() {
-    let (_moto, endpoint) = moto().await;
-    let (instance_id, instance_type) = setup(&endpoint).await;
+    // One /16 subnet: moto draws secondary addresses at random from the whole subnet and
+    // only de-duplicates them per ENI, so a big subnet keeps collisions unlikely.
+    let moto = Moto::start().await;
+    let endpoint = moto.endpoint.clone();
+    let instance_id = moto.seed_node("10.1.0.0/16").await.instance_id;
+    let instance_type = "m5.large".to_string();
     let world = Arc::new(World {
         ec2: client(&endpoint).await,
         instance_id: instance_id.clone(),
         instance_type,
-        vpc_cidr: "10.1.0.0/16".into(),
+        vpc_cidr: MOTO_VPC_CIDR.into(),
     });
     let imds_endpoint = serve_imds(world.clone()).await;
     let dir = std::env::temp_dir().join(format!("ipamd-moto-{}", std::process::id()));

@@ -3,13 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws::backoff::Backoff;
 use aws::sdk_ec2::SdkEc2;
+use aws::testing::{MOTO_AZ, MOTO_REGION, Moto};
 use aws::token_bucket::RateLimits;
 use aws::{ApiStats, Ec2Settings};
 use ec2_emulator::model::World;
@@ -39,16 +38,8 @@ pub struct Target {
     pub ec2_endpoint: String,
     pub imds_endpoint: Option<String>,
     pub emulator: Option<Shared>,
-    child: Option<Child>,
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    /// The moto server process (killed when the target is dropped).
+    moto: Option<Moto>,
 }
 
 pub fn fast_backoff() -> Backoff {
@@ -125,86 +116,22 @@ pub async fn emulator(settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
         ec2_endpoint,
         imds_endpoint: Some(imds_endpoint),
         emulator: Some(shared),
-        child: None,
+        moto: None,
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// moto in server mode on loopback, with a VPC, subnet, group and running m5.large set up
-/// through the plain SDK.
+/// through the plain SDK (`aws::testing`).
 pub async fn moto() -> Target {
-    let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server must be installed (scripts/install-deps.sh installs moto[server])");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let region = "us-east-1";
-    let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "static");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(aws::connect::https_client())
-        .region(aws_sdk_ec2::config::Region::new(region))
-        .credentials_provider(creds)
-        .endpoint_url(&endpoint)
-        .load()
-        .await;
-    let raw = aws_sdk_ec2::Client::new(&conf);
-    let vpc = raw
-        .create_vpc()
-        .cidr_block("10.1.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
-    let subnet = raw
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.1.0.0/24")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap();
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .unwrap()
-        .to_string();
-    let sg = raw
-        .create_security_group()
-        .group_name("node")
-        .description("node")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .unwrap();
-    let security_group = sg.group_id().unwrap().to_string();
-    let run = raw
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
-        .subnet_id(&subnet_id)
-        .security_group_ids(&security_group)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap();
-    let instance_id = run.instances()[0].instance_id().unwrap().to_string();
+    let moto = Moto::start().await;
+    let node = moto.seed_node("10.1.0.0/24").await;
+    let (region, endpoint) = (MOTO_REGION, moto.endpoint.clone());
+    let (instance_id, subnet_id, vpc_id, security_group) = (
+        node.instance_id,
+        node.subnet_id,
+        node.vpc_id,
+        node.security_group,
+    );
     let stats = Arc::new(ApiStats::default());
     let ec2 = aws::ec2_client(&settings(region, &endpoint), stats.clone()).await;
     Target {
@@ -214,7 +141,7 @@ pub async fn moto() -> Target {
         instance_id,
         subnet_id,
         vpc_id,
-        availability_zone: "us-east-1a".into(),
+        availability_zone: MOTO_AZ.into(),
         security_group,
         caps: Caps {
             prefixes: false,
@@ -226,6 +153,6 @@ pub async fn moto() -> Target {
         ec2_endpoint: endpoint,
         imds_endpoint: None,
         emulator: None,
-        child: Some(child),
+        moto: Some(moto),
     }
 }
