@@ -18,15 +18,20 @@ async fn enis(addr: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-fn eni_request(h: &Harness, tags: Tags, ips: u32) -> CreateEniRequest {
-    CreateEniRequest {
+/// The operator creates an ENI in the node's subnet with one tag and `ips` secondary
+/// addresses and attaches it to the node; returns its ID.
+async fn operator_eni(h: &Harness, tag: (&str, &str), ips: u32) -> String {
+    let req = CreateEniRequest {
         subnet_id: h.node.subnet_id.clone(),
         security_groups: vec![h.node.security_group.clone()],
         description: format!("aws-K8S-{}", h.node.instance_id),
         secondary_ips: ips,
         prefixes: 0,
-        tags,
-    }
+        tags: Tags::from([(tag.0.to_string(), tag.1.to_string())]),
+    };
+    let eni = h.operator.create_eni(&req).await.unwrap();
+    attach(h, &eni.id).await;
+    eni.id
 }
 
 async fn attach(h: &Harness, eni: &str) -> String {
@@ -84,33 +89,15 @@ async fn changes_behind_the_agents_back_are_taken_from_ec2() {
 
     // 1. An ENI with this instance's tag (an earlier agent died after attaching it) is
     //    adopted with its addresses and gets the cluster tags.
-    let own = h
-        .operator
-        .create_eni(&eni_request(
-            &h,
-            Tags::from([(tags::INSTANCE_ID.to_string(), h.node.instance_id.clone())]),
-            3,
-        ))
-        .await
-        .unwrap();
-    attach(&h, &own.id).await;
+    let own = operator_eni(&h, (tags::INSTANCE_ID, &h.node.instance_id), 3).await;
     // 2. An ENI tagged no_manage=true is left alone.
-    let foreign = h
-        .operator
-        .create_eni(&eni_request(
-            &h,
-            Tags::from([(tags::NO_MANAGE.to_string(), "true".to_string())]),
-            2,
-        ))
-        .await
-        .unwrap();
-    attach(&h, &foreign.id).await;
+    let foreign = operator_eni(&h, (tags::NO_MANAGE, "true"), 2).await;
     let v = until(intro, "the tagged ENI adopted", |v| {
-        v["0"]["ENIs"].get(&own.id).is_some()
+        v["0"]["ENIs"].get(&own).is_some()
     })
     .await;
     assert_eq!(
-        v["0"]["ENIs"][&own.id]["AvailableIPv4Cidrs"]
+        v["0"]["ENIs"][&own]["AvailableIPv4Cidrs"]
             .as_object()
             .unwrap()
             .len(),
@@ -118,12 +105,12 @@ async fn changes_behind_the_agents_back_are_taken_from_ec2() {
         "{v}"
     );
     assert!(
-        v["0"]["ENIs"].get(&foreign.id).is_none(),
+        v["0"]["ENIs"].get(&foreign).is_none(),
         "no_manage ENI adopted: {v}"
     );
     {
         let emu = server::lock(h.emu());
-        let tags = &emu.world.eni(&own.id).unwrap().tags;
+        let tags = &emu.world.eni(&own).unwrap().tags;
         assert_eq!(
             tags.get(tags::CLUSTER_NAME).map(String::as_str),
             Some("demo")
@@ -135,20 +122,20 @@ async fn changes_behind_the_agents_back_are_taken_from_ec2() {
     }
 
     // 3. Addresses assigned behind our back are added; unassigned ones are dropped.
-    let extra = h.operator.assign_ips(&own.id, 2).await.unwrap();
+    let extra = h.operator.assign_ips(&own, 2).await.unwrap();
     let extra_cidr = format!("{}/32", extra.ips[0]);
     until(intro, "the extra addresses", |v| {
-        v["0"]["ENIs"][&own.id]["AvailableIPv4Cidrs"]
+        v["0"]["ENIs"][&own]["AvailableIPv4Cidrs"]
             .as_object()
             .is_some_and(|m| m.len() == 5 && m.contains_key(&extra_cidr))
     })
     .await;
     h.operator
-        .unassign_ips(&own.id, &extra.ips[..1])
+        .unassign_ips(&own, &extra.ips[..1])
         .await
         .unwrap();
     until(intro, "the unassigned address dropped", |v| {
-        v["0"]["ENIs"][&own.id]["AvailableIPv4Cidrs"]
+        v["0"]["ENIs"][&own]["AvailableIPv4Cidrs"]
             .as_object()
             .is_some_and(|m| m.len() == 4 && !m.contains_key(&extra_cidr))
     })
@@ -157,17 +144,11 @@ async fn changes_behind_the_agents_back_are_taken_from_ec2() {
     // 4. The operator detaches and deletes the ENI: it leaves the datastore.
     let attachment = {
         let emu = server::lock(h.emu());
-        emu.world
-            .eni(&own.id)
-            .unwrap()
-            .attachment
-            .clone()
-            .unwrap()
-            .id
+        emu.world.eni(&own).unwrap().attachment.clone().unwrap().id
     };
     h.operator.detach_eni(&attachment, true).await.unwrap();
     until(intro, "the detached ENI removed", |v| {
-        v["0"]["ENIs"].get(&own.id).is_none()
+        v["0"]["ENIs"].get(&own).is_none()
     })
     .await;
 
@@ -177,18 +158,9 @@ async fn changes_behind_the_agents_back_are_taken_from_ec2() {
         let vpc = h.node.vpc_id.clone();
         emu.world.create_security_group(&vpc, "second")
     };
-    let own2 = h
-        .operator
-        .create_eni(&eni_request(
-            &h,
-            Tags::from([(tags::INSTANCE_ID.to_string(), h.node.instance_id.clone())]),
-            1,
-        ))
-        .await
-        .unwrap();
-    attach(&h, &own2.id).await;
+    let own2 = operator_eni(&h, (tags::INSTANCE_ID, &h.node.instance_id), 1).await;
     until(intro, "the second ENI adopted", |v| {
-        v["0"]["ENIs"].get(&own2.id).is_some()
+        v["0"]["ENIs"].get(&own2).is_some()
     })
     .await;
     let groups = vec![h.node.security_group.clone(), sg2.clone()];
@@ -201,8 +173,8 @@ async fn changes_behind_the_agents_back_are_taken_from_ec2() {
         let (got, untouched) = {
             let emu = server::lock(h.emu());
             (
-                emu.world.eni(&own2.id).unwrap().groups.clone(),
-                emu.world.eni(&foreign.id).unwrap().groups.clone(),
+                emu.world.eni(&own2).unwrap().groups.clone(),
+                emu.world.eni(&foreign).unwrap().groups.clone(),
             )
         };
         assert_eq!(
