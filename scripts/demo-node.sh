@@ -95,7 +95,7 @@ in_node ip route add default via 10.0.0.1
 
 echo "== ipamd (aws-k8s-agent) in the node namespace"
 ip netns exec "$NODE" env AWS_EC2_ENDPOINT="http://127.0.0.1:$EC2_PORT" \
-  AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$IMDS_PORT" \
+  AWS_VPC_K8S_CNI_LOG_FILE=stderr AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$IMDS_PORT" \
   AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
   IPAMD_GRPC_SOCKET="$STATE/ipamd.sock" AWS_VPC_K8S_CNI_BACKING_STORE="$STATE/ipam.json" \
   METRICS_BIND_ADDRESS=127.0.0.1:61678 CLUSTER_NAME=demo ENABLE_IPv4=true \

@@ -71,7 +71,7 @@ in_node ip route add default via 10.0.0.1
 
 # The container's main process, as the DaemonSet runs it (chart defaults for the pool).
 ip netns exec "$NODE" env -i PATH="$PATH" \
-  AWS_EC2_ENDPOINT="http://127.0.0.1:$EC2_PORT" AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$IMDS_PORT" \
+  AWS_EC2_ENDPOINT="http://127.0.0.1:$EC2_PORT" AWS_VPC_K8S_CNI_LOG_FILE=stderr AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$IMDS_PORT" \
   AWS_ACCESS_KEY_ID=rss AWS_SECRET_ACCESS_KEY=rss ENABLE_IPv4=true WARM_ENI_TARGET=1 \
   IPAMD_GRPC_SOCKET="$STATE/run/ipamd.sock" AWS_VPC_K8S_CNI_BACKING_STORE="$STATE/run/ipam.json" \
   AWS_VPC_K8S_CNI_LOG_FILE=stderr METRICS_BIND_ADDRESS=127.0.0.1:61678 \

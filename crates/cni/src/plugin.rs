@@ -189,7 +189,8 @@ pub fn result_json(
     device: i32,
 ) -> String {
     let mut ip = json!({"address": format!("{}/32", p.pod_ip), "interface": 1});
-    if conf.cni_version.starts_with("0.3") {
+    // CNI 0.3.x/0.4.0 results carry the IP version on each entry; 1.0.0 dropped the field.
+    if !conf.version_at_least(1, 0) {
         ip["version"] = json!("4");
     }
     if conf.real_macs_in_result {
@@ -234,9 +235,32 @@ pub fn from_prev_result(prev: &Value) -> Option<(Ipv4Addr, u32)> {
     Some((ip, table))
 }
 
-/// DEL: idempotent and best effort; succeeds when the pod is already gone.
-pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniError> {
-    let req = DelNetworkRequest {
+/// The text ipamd puts in the gRPC error for a pod it does not know (already released);
+/// upstream's plugin matches it.
+const UNKNOWN_POD: &str = "datastore: unknown pod";
+
+/// Logged (warn) when DEL tore the pod's host side down from `prevResult` because ipamd could
+/// not be reached or answered `DelNetwork` with an error (other than unknown pod). Stable:
+/// operators grep and count it; every message of that path starts with `DEL: ipamd error`.
+pub const DEL_TORN_DOWN_FROM_PREV_RESULT: &str = "DEL: ipamd error, torn down from prevResult";
+/// Same path, but `prevResult` is missing or does not describe a pod of ours.
+pub const DEL_NO_PREV_RESULT: &str = "DEL: ipamd error, no usable prevResult, nothing torn down";
+/// Same path, but the teardown from `prevResult` failed (DEL still succeeds, as upstream).
+pub const DEL_PREV_RESULT_TEARDOWN_FAILED: &str =
+    "DEL: ipamd error, teardown from prevResult failed";
+
+/// What ipamd made of `DelNetwork`.
+enum Release {
+    /// Released; the pod's address and route table when ipamd sent a usable one.
+    Released(Option<(Ipv4Addr, u32)>),
+    /// `datastore: unknown pod`: nothing held (already released).
+    UnknownPod,
+    /// ipamd unreachable or any other gRPC error (spec 6.7 steps 2–3).
+    Failed(String),
+}
+
+fn del_request(conf: &NetConf, env: &CniEnv) -> DelNetworkRequest {
+    DelNetworkRequest {
         container_id: env.container_id.clone(),
         if_name: env.ifname.clone(),
         network_name: conf.name.clone(),
@@ -246,43 +270,101 @@ pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniEr
         k8s_pod_uid: env.arg("K8S_POD_UID").to_string(),
         reason: "PodDeleted".into(),
         ..Default::default()
+    }
+}
+
+/// `DelNetwork`; only a reply with `Success=false` is an error (upstream: "del cmd: failed
+/// to process delete request").
+async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniError> {
+    let mut client = match ipamd(target).await {
+        Ok(c) => c,
+        Err(e) => return Ok(Release::Failed(e.msg)),
     };
-    tracing::info!(container = %env.container_id, netns = %env.netns, "DEL");
-    let released = match ipamd(target).await {
-        Ok(mut client) => match client.del_network(req).await {
-            Ok(r) => r.into_inner().ip_allocation_metadata.first().and_then(|a| {
-                Some((
-                    a.i_pv4_addr.parse().ok()?,
-                    u32::try_from(a.route_table_id).unwrap_or(0),
-                ))
-            }),
-            // An unknown pod was already released (upstream's plugin matches this text).
-            Err(s) if s.message().contains("datastore: unknown pod") => None,
-            Err(s) => {
-                tracing::error!("DEL: ipamd: {}", s.message());
-                return Err(CniError::ipamd(format!(
-                    "ipamd could not release the pod's address: {}",
-                    s.message()
-                )));
+    match client.del_network(req).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            if !r.success {
+                return Err(CniError::ipamd(
+                    "ipamd failed to process the delete request (Success=false; see ipamd's log)",
+                ));
             }
-        },
-        // ipamd away: tear down from prevResult and still succeed, so kubelet never sticks.
-        Err(e) => {
-            tracing::warn!("DEL: {e}; tearing down from prevResult");
+            Ok(Release::Released(
+                r.ip_allocation_metadata.first().and_then(|a| {
+                    Some((
+                        a.i_pv4_addr.parse().ok()?,
+                        u32::try_from(a.route_table_id).unwrap_or(0),
+                    ))
+                }),
+            ))
+        }
+        Err(s) if s.message().contains(UNKNOWN_POD) => Ok(Release::UnknownPod),
+        Err(s) => Ok(Release::Failed(format!(
+            "DelNetwork: {:?}: {}",
+            s.code(),
+            s.message()
+        ))),
+    }
+}
+
+async fn teardown(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> Result<(), CniError> {
+    let p = pod_network(conf, env, ip, table);
+    let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
+    teardown_pod(&host, &p)
+        .await
+        .map_err(|errors| CniError::io(format!("tearing down the pod network: {errors}")))
+}
+
+/// ipamd failed: tear the host side down from `prevResult` (upstream's
+/// `teardownPodNetworkWithPrevResult`) and let DEL succeed whatever happens, so that the pod
+/// never sticks in Terminating. The address is reclaimed by ipamd later.
+async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &str) {
+    let container = env.container_id.as_str();
+    let Some((ip, table)) = conf.prev_result.as_ref().and_then(from_prev_result) else {
+        tracing::warn!(container, ipamd_error, "{DEL_NO_PREV_RESULT}");
+        return;
+    };
+    match teardown(conf, env, ip, table).await {
+        Ok(()) => tracing::warn!(
+            container,
+            %ip,
+            table,
+            ipamd_error,
+            "{DEL_TORN_DOWN_FROM_PREV_RESULT}"
+        ),
+        Err(e) => tracing::warn!(
+            container,
+            %ip,
+            table,
+            ipamd_error,
+            teardown_error = %e,
+            "{DEL_PREV_RESULT_TEARDOWN_FAILED}"
+        ),
+    }
+}
+
+/// DEL: idempotent and best effort; succeeds when the pod is already gone and when ipamd
+/// fails (spec 6.7), so that kubelet never sticks.
+pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniError> {
+    tracing::info!(container = %env.container_id, netns = %env.netns, "DEL");
+    let wiring = match release(del_request(conf, env), target).await? {
+        Release::Failed(e) => {
+            teardown_after_ipamd_error(conf, env, &e).await;
+            return Ok(());
+        }
+        Release::Released(Some(w)) => Some(w),
+        // Nothing (usable) from ipamd: whatever prevResult describes, best effort.
+        Release::Released(None) => conf.prev_result.as_ref().and_then(from_prev_result),
+        // Already released (a repeated DEL): as upstream, touch nothing. The address may
+        // belong to another pod by now, and its rules with it.
+        Release::UnknownPod => {
+            tracing::info!(container = %env.container_id, "DEL: ipamd does not know the pod; nothing to do");
             None
         }
     };
-    let wiring = released.or_else(|| conf.prev_result.as_ref().and_then(from_prev_result));
-    if let Some((ip, table)) = wiring {
-        let p = pod_network(conf, env, ip, table);
-        let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
-        if let Err(errors) = teardown_pod(&host, &p).await {
-            return Err(CniError::io(format!(
-                "tearing down the pod network: {errors}"
-            )));
-        }
+    match wiring {
+        Some((ip, table)) => teardown(conf, env, ip, table).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -312,5 +394,42 @@ mod tests {
             ipamd_target(|_| None),
             "unix:///var/run/aws-node/ipamd.sock"
         );
+    }
+
+    #[test]
+    fn ip_entries_carry_version_4_only_before_cni_1_0() {
+        let env = CniEnv::from_lookup(|k| match k {
+            "CNI_NETNS" => Some("/var/run/netns/p".into()),
+            "CNI_IFNAME" => Some("eth0".into()),
+            "CNI_ARGS" => Some("K8S_POD_NAMESPACE=default;K8S_POD_NAME=sample-pod".into()),
+            _ => None,
+        });
+        for (version, want) in [
+            ("0.3.0", Some("4")),
+            ("0.3.1", Some("4")),
+            ("0.4.0", Some("4")),
+            ("1.0.0", None),
+            ("1.1.0", None),
+        ] {
+            for real_macs in [false, true] {
+                let conf = NetConf::parse(
+                    format!(
+                        r#"{{"cniVersion":"{version}","name":"aws-cni","realMacsInResult":{real_macs}}}"#
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
+                let p = pod_network(&conf, &env, "10.0.0.9".parse().unwrap(), 3);
+                let r: Value =
+                    serde_json::from_str(&result_json(&conf, &env, &p, ("", ""), 2)).unwrap();
+                assert_eq!(r["cniVersion"], version);
+                assert_eq!(
+                    r["ips"][0].get("version").and_then(Value::as_str),
+                    want,
+                    "cniVersion {version} (realMacsInResult {real_macs}): {r}"
+                );
+                assert_eq!(r["ips"][0]["address"], "10.0.0.9/32");
+            }
+        }
     }
 }

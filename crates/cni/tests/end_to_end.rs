@@ -165,6 +165,13 @@ async fn add_check_del_against_a_running_agent() {
         assert_eq!(r.rc, 0, "{} {}", r.stdout, r.stderr);
         let result: Value = r.json();
         assert_eq!(result["cniVersion"], if i == 0 { "1.0.0" } else { "0.4.0" });
+        // CNI 0.4.0 IP entries carry "version"; 1.0.0 dropped the field.
+        let want_version = if i == 0 { None } else { Some("4") };
+        assert_eq!(
+            result["ips"][0]["version"].as_str(),
+            want_version,
+            "{result}"
+        );
         let ip: Ipv4Addr = result["ips"][0]["address"]
             .as_str()
             .unwrap()

@@ -14,6 +14,7 @@ mod load;
 pub mod names;
 mod sections;
 mod types;
+mod unbuilt;
 pub mod values;
 mod view;
 

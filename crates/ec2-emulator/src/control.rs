@@ -38,6 +38,12 @@ struct Seconds {
     seconds: u64,
 }
 
+#[derive(Deserialize)]
+struct VpcCidrReq {
+    vpc_id: String,
+    cidr: String,
+}
+
 fn any() -> String {
     crate::faults::ANY_ACTION.to_string()
 }
@@ -94,6 +100,17 @@ async fn attach_latency(State(s): State<Shared>, Json(req): Json<Millis>) -> Rep
 async fn imds_lag(State(s): State<Shared>, Json(req): Json<Seconds>) -> Reply {
     lock(&s).faults.imds_lag_secs = req.seconds;
     ok()
+}
+
+async fn vpc_cidr(State(s): State<Shared>, Json(req): Json<VpcCidrReq>) -> Reply {
+    let cidr = match req.cidr.parse() {
+        Ok(c) => c,
+        Err(e) => return bad(format!("cidr {:?}: {e}", req.cidr)),
+    };
+    match lock(&s).associate_vpc_cidr(&req.vpc_id, cidr) {
+        Ok(()) => ok(),
+        Err(e) => bad(e.to_string()),
+    }
 }
 
 async fn reset(State(s): State<Shared>) -> Reply {
@@ -157,6 +174,7 @@ pub fn router() -> Router<Shared> {
         .route("/throttle", post(throttle))
         .route("/attach-latency", post(attach_latency))
         .route("/imds-lag", post(imds_lag))
+        .route("/vpc-cidr", post(vpc_cidr))
         .route("/reset", post(reset))
         .route("/counters", get(counters))
         .route("/state", get(state))

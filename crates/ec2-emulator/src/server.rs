@@ -71,6 +71,17 @@ impl Emulator {
         self.after_change();
     }
 
+    /// Associates another IPv4 CIDR with a VPC; IMDS lists it (after any IMDS lag).
+    pub fn associate_vpc_cidr(
+        &mut self,
+        vpc_id: &str,
+        cidr: ipnet::Ipv4Net,
+    ) -> Result<(), Ec2Error> {
+        self.world.associate_vpc_cidr(vpc_id, cidr)?;
+        self.after_change();
+        Ok(())
+    }
+
     fn request_id(&mut self) -> String {
         self.next_request += 1;
         format!("00000000-0000-4000-8000-{:012x}", self.next_request)

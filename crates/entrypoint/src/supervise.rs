@@ -170,18 +170,27 @@ async fn stop(child: &mut Child, sig: Signal) -> Result<i32, EntrypointError> {
     Ok(exit_code(status, Some(sig)))
 }
 
-/// Refuses configurations this build cannot serve, before anything is installed: egress-cni
-/// wires IPv6 egress in IPv4 clusters (`ENABLE_V6_EGRESS`), but its IPv4-egress path for IPv6
-/// clusters (`ENABLE_V4_EGRESS`) is not implemented, and failing at start-up stalls a rolling
-/// update on the first node instead of failing every pod ADD on every node.
+/// Refuses configurations this build cannot serve, before anything is installed: the
+/// agent's unbuilt switches ([`Config::check_built`]: security groups for pods, IPv6 mode,
+/// multi-NIC, IMDS-only mode) and egress-cni's IPv4 egress for IPv6 clusters
+/// (`ENABLE_V4_EGRESS`). Failing at start-up stalls a rolling update on the first node
+/// instead of misbehaving on every node.
 pub fn check_supported(cfg: &Config) -> Result<(), EntrypointError> {
-    match conflist::node_ip_need(cfg) {
-        NodeIpNeed::None | NodeIpNeed::Ipv6 => Ok(()),
-        NodeIpNeed::LocalIpv4 => Err(EntrypointError::Unsupported(
+    let mut problems: Vec<String> = match cfg.check_built() {
+        Ok(()) => Vec::new(),
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    };
+    if conflist::node_ip_need(cfg) == NodeIpNeed::LocalIpv4 {
+        problems.push(
             "ENABLE_V4_EGRESS=true: egress-cni's IPv4 egress for IPv6 clusters is not \
              implemented in this build; set ENABLE_V4_EGRESS=false (see docs/migration.md)"
                 .to_owned(),
-        )),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(EntrypointError::Unsupported(problems.join("; ")))
     }
 }
 

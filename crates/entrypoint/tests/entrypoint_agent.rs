@@ -56,6 +56,7 @@ fn start(node: &EmulatedNode, d: &Dirs, extra: &[(&str, &str)]) -> Child {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_EC2_ENDPOINT", &node.ec2_endpoint)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &node.imds_endpoint)
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("ENABLE_IPv4", "true")
@@ -296,6 +297,7 @@ fn an_agent_that_dies_before_it_is_healthy_fails_the_entrypoint_without_a_confli
         .env("ENABLE_IPv4", "true")
         .env("AWS_EC2_ENDPOINT", &dead)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &dead)
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("IPAMD_SKIP_HOST_NETWORKING", "true")
@@ -335,7 +337,35 @@ fn v4_egress_in_ipv6_clusters_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ENABLE_V4_EGRESS=true"), "{err}");
+    assert!(err.contains("ENABLE_IPv6=\"true\": IPv6 mode"), "{err}");
     assert_eq!(fs::read_dir(&d.bin).unwrap().count(), 0);
+}
+
+#[test]
+fn unbuilt_agent_switches_are_refused_before_anything_is_installed() {
+    let d = dirs();
+    let out = Command::new(ENTRYPOINT)
+        .env_clear()
+        .env("ENABLE_POD_ENI", "true")
+        .env("ENABLE_MULTI_NIC", "true")
+        .env("VPC_CNI_APP_DIR", &d.app)
+        .env("HOST_CNI_BIN_PATH", &d.bin)
+        .env("HOST_CNI_CONFDIR_PATH", &d.netd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ENABLE_POD_ENI=\"true\": security groups for pods"),
+        "{err}"
+    );
+    assert!(err.contains("ENABLE_MULTI_NIC=\"true\""), "{err}");
+    assert_eq!(
+        fs::read_dir(&d.bin).unwrap().count(),
+        0,
+        "nothing installed"
+    );
+    assert!(!d.netd.join("10-aws.conflist").exists());
 }
 
 #[test]
@@ -350,6 +380,7 @@ fn v6_egress_in_ipv4_clusters_is_no_longer_refused() {
         .env("ENABLE_V6_EGRESS", "true")
         .env("AWS_EC2_ENDPOINT", &dead)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &dead)
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("IPAMD_SKIP_HOST_NETWORKING", "true")

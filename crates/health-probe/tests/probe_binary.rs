@@ -153,6 +153,7 @@ async fn serving_against_the_real_agent() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_EC2_ENDPOINT", &node.ec2_endpoint)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &node.imds_endpoint)
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("IPAMD_GRPC_SOCKET", &socket)

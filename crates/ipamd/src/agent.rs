@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws::{Ec2, Ec2Settings, Imds};
 use config::{CardFacts, Config};
@@ -18,7 +18,7 @@ use crate::cluster_link;
 use crate::cni_server::{CniService, ReplyFacts};
 use crate::host_net::{HostNet, HostNetError, HostNetSettings};
 use crate::introspect::{self, Introspection};
-use crate::metrics::Metrics;
+use crate::metrics::{InProgress, Metrics, StartupFailure};
 use crate::node;
 use crate::node_loop::{self, AgentTimers, NodeLoop, SecurityGroupRefresh};
 use crate::pool::{self, EniConfigSource, NodeFacts, PoolManager, SharedDatastore};
@@ -32,7 +32,7 @@ pub struct AgentOptions {
     /// `None` when `DISABLE_METRICS`.
     pub metrics_addr: Option<SocketAddr>,
     /// `None` when `DISABLE_INTROSPECTION`.
-    pub introspection_addr: Option<SocketAddr>,
+    pub introspection_addr: Option<Listen>,
     /// IMDS endpoint (else `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else link-local).
     pub imds_endpoint: Option<String>,
     /// Static AWS credentials (tests and the demo); `None` uses the default chain.
@@ -41,6 +41,59 @@ pub struct AgentOptions {
     pub timers: AgentTimers,
     /// Host networking (routes, rules, SNAT); `None` leaves the kernel alone (tests).
     pub host_network: Option<HostNetOptions>,
+}
+
+/// An HTTP listener: TCP, or a Unix socket (`INTROSPECTION_BIND_ADDRESS=unix:<path>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(addr: SocketAddr) -> Self {
+        Listen::Tcp(addr)
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Binds `listen` and serves `router` on it until the task is aborted. A stale socket file
+/// left by a previous run is replaced (upstream leaves it and then cannot bind).
+async fn serve_http(
+    listen: &Listen,
+    router: axum::Router,
+    tasks: &mut Tasks,
+) -> Result<(), AgentError> {
+    match listen {
+        Listen::Tcp(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io(format!("binding {listen}")))?;
+            tasks.spawn(async move {
+                let _ = axum::serve(l, router).await;
+            });
+        }
+        Listen::Unix(path) => {
+            use std::os::unix::fs::FileTypeExt;
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path).map_err(io(format!("removing stale {listen}")))?;
+            }
+            let l =
+                tokio::net::UnixListener::bind(path).map_err(io(format!("binding {listen}")))?;
+            tasks.spawn(async move {
+                let _ = axum::serve(l, router).await;
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Where and how patiently host networking runs.
@@ -74,6 +127,10 @@ pub enum AgentError {
     UnknownInstanceType(String),
     #[error("configuration: {0}")]
     Policy(#[from] config::PolicyError),
+    #[error("refusing to start: {0}")]
+    NotBuilt(config::ConfigError),
+    #[error("tagging ENI {eni}: {source}")]
+    Tagging { eni: String, source: aws::AwsError },
     #[error("datastore: {0}")]
     Datastore(#[from] ipam::DatastoreError),
     #[error("checkpoint {0}")]
@@ -104,7 +161,41 @@ pub async fn run(
     opts: AgentOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
+    cfg.check_built().map_err(AgentError::NotBuilt)?;
     let metrics = Arc::new(Metrics::new(&cfg.aws.vpc_cni_version)?);
+    let started = Instant::now();
+    let mut progress = Progress::default();
+    let result = start_and_serve(cfg, opts, shutdown, metrics.clone(), &mut progress).await;
+    if let (Err(e), false) = (&result, progress.ready) {
+        let failure = match e {
+            AgentError::Kubernetes(_) => StartupFailure::ApiServerConnectivity,
+            _ => StartupFailure::NodeInitialization,
+        };
+        if !progress.node_initialised {
+            metrics.observe_node_init(started.elapsed(), false);
+        }
+        metrics.observe_startup(started.elapsed(), progress.with_api_server, Some(failure));
+    }
+    result
+}
+
+/// How far start-up got (for the start-up histograms).
+#[derive(Debug, Default)]
+struct Progress {
+    with_api_server: bool,
+    node_initialised: bool,
+    ready: bool,
+}
+
+async fn start_and_serve(
+    cfg: Config,
+    opts: AgentOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics: Arc<Metrics>,
+    progress: &mut Progress,
+) -> Result<(), AgentError> {
+    let started = Instant::now();
+    let init_busy = InProgress::start(&metrics, "nodeInit");
     let imds = aws::imds_client(opts.imds_endpoint.as_deref(), metrics.clone())
         .map_err(AgentError::Imds)?;
     let id = imds.identity().await.map_err(AgentError::Imds)?;
@@ -124,41 +215,19 @@ pub async fn run(
     settings.static_credentials = opts.static_credentials.clone();
     let ec2 = Arc::new(aws::ec2_client(&settings, metrics.clone()).await);
 
-    // Limits: the table, else DescribeInstanceTypes (default card's interfaces).
-    let (eni_limit, ipv4_per_eni, pd_supported, table_pods) =
-        match limits::lookup(&id.instance_type) {
-            Some(l) => (
-                l.eni_limit,
-                l.ipv4_per_eni,
-                l.supports_prefix_delegation(),
-                l.eni_max_pods(),
-            ),
-            None => {
-                let d = ec2
-                    .describe_instance_type(&id.instance_type)
-                    .await
-                    .map_err(AgentError::Ec2)?;
-                let limit = d
-                    .cards
-                    .iter()
-                    .find(|c| c.0 == d.default_card)
-                    .map(|c| c.1)
-                    .unwrap_or(d.max_enis);
-                if limit == 0 || d.ipv4_per_eni == 0 {
-                    return Err(AgentError::UnknownInstanceType(id.instance_type));
-                }
-                let pd = d.hypervisor == "nitro" || d.bare_metal;
-                (limit, d.ipv4_per_eni, pd, limit * (d.ipv4_per_eni - 1) + 2)
-            }
-        };
+    let limits = node_limits(ec2.as_ref(), &id.instance_type).await?;
     // The Kubernetes API (when MY_NODE_NAME is set): the node's max pods, ENIConfigs.
     let link = cluster_link::start(&cfg).await?;
+    progress.with_api_server = link.is_some();
     let cluster = link.as_ref().map(|l| l.cluster.clone());
     let node_max_pods = cluster
         .as_ref()
         .and_then(|c| c.node())
         .and_then(|n| n.max_pods);
-    let policy: PoolPolicy = cfg.pool_policy(node_max_pods.unwrap_or(table_pods), pd_supported)?;
+    let policy: PoolPolicy = cfg.pool_policy(
+        node_max_pods.unwrap_or(limits.max_pods),
+        limits.prefix_delegation,
+    )?;
 
     // The datastore from EC2's truth, then the checkpoint.
     let checkpoint_path = cfg.backing_store_path(0);
@@ -187,12 +256,12 @@ pub async fn run(
                 &cfg.eni.cluster_name,
                 &cfg.eni.additional_eni_tags,
             );
-            if let Err(e) = ec2
-                .create_tags(std::slice::from_ref(&eni.id), &missing)
+            node::tag_eni(ec2.as_ref(), &eni.id, &missing, &node::TAG_RETRIES)
                 .await
-            {
-                tracing::warn!(eni = %eni.id, "tagging failed: {e}");
-            }
+                .map_err(|source| AgentError::Tagging {
+                    eni: eni.id.clone(),
+                    source,
+                })?;
         }
     }
     // Host networking (routes, rules, SNAT) in the node's namespace, when managed here.
@@ -202,6 +271,7 @@ pub async fn run(
             eni_mtu: cfg.networking.eni_mtu,
             vpc_cidrs: vpc_cidrs.clone(),
             exclude_snat_cidrs: cfg.networking.exclude_snat_cidrs.clone(),
+            external_service_cidrs: cfg.networking.external_service_cidrs.clone(),
             external_snat: cfg.networking.external_snat,
             node_port_support: cfg.networking.node_port_support,
             randomize: match cfg.networking.randomize_snat {
@@ -255,38 +325,48 @@ pub async fn run(
     let unmanaged = unmanaged_ids.len() as u32;
     let capacity = cfg.node_capacity(&CardFacts {
         network_card: 0,
-        instance_eni_limit: eni_limit,
-        ipv4_per_eni,
+        instance_eni_limit: limits.eni_limit,
+        ipv4_per_eni: limits.ipv4_per_eni,
         unmanaged_enis: unmanaged,
-        trunking_compatible: true,
+        trunking_compatible: limits.trunking_compatible,
         has_trunk,
     });
-    metrics
-        .eni_max
-        .set(i64::from(capacity.max_enis.saturating_sub(unmanaged)));
+    let managed_enis = capacity.max_enis.saturating_sub(unmanaged);
+    metrics.eni_max.set(i64::from(managed_enis));
     metrics.ip_max.set(i64::from(
-        (ipv4_per_eni - 1) * capacity.max_enis.saturating_sub(unmanaged),
+        max_ips_per_eni(limits.ipv4_per_eni, policy.prefix_delegation) * managed_enis,
     ));
     // Host networking: node-wide rules and firewall, then every secondary ENI's table.
     let host = match &host_net {
         Some(host) => {
             let host = host.clone();
+            host.set_metrics(metrics.clone());
             host.setup_node(&id.primary_mac, id.local_ipv4).await?;
             let vpc_id = enis.first().map(|e| e.vpc_id.clone()).unwrap_or_default();
+            // Subnet CIDRs for the ENI route tables: EC2, else each ENI's IMDS entry
+            // (upstream reads them from IMDS only; a failing DescribeSubnets is not fatal).
             let subnets = ec2
                 .describe_subnets(&vpc_id, &id.availability_zone)
                 .await
-                .map_err(AgentError::Ec2)?;
+                .unwrap_or_else(|e| {
+                    tracing::warn!("DescribeSubnets at start failed, using IMDS: {e}");
+                    Vec::new()
+                });
             for eni in &enis {
                 let Some(att) = &eni.attachment else { continue };
                 if (att.network_card, att.device_index) == (0, 0) || ds.eni(&eni.id).is_none() {
                     continue;
                 }
-                let cidr = crate::subnets::cidr_of(&subnets, &eni.subnet_id);
+                let cidr = match crate::subnets::cidr_of(&subnets, &eni.subnet_id) {
+                    Some(cidr) => Some(cidr),
+                    None => imds.eni(&eni.mac).await.ok().and_then(|e| e.subnet_cidr),
+                };
                 if let (Some(ip), Some(cidr)) = (eni.primary_ip, cidr) {
                     let table =
                         net::route_table::route_table_id(att.network_card, att.device_index);
-                    host.setup_secondary(&eni.mac, ip, cidr, table).await?;
+                    let trunk = eni.interface_type == "trunk";
+                    host.setup_secondary(&eni.mac, ip, cidr, table, trunk)
+                        .await?;
                 }
             }
             Some(host)
@@ -294,6 +374,9 @@ pub async fn run(
         None => None,
     };
     let ds: SharedDatastore = Arc::new(Mutex::new(ds));
+    metrics.observe_node_init(started.elapsed(), true);
+    progress.node_initialised = true;
+    drop(init_busy);
 
     // gRPC.
     let blocker = Arc::new(Mutex::new(None));
@@ -350,39 +433,23 @@ pub async fn run(
         ),
     };
     let mut manager = PoolManager::new(ec2.clone(), ds.clone(), facts, policy, capacity)
-        .with_eni_configs(eni_configs);
-    let eni_config_name = match &cluster {
-        Some(c) if cfg.eni.custom_networking => match c.node_eni_config() {
+        .with_eni_configs(eni_configs)
+        .with_metrics(metrics.clone());
+    if let (Some(c), false) = (&cluster, cfg.eni.manage_enis_non_schedulable) {
+        manager = manager.with_cordon_gate(c.clone());
+    }
+    if let (Some(c), true) = (&cluster, cfg.eni.custom_networking) {
+        match c.node_eni_config() {
             Ok(r) => {
                 tracing::info!(name = %r.name, subnet = %r.spec.subnet, "ENIConfig for new ENIs");
-                cluster_link::send_event(
-                    c,
-                    k8s::NodeEvent::EniConfigSelected {
-                        name: r.name.clone(),
-                        subnet: r.spec.subnet.clone(),
-                    },
-                );
-                Some(r.name)
+                let event = k8s::NodeEvent::EniConfigSelected {
+                    name: r.name.clone(),
+                    subnet: r.spec.subnet.clone(),
+                };
+                cluster_link::send_event(c, event);
             }
-            Err(e) => {
-                tracing::error!("custom networking: {e}");
-                None
-            }
-        },
-        _ => None,
-    };
-    if let (Some(c), true) = (&cluster, cfg.eni.pod_eni) {
-        let features = k8s::features::wanted_features(
-            true,
-            capacity.reserve_trunk_slot || has_trunk,
-            eni_config_name.as_deref(),
-        );
-        let c = c.clone();
-        tokio::spawn(async move {
-            if let Err(e) = c.advertise_features(&features).await {
-                tracing::warn!("CNINode features: {e}");
-            }
-        });
+            Err(e) => tracing::error!("custom networking: {e}"),
+        }
     }
     let imds = Arc::new(imds);
     let mut reconciler = Reconciler::new(
@@ -425,6 +492,12 @@ pub async fn run(
             kick: kick.clone(),
             provisioning,
             security_groups,
+            vpc_cidrs: Some(node_loop::VpcCidrRefresh::new(
+                id.primary_mac.clone(),
+                &vpc_cidrs,
+                service.facts.vpc_cidrs.clone(),
+                host_net.clone(),
+            )),
             timers: opts.timers.clone(),
             cluster: cluster.clone(),
         }
@@ -440,6 +513,7 @@ pub async fn run(
             vpc_id,
             cfg.eni.cluster_name.clone(),
             &opts.timers,
+            metrics.clone(),
         ));
     }
 
@@ -454,14 +528,9 @@ pub async fn run(
                 async move { m.render().unwrap_or_else(|e| format!("# error: {e}\n")) }
             }),
         );
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(io(format!("binding metrics {addr}")))?;
-        servers.spawn(async move {
-            let _ = axum::serve(l, router).await;
-        });
+        serve_http(&Listen::Tcp(addr), router, &mut servers).await?;
     }
-    if let Some(addr) = opts.introspection_addr {
+    if let Some(listen) = &opts.introspection_addr {
         let router = introspect::router(Introspection {
             datastores: vec![(0, ds.clone())],
             ipamd_env: serde_json::to_value(cfg.ipamd_env_settings()).unwrap_or_default(),
@@ -469,15 +538,12 @@ pub async fn run(
                 .unwrap_or_default(),
             cluster: cluster.filter(|_| cfg.eni.custom_networking),
         });
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(io(format!("binding introspection {addr}")))?;
-        servers.spawn(async move {
-            let _ = axum::serve(l, router).await;
-        });
+        serve_http(listen, router, &mut servers).await?;
     }
 
     tracing::info!(instance = %id.instance_id, socket = %opts.grpc_socket.display(), "ipamd serving");
+    metrics.observe_startup(started.elapsed(), progress.with_api_server, None);
+    progress.ready = true;
     let served = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(rpc::CniBackendServer::new(service.clone()))
@@ -490,6 +556,62 @@ pub async fn run(
     pool::lock(&ds).persist()?;
     served?;
     Ok(())
+}
+
+/// What the agent needs to know of its instance type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeLimits {
+    /// ENIs on the default network card.
+    pub eni_limit: u32,
+    pub ipv4_per_eni: u32,
+    /// Nitro or bare metal: /28 prefixes can be delegated.
+    pub prefix_delegation: bool,
+    /// EKS max pods for the type (used when the Node's capacity is unknown).
+    pub max_pods: u32,
+    /// The VPC resource controller can attach a trunk ENI (security groups for pods).
+    pub trunking_compatible: bool,
+}
+
+/// Limits from the table, else `DescribeInstanceTypes` (default card's interfaces); a type
+/// not in the table is taken as not trunking compatible.
+async fn node_limits<E: Ec2>(ec2: &E, instance_type: &str) -> Result<NodeLimits, AgentError> {
+    if let Some(l) = limits::lookup(instance_type) {
+        return Ok(NodeLimits {
+            eni_limit: l.eni_limit,
+            ipv4_per_eni: l.ipv4_per_eni,
+            prefix_delegation: l.supports_prefix_delegation(),
+            max_pods: l.eni_max_pods(),
+            trunking_compatible: l.is_trunking_compatible(),
+        });
+    }
+    let d = ec2
+        .describe_instance_type(instance_type)
+        .await
+        .map_err(AgentError::Ec2)?;
+    let limit = d
+        .cards
+        .iter()
+        .find(|c| c.0 == d.default_card)
+        .map(|c| c.1)
+        .unwrap_or(d.max_enis);
+    if limit == 0 || d.ipv4_per_eni == 0 {
+        return Err(AgentError::UnknownInstanceType(instance_type.to_owned()));
+    }
+    Ok(NodeLimits {
+        eni_limit: limit,
+        ipv4_per_eni: d.ipv4_per_eni,
+        prefix_delegation: d.hypervisor == "nitro" || d.bare_metal,
+        max_pods: limit * (d.ipv4_per_eni - 1) + 2,
+        trunking_compatible: false,
+    })
+}
+
+/// Addresses one ENI can hand to pods (`awscni_ip_max` per ENI, as upstream's
+/// `GetENIIPv4Limit` × 16 with prefix delegation): every slot but the primary address,
+/// each slot a /28 when prefixes are delegated.
+pub fn max_ips_per_eni(ipv4_per_eni: u32, prefix_delegation: bool) -> u32 {
+    let slots = ipv4_per_eni.saturating_sub(1);
+    if prefix_delegation { slots * 16 } else { slots }
 }
 
 /// Tasks aborted when dropped (a dropped agent future leaves nothing running behind it).

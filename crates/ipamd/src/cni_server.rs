@@ -3,7 +3,7 @@
 //! AddNetwork never waits on EC2: it is served from the warm pool, and when the pool has no
 //! address the error says why in words an operator can act on.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ipam::{DatastoreError, IpamKey, IpamMetadata};
 use rpc::{
@@ -19,10 +19,31 @@ use crate::pool::{self, GrowthBlocker, SharedDatastore};
 /// The version this server reports; upstream plugins send `""`, which is accepted too.
 pub const SERVER_VERSION: &str = "";
 
+/// The VPC's CIDRs as the replies carry them, shared with the node loop, which refreshes
+/// them from IMDS (upstream's `updateCIDRsRulesOnChange`).
+#[derive(Debug, Clone, Default)]
+pub struct SharedCidrs(Arc<RwLock<Vec<String>>>);
+
+impl SharedCidrs {
+    pub fn get(&self) -> Vec<String> {
+        self.0.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn set(&self, cidrs: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = cidrs;
+    }
+}
+
+impl FromIterator<String> for SharedCidrs {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        Self(Arc::new(RwLock::new(iter.into_iter().collect())))
+    }
+}
+
 /// Facts the replies carry.
 #[derive(Debug, Clone, Default)]
 pub struct ReplyFacts {
-    pub vpc_cidrs: Vec<String>,
+    pub vpc_cidrs: SharedCidrs,
     pub exclude_snat_cidrs: Vec<String>,
     pub external_snat: bool,
     pub network_policy_mode: String,
@@ -134,7 +155,7 @@ impl CniBackend for CniService {
                 }
             });
         }
-        let mut cidrs = self.facts.vpc_cidrs.clone();
+        let mut cidrs = self.facts.vpc_cidrs.get();
         if !self.facts.external_snat {
             cidrs.extend(self.facts.exclude_snat_cidrs.iter().cloned());
         }

@@ -1,21 +1,26 @@
 //! Host networking done by ipamd (spec 7.2–7.6): the primary ENI's MTU and main-ENI fwmark
-//! rule, the SNAT/NodePort/connmark firewall (one `iptables-restore` batch per table), and
-//! each secondary ENI's route table and rule once its link shows up. Optionally inside a
-//! given network namespace (the demo node and the tests).
+//! rule, the external-service rules, the SNAT/NodePort/connmark firewall (one
+//! `iptables-restore` batch per table, re-run when the VPC's CIDRs change), each secondary
+//! ENI's route table and rule once its link shows up, and the rules of a freed ENI.
+//! Optionally inside a given network namespace (the demo node and the tests).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use net::host::{EniSetup, setup_eni};
+use net::iptables_backend::{self as backend, Backend, XTABLES_LOCK_WAIT};
 use net::netlink::{Mac, NetlinkError, NetlinkHandle, Rule};
 use net::netns::Netns;
 use net::route_table::{MAIN_TABLE, priority};
 use net::snat::{Randomize, SnatSettings};
+
+use crate::metrics::Metrics;
 
 /// Host networking failures.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +33,8 @@ pub enum HostNetError {
     Mac(String),
     #[error("{cmd}: {detail}")]
     Command { cmd: String, detail: String },
+    #[error("the node's SNAT rules were never set up")]
+    NotSetUp,
 }
 
 /// Node-wide settings of the host network.
@@ -38,6 +45,8 @@ pub struct HostNetSettings {
     pub eni_mtu: u32,
     pub vpc_cidrs: Vec<Ipv4Net>,
     pub exclude_snat_cidrs: Vec<Ipv4Net>,
+    /// `AWS_EXTERNAL_SERVICE_CIDRS`: `to <cidr> lookup main priority 1535` each.
+    pub external_service_cidrs: Vec<Ipv4Net>,
     pub external_snat: bool,
     pub node_port_support: bool,
     pub randomize: Randomize,
@@ -57,6 +66,10 @@ pub const EGRESS_V6_RANGE: &str = "fd00::ac:00/118";
 pub struct HostNet {
     nl: NetlinkHandle,
     settings: HostNetSettings,
+    /// `awscni_connmark_*` and `awscni_ipamd_error_count` (optional: tests).
+    metrics: OnceLock<Arc<Metrics>>,
+    /// The backend and SNAT settings last programmed (re-run when the VPC CIDRs change).
+    snat: Mutex<Option<(Backend, SnatSettings)>>,
 }
 
 fn mac(text: &str) -> Result<Mac, HostNetError> {
@@ -69,7 +82,18 @@ impl HostNet {
             Some(path) => NetlinkHandle::in_netns(&Netns::open(path)?)?,
             None => NetlinkHandle::current()?,
         };
-        Ok(Self { nl, settings })
+        Ok(Self {
+            nl,
+            settings,
+            metrics: OnceLock::new(),
+            snat: Mutex::new(None),
+        })
+    }
+
+    /// Counts firewall programming outcomes and rule failures in `metrics` from now on (the
+    /// first call wins).
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Runs an iptables tool in the node's namespace.
@@ -113,10 +137,7 @@ impl HostNet {
 
     /// Spec 7.2: egress-cni's IPv6 pod addresses are for egress only; nothing may open a
     /// connection to them. One ip6tables rule at the top of FORWARD, added once.
-    fn block_egress_range(
-        &self,
-        backend: net::iptables_backend::Backend,
-    ) -> Result<usize, HostNetError> {
+    fn block_egress_range(&self, backend: Backend) -> Result<usize, HostNetError> {
         const COMMENT: &str = "Block Node Local Pod access via IPv6";
         let saved = self.iptables(&[backend.save6(), "-t", "filter"], None)?;
         if saved.contains(COMMENT) {
@@ -125,7 +146,10 @@ impl HostNet {
         let batch = format!(
             "*filter\n-I FORWARD 1 -d {EGRESS_V6_RANGE} -m conntrack --ctstate NEW -m comment --comment \"{COMMENT}\" -j REJECT\nCOMMIT\n"
         );
-        self.iptables(&[backend.restore6(), "--noflush"], Some(&batch))?;
+        self.iptables(
+            &[backend.restore6(), XTABLES_LOCK_WAIT, "--noflush"],
+            Some(&batch),
+        )?;
         Ok(1)
     }
 
@@ -146,8 +170,9 @@ impl HostNet {
             .await?)
     }
 
-    /// Node set-up (spec 7.2): primary link MTU, the fwmark rule, SNAT/connmark/mangle.
-    /// Returns how many firewall batches were applied (0 when already converged).
+    /// Node set-up (upstream's `SetupHostNetwork`): primary link MTU, the fwmark rule, the
+    /// external-service rules, SNAT/connmark/mangle. Returns how many firewall batches were
+    /// applied (0 when already converged).
     pub async fn setup_node(
         &self,
         primary_mac: &str,
@@ -170,6 +195,18 @@ impl HostNet {
         if s.node_port_support || !s.external_snat {
             self.nl.add_rule(&fwmark).await?;
         }
+        net::host::set_external_service_rules(&self.nl, &s.external_service_cidrs).await?;
+        // The host's iptables flavour (legacy or nft), as kube-proxy picks it.
+        let backend = backend::detect(|args| self.iptables(args, None));
+        tracing::info!(backend = backend.name(), "iptables backend");
+        let random_fully_supported =
+            backend::detect_random_fully(backend, |args| self.iptables(args, None));
+        if s.randomize == Randomize::Prng && !random_fully_supported {
+            tracing::warn!(
+                "{} does not support --random-fully (iptables < 1.6.2): SNAT uses --random",
+                backend.iptables()
+            );
+        }
         let snat = SnatSettings {
             primary_ip,
             primary_if: link.name.clone(),
@@ -178,34 +215,88 @@ impl HostNet {
             external_snat: s.external_snat,
             node_port_support: s.node_port_support,
             randomize: s.randomize,
-            random_fully_supported: true,
+            random_fully_supported,
             veth_prefix: s.veth_prefix.clone(),
             connmark: s.connmark,
         };
-        // The host's iptables flavour (legacy or nft), as kube-proxy picks it.
-        let backend = net::iptables_backend::detect(|args| self.iptables(args, None));
-        tracing::info!(backend = backend.name(), "iptables backend");
-        let mut applied = net::iptables_backend::reconcile(backend, &snat, |args, stdin| {
-            self.iptables(args, stdin)
-        })?;
+        let mut applied = self.program_snat(backend, snat)?;
         if s.v6_egress {
             applied += self.block_egress_range(backend)?;
         }
         Ok(applied)
     }
 
-    /// A secondary ENI (spec 7.4), once its link with `eni_mac` appears.
+    /// Takes the SNAT/connmark tables to `snat` and remembers it; counts the outcome in
+    /// `awscni_connmark_reconcile_total` (and the backend in `awscni_connmark_backend`).
+    fn program_snat(&self, backend: Backend, snat: SnatSettings) -> Result<usize, HostNetError> {
+        let result = backend::reconcile(backend, &snat, |args, stdin| self.iptables(args, stdin));
+        if let Some(m) = self.metrics.get() {
+            let outcome = if result.is_ok() { "success" } else { "error" };
+            m.connmark_reconcile_total
+                .with_label_values(&[outcome])
+                .inc();
+            if result.is_ok() {
+                m.connmark_backend.with_label_values(&["iptables"]).set(1.0);
+            }
+        }
+        let applied = result?;
+        *self.snat.lock().unwrap_or_else(|e| e.into_inner()) = Some((backend, snat));
+        Ok(applied)
+    }
+
+    /// The VPC's CIDRs changed (upstream's `updateCIDRsRulesOnChange`): the SNAT exemptions
+    /// follow. Returns how many batches were applied.
+    pub fn update_vpc_cidrs(&self, vpc_cidrs: &[Ipv4Net]) -> Result<usize, HostNetError> {
+        let current = self.snat.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some((backend, mut snat)) = current else {
+            return Err(HostNetError::NotSetUp);
+        };
+        snat.vpc_cidrs = vpc_cidrs.to_vec();
+        self.program_snat(backend, snat)
+    }
+
+    /// A secondary ENI (upstream's `SetupENINetwork`), once its link with `eni_mac` appears.
+    /// A trunk ENI gets no `from <eniIP> lookup <table> priority 32765` rule: its traffic is
+    /// the branch ENIs' VLANs, routed by their own rules.
     pub async fn setup_secondary(
         &self,
         eni_mac: &str,
         eni_ip: Ipv4Addr,
         subnet: Ipv4Net,
         table: u32,
+        trunk: bool,
     ) -> Result<(), HostNetError> {
         let mut setup = EniSetup::new(mac(eni_mac)?, eni_ip, subnet, table, self.settings.eni_mtu);
         setup.find_attempts = self.settings.link_attempts;
         setup.find_interval = self.settings.link_interval;
+        setup.add_rule = !trunk;
         setup_eni(&self.nl, &setup).await?;
         Ok(())
+    }
+
+    /// A freed ENI's rules (upstream's `tryFreeENI`): every rule from its primary IP. When
+    /// the primary IP is unknown (EC2 no longer knows the ENI), its priority-32765 rule is
+    /// found by its route table. Failures count as `freeENIDeleteRulesFailed`.
+    pub async fn delete_eni_rules(
+        &self,
+        eni_ip: Option<Ipv4Addr>,
+        table: u32,
+    ) -> Result<usize, HostNetError> {
+        let result = match eni_ip {
+            Some(ip) => net::host::teardown_eni_rules(&self.nl, ip).await,
+            None => {
+                self.nl
+                    .delete_rules_where(|r| {
+                        r.priority == Some(priority::ENI_PRIMARY) && r.table == table
+                    })
+                    .await
+            }
+        };
+        if let (Err(_), Some(m)) = (&result, self.metrics.get()) {
+            m.ipamd_error_count
+                .with_label_values(&["freeENIDeleteRulesFailed"])
+                .inc();
+        }
+        Ok(result?)
     }
 }

@@ -24,6 +24,9 @@ pub struct CleanupReport {
     pub stamped: Vec<String>,
     pub too_young: Vec<String>,
     pub errors: Vec<String>,
+    /// `DeleteNetworkInterface` failures (upstream's `cleanUpLeakedENIDeleteErr`), also in
+    /// `errors`.
+    pub delete_failures: Vec<String>,
 }
 
 /// The filters of spec 3.13 (never an unfiltered listing).
@@ -94,7 +97,10 @@ pub async fn clean_up<E: Ec2>(
         match ec2.delete_eni(&eni.id).await {
             Ok(()) => report.deleted.push(eni.id),
             Err(e) if e.kind == ErrorKind::NotFound => report.deleted.push(eni.id),
-            Err(e) => report.errors.push(format!("{}: {e}", eni.id)),
+            Err(e) => {
+                report.errors.push(format!("{}: {e}", eni.id));
+                report.delete_failures.push(e.to_string());
+            }
         }
     }
     report

@@ -4,9 +4,11 @@
 pub mod agent;
 pub mod cluster_link;
 pub mod cni_server;
+pub mod free_eni;
 pub mod host_net;
 pub mod introspect;
 pub mod leaked_enis;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod node_loop;

@@ -2,16 +2,17 @@
 //! environment variables. Ours, for tests and the demo node only: `IPAMD_GRPC_SOCKET` and
 //! `METRICS_BIND_ADDRESS` move the gRPC socket and the metrics listener, `IPAMD_NODE_NETNS`
 //! runs host networking inside that network namespace, `IPAMD_SKIP_HOST_NETWORKING=true`
-//! leaves the kernel alone.
+//! leaves the kernel alone. Logs go where `AWS_VPC_K8S_CNI_LOG_FILE` says (see
+//! `ipamd::logging`).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use config::{BindAddress, Config};
-use ipamd::agent::{self, AgentOptions, HostNetOptions};
+use ipamd::agent::{self, AgentOptions, HostNetOptions, Listen};
 
-fn tcp(addr: &BindAddress) -> anyhow::Result<Option<SocketAddr>> {
+fn listen(addr: &BindAddress) -> anyhow::Result<Option<Listen>> {
     match addr {
         BindAddress::Tcp { host, port } => {
             let host = if host.is_empty() {
@@ -23,12 +24,9 @@ fn tcp(addr: &BindAddress) -> anyhow::Result<Option<SocketAddr>> {
                 .to_socket_addrs()
                 .with_context(|| format!("resolving {host}:{port}"))?
                 .next();
-            Ok(resolved)
+            Ok(resolved.map(Listen::Tcp))
         }
-        BindAddress::Unix(path) => bail!(
-            "introspection on a Unix socket ({}) is not supported yet",
-            path.display()
-        ),
+        BindAddress::Unix(path) => Ok(Some(Listen::Unix(path.clone()))),
     }
 }
 
@@ -48,13 +46,6 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cfg = match Config::from_env() {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -62,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
+    ipamd::logging::init(&cfg.logging.ipamd_log_file, cfg.logging.ipamd_log_level);
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -77,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let introspection_addr = if cfg.observability.disable_introspection {
         None
     } else {
-        tcp(&cfg.observability.introspection_bind_address)?
+        listen(&cfg.observability.introspection_bind_address)?
     };
     let opts = AgentOptions {
         grpc_socket: PathBuf::from(

@@ -102,6 +102,73 @@ fn histogram_vec(
 
 const LATENCY: &str = "awscni_aws_api_latency_ms";
 
+/// `awscni_ipamd_action_inprogress{fn}`: +1 while the guard lives (upstream's
+/// `nodeInit`, `increaseDatastorePool`, `decreaseDatastorePool`, `nodeIPPoolReconcile`).
+pub struct InProgress {
+    gauge: prometheus::Gauge,
+}
+
+impl InProgress {
+    pub fn start(metrics: &Metrics, action: &str) -> Self {
+        let gauge = metrics.ipamd_action_inprogress.with_label_values(&[action]);
+        gauge.inc();
+        Self { gauge }
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Why start-up failed, as upstream labels `awscni_ipamd_startup_duration_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupFailure {
+    ApiServerConnectivity,
+    NodeInitialization,
+}
+
+impl Metrics {
+    /// Observes process start → ready (`failure` `None`) or → failed start-up.
+    pub fn observe_startup(
+        &self,
+        took: Duration,
+        with_api_server: bool,
+        failure: Option<StartupFailure>,
+    ) {
+        let reason = match failure {
+            None => "",
+            Some(StartupFailure::ApiServerConnectivity) => "api_server_connectivity",
+            Some(StartupFailure::NodeInitialization) => "node_initialization",
+        };
+        let success = if failure.is_none() { "true" } else { "false" };
+        let api = if with_api_server { "true" } else { "false" };
+        self.startup_duration_seconds
+            .with_label_values(&[success, api, reason])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Observes the node initialisation (IMDS, EC2, datastore, host networking).
+    pub fn observe_node_init(&self, took: Duration, success: bool) {
+        let success = if success { "true" } else { "false" };
+        self.node_initialization_duration_seconds
+            .with_label_values(&[success])
+            .observe(took.as_secs_f64());
+    }
+
+    /// `awscni_assigned_ip_per_cidr{cidr}` for every CIDR the datastore holds now
+    /// (released CIDRs drop out of the series).
+    pub fn publish_assigned_per_cidr<'a>(&self, cidrs: impl Iterator<Item = (String, u32)> + 'a) {
+        self.assigned_ip_per_cidr.reset();
+        for (cidr, assigned) in cidrs {
+            self.assigned_ip_per_cidr
+                .with_label_values(&[&cidr])
+                .set(f64::from(assigned));
+        }
+    }
+}
+
 /// `(api, error, status)` labels of the latency summary.
 type LatencyKey = (String, String, String);
 

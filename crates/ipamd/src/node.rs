@@ -45,6 +45,38 @@ pub fn missing_tags(
         .collect()
 }
 
+/// Upstream's `TagENI` retries: 5 attempts, 500 ms doubling to 1 min, 30 % jitter.
+pub const TAG_RETRIES: aws::backoff::Backoff = aws::backoff::Backoff {
+    base: std::time::Duration::from_millis(500),
+    max: std::time::Duration::from_secs(60),
+    factor: 2.0,
+    jitter: 0.3,
+    max_attempts: 5,
+};
+
+/// Sends `CreateTags` for the tags an ENI lacks (nothing when none), retrying any error
+/// with `retries` as upstream's `TagENI` does; the last error when every attempt failed.
+pub async fn tag_eni<E: aws::Ec2>(
+    ec2: &E,
+    eni: &str,
+    missing: &Tags,
+    retries: &aws::backoff::Backoff,
+) -> Result<(), aws::AwsError> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let eni_ids = [eni.to_owned()];
+    aws::backoff::retry(
+        retries,
+        |e: &aws::AwsError| {
+            tracing::warn!(eni, "tagging failed: {e}");
+            true
+        },
+        |_| ec2.create_tags(&eni_ids, missing),
+    )
+    .await
+}
+
 /// Whether ipamd manages this ENI (spec 3.9): `no_manage=true` never (except the primary),
 /// tagged with this instance always, untagged per `MANAGE_UNTAGGED_ENI`.
 pub fn is_managed(eni: &EniDescription, instance_id: &str, manage_untagged: bool) -> bool {

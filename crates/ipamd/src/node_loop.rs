@@ -1,16 +1,20 @@
 //! The agent's background work on one task, in upstream's order (spec 3.3): pool tick,
-//! then reconciliation with EC2 when due, then the security-group refresh (spec 3.8) when
-//! due; gauges after each round. One task means the reconciler never sees a half-done
-//! grow or shrink of the pool manager. The leaked-ENI cleanup runs on its own task.
+//! then reconciliation with EC2 when due, then the security-group refresh (spec 3.8) and
+//! the VPC CIDR refresh (upstream's `updateCIDRsRulesOnChange`) when due; gauges after each
+//! round. One task means the reconciler never sees a half-done grow or shrink of the pool
+//! manager. The leaked-ENI cleanup runs on its own task.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws::{Ec2, Imds};
+use ipnet::Ipv4Net;
 use tokio::sync::Notify;
 
+use crate::cni_server::SharedCidrs;
+use crate::host_net::HostNet;
 use crate::leaked_enis;
-use crate::metrics::Metrics;
+use crate::metrics::{InProgress, Metrics};
 use crate::pool::{self, GrowthBlocker, PoolManager, SharedDatastore};
 use crate::reconcile::Reconciler;
 
@@ -23,6 +27,8 @@ pub struct AgentTimers {
     pub reconcile: Duration,
     /// Security-group refresh from IMDS (upstream: 30 s).
     pub security_groups: Duration,
+    /// VPC CIDR refresh from IMDS (upstream: 30 s).
+    pub vpc_cidrs: Duration,
     /// Leaked-ENI cleanup period and the largest random pause before each run.
     pub leaked_enis: Duration,
     pub leaked_enis_stagger: Duration,
@@ -34,6 +40,7 @@ impl Default for AgentTimers {
             pool: Duration::from_secs(5),
             reconcile: Duration::from_secs(60),
             security_groups: Duration::from_secs(30),
+            vpc_cidrs: Duration::from_secs(30),
             leaked_enis: leaked_enis::CLEANUP_INTERVAL,
             leaked_enis_stagger: leaked_enis::MAX_STAGGER,
         }
@@ -49,6 +56,64 @@ pub struct SecurityGroupRefresh {
     pub current: Vec<String>,
 }
 
+/// The VPC's IPv4 CIDRs as IMDS reports them for the primary ENI; when the set changes,
+/// the SNAT exemptions are re-programmed and the gRPC replies carry the new set.
+pub struct VpcCidrRefresh {
+    pub primary_mac: String,
+    /// Sorted.
+    pub current: Vec<Ipv4Net>,
+    /// What AddNetwork replies carry.
+    pub reply: SharedCidrs,
+    /// `None`: the kernel is someone else's job; only the replies follow.
+    pub host: Option<Arc<HostNet>>,
+}
+
+impl VpcCidrRefresh {
+    pub fn new(
+        primary_mac: String,
+        current: &[Ipv4Net],
+        reply: SharedCidrs,
+        host: Option<Arc<HostNet>>,
+    ) -> Self {
+        let mut current = current.to_vec();
+        current.sort();
+        Self {
+            primary_mac,
+            current,
+            reply,
+            host,
+        }
+    }
+
+    /// One round: re-read, and on a change program SNAT; the new set is kept only once
+    /// programmed, so a failure is retried on the next round.
+    pub async fn run_once<I: Imds>(&mut self, imds: &I) {
+        let mut cidrs = match imds.vpc_ipv4_cidrs(&self.primary_mac).await {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!("VPC CIDR refresh: {e}");
+                return;
+            }
+        };
+        cidrs.sort();
+        cidrs.dedup();
+        if cidrs == self.current {
+            return;
+        }
+        tracing::info!(old = ?self.current, new = ?cidrs, "VPC CIDRs changed");
+        if let Some(host) = &self.host
+            && let Err(e) = host.update_vpc_cidrs(&cidrs)
+        {
+            tracing::warn!("SNAT rules for the new VPC CIDRs: {e}");
+            return;
+        }
+        self.reply
+            .set(cidrs.iter().map(ToString::to_string).collect());
+        self.current = cidrs;
+    }
+}
+
 /// Everything the background task owns.
 pub struct NodeLoop<E: Ec2, I: Imds> {
     pub manager: PoolManager<E>,
@@ -61,6 +126,8 @@ pub struct NodeLoop<E: Ec2, I: Imds> {
     pub kick: Arc<Notify>,
     pub provisioning: bool,
     pub security_groups: Option<SecurityGroupRefresh>,
+    /// `None` disables the VPC CIDR refresh.
+    pub vpc_cidrs: Option<VpcCidrRefresh>,
     pub timers: AgentTimers,
     /// Node events for blockers an operator must act on (Kubernetes API, when present).
     pub cluster: Option<Arc<dyn k8s::Cluster>>,
@@ -71,6 +138,7 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
     pub async fn run(mut self) {
         let mut last_reconcile = Instant::now();
         let mut last_sg = Instant::now();
+        let mut last_vpc = Instant::now();
         loop {
             if self.provisioning {
                 let out = self.manager.tick().await;
@@ -103,7 +171,10 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
             }
             if last_reconcile.elapsed() >= self.timers.reconcile {
                 let released = self.manager.recently_released().clone();
-                let out = self.reconciler.run_once(&released).await;
+                let out = {
+                    let _busy = InProgress::start(&self.metrics, "nodeIPPoolReconcile");
+                    self.reconciler.run_once(&released).await
+                };
                 for e in &out.errors {
                     tracing::warn!("{e}");
                 }
@@ -115,6 +186,12 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
             if last_sg.elapsed() >= self.timers.security_groups {
                 self.refresh_security_groups().await;
                 last_sg = Instant::now();
+            }
+            if let Some(refresh) = &mut self.vpc_cidrs
+                && last_vpc.elapsed() >= self.timers.vpc_cidrs
+            {
+                refresh.run_once(self.imds.as_ref()).await;
+                last_vpc = Instant::now();
             }
             publish_gauges(&self.metrics, &self.ds);
             tokio::select! {
@@ -169,12 +246,19 @@ pub fn spawn_leaked_eni_cleanup<E: Ec2 + 'static>(
     vpc_id: String,
     cluster_name: String,
     timers: &AgentTimers,
+    metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
     let (every, stagger) = (timers.leaked_enis, timers.leaked_enis_stagger);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(leaked_enis::stagger(&instance_id, stagger)).await;
             let report = leaked_enis::clean_up(&*ec2, &vpc_id, &cluster_name, pool::now()).await;
+            for error in &report.delete_failures {
+                metrics
+                    .aws_utils_error_count
+                    .with_label_values(&["cleanUpLeakedENIDeleteErr", error])
+                    .inc();
+            }
             if !report.deleted.is_empty() || !report.errors.is_empty() {
                 tracing::info!(?report, "leaked-ENI cleanup");
             }
@@ -204,4 +288,9 @@ pub fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
             .with_label_values(&[&eni.id])
             .set(f64::from(assigned));
     }
+    metrics.publish_assigned_per_cidr(ds.enis().iter().flat_map(|eni| {
+        eni.ipv4_cidrs
+            .iter()
+            .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()))
+    }));
 }

@@ -9,7 +9,9 @@ use ipam::{Datastore, DatastoreError, Timestamp};
 use ipnet::Ipv4Net;
 use planner::{Action, CidrKind, NodeCapacity, PoolPolicy, TickPlan, TickTimers};
 
+use crate::free_eni::{EniFreer, FreeEniSettings};
 use crate::host_net::HostNet;
+use crate::metrics::{InProgress, Metrics};
 use crate::node::{self, ENI_DESCRIPTION_PREFIX, tags};
 use crate::reconcile::{RELEASE_COOLDOWN, RecentlyReleased};
 
@@ -102,6 +104,12 @@ pub struct PoolManager<E: Ec2> {
     eni_configs: EniConfigSource,
     /// The subnet of the last ENI creation attempt (for events).
     pub last_subnet: String,
+    /// `AWS_MANAGE_ENIS_NON_SCHEDULABLE=false` with a Kubernetes API: the Node whose
+    /// `node.kubernetes.io/unschedulable` taint stops growing and freeing.
+    cordon_gate: Option<Arc<dyn k8s::Cluster>>,
+    /// Retries and pauses when freeing an ENI.
+    free_eni: FreeEniSettings,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<E: Ec2> PoolManager<E> {
@@ -125,7 +133,42 @@ impl<E: Ec2> PoolManager<E> {
             released: RecentlyReleased::new(),
             eni_configs: EniConfigSource::NotUsed,
             last_subnet: String::new(),
+            cordon_gate: None,
+            free_eni: FreeEniSettings::default(),
+            metrics: None,
         }
+    }
+
+    /// Retries and pauses when freeing an ENI (upstream's by default), validated.
+    pub fn with_free_eni_settings(
+        mut self,
+        settings: FreeEniSettings,
+    ) -> Result<Self, aws::backoff::InvalidBackoff> {
+        settings.validate()?;
+        self.free_eni = settings;
+        Ok(self)
+    }
+
+    /// Counts `awscni_aws_utils_error_count` when freeing ENIs.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Upstream's `isNodeNonSchedulable` check (with `AWS_MANAGE_ENIS_NON_SCHEDULABLE=false`):
+    /// while the Node carries the unschedulable taint, ENIs and addresses are neither
+    /// added nor freed. The Node is read from the watch cache on every tick.
+    pub fn with_cordon_gate(mut self, cluster: Arc<dyn k8s::Cluster>) -> Self {
+        self.cordon_gate = Some(cluster);
+        self
+    }
+
+    /// Whether the Node is cordoned and the pool must stay as it is.
+    pub fn cordoned(&self) -> bool {
+        self.cordon_gate
+            .as_ref()
+            .and_then(|c| c.node())
+            .is_some_and(|n| n.unschedulable)
     }
 
     /// Sets up each new ENI's route table and rule on the host before it serves pods.
@@ -162,7 +205,7 @@ impl<E: Ec2> PoolManager<E> {
             in_insufficient_backoff: self
                 .insufficient_since
                 .is_some_and(|t| t.elapsed() < INSUFFICIENT_ADDRESS_BACKOFF),
-            provisioning_allowed: true,
+            provisioning_allowed: !self.cordoned(),
         }
     }
 
@@ -178,6 +221,10 @@ impl<E: Ec2> PoolManager<E> {
         let mut out = TickOutcome::default();
         let mut grew = false;
         for action in &plan.actions {
+            let _busy = self
+                .metrics
+                .as_deref()
+                .and_then(|m| in_progress_label(action).map(|l| InProgress::start(m, l)));
             if action.is_grow() {
                 if grew {
                     continue;
@@ -398,7 +445,9 @@ impl<E: Ec2> PoolManager<E> {
             .await
         {
             let _ = self.ec2.detach_eni(&attachment, true).await;
-            return Err(self.undo_create(&created.id, e).await);
+            return Err(self
+                .undo_create_as(&created.id, e, "ENICleanupUponModifyNetworkErr")
+                .await);
         }
         let truth = self
             .ec2
@@ -409,7 +458,7 @@ impl<E: Ec2> PoolManager<E> {
         };
         if let (Some(host), Some(ip), Some(subnet)) = (&self.host, eni.primary_ip, subnet_cidr) {
             let table = net::route_table::route_table_id(0, device);
-            host.setup_secondary(&eni.mac, ip, subnet, table)
+            host.setup_secondary(&eni.mac, ip, subnet, table, eni.interface_type == "trunk")
                 .await
                 .map_err(|e| AwsError::new(ErrorKind::Other, "setupENI", None, e.to_string()))?;
         }
@@ -445,11 +494,21 @@ impl<E: Ec2> PoolManager<E> {
 
     /// Deletes an ENI whose create succeeded but whose attach failed; returns the cause.
     async fn undo_create(&self, eni: &str, cause: AwsError) -> AwsError {
+        self.undo_create_as(eni, cause, "AllocENIDeleteErr").await
+    }
+
+    /// [`Self::undo_create`], counting a failed delete as `awscni_aws_utils_error_count{fn}`.
+    async fn undo_create_as(&self, eni: &str, cause: AwsError, counter: &str) -> AwsError {
         if let Err(e) = self.ec2.delete_eni(eni).await {
             tracing::warn!(
                 eni,
                 "could not delete the unattached ENI after {cause}: {e}"
             );
+            if let Some(m) = &self.metrics {
+                m.aws_utils_error_count
+                    .with_label_values(&[counter, &e.to_string()])
+                    .inc();
+            }
         }
         cause
     }
@@ -482,37 +541,32 @@ impl<E: Ec2> PoolManager<E> {
                 Ok((removed.len() as u32, 0))
             }
             Action::FreeEni { eni } => {
-                lock(&self.ds)
-                    .remove_eni(eni, false)
-                    .map_err(|e| e.to_string())?;
-                let attachment = self
-                    .ec2
-                    .describe_enis(std::slice::from_ref(eni))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .first()
-                    .and_then(|d| d.attachment.as_ref().map(|a| a.attachment_id.clone()));
-                if let Some(att) = attachment {
-                    self.ec2
-                        .detach_eni(&att, false)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                // EC2 needs the detach to finish before delete; retry briefly on InUse.
-                for attempt in 0..10 {
-                    match self.ec2.delete_eni(eni).await {
-                        Ok(()) => break,
-                        Err(e) if e.kind == ErrorKind::InUse && attempt < 9 => {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        Err(e) if e.kind == ErrorKind::NotFound => break,
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
+                let table = {
+                    let mut ds = lock(&self.ds);
+                    let table = ds.eni(eni).map(|e| e.route_table_id);
+                    ds.remove_eni(eni, false).map_err(|e| e.to_string())?;
+                    table.unwrap_or_default()
+                };
+                let freer = EniFreer {
+                    ec2: self.ec2.as_ref(),
+                    settings: &self.free_eni,
+                    host: self.host.as_deref(),
+                    metrics: self.metrics.as_deref(),
+                };
+                freer.free(eni, table).await.map_err(|e| e.to_string())?;
                 Ok((0, 1))
             }
             _ => Ok((0, 0)),
         }
+    }
+}
+
+/// `awscni_ipamd_action_inprogress` label of an action (upstream's function names).
+fn in_progress_label(action: &Action) -> Option<&'static str> {
+    match action {
+        a if a.is_grow() => Some("increaseDatastorePool"),
+        Action::ReleaseCidrs { .. } => Some("decreaseDatastorePool"),
+        _ => None,
     }
 }
 

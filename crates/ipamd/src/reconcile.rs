@@ -284,12 +284,9 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
                 &self.facts.cluster_name,
                 &self.facts.additional_tags,
             );
-            if !missing.is_empty() {
-                self.ec2
-                    .create_tags(std::slice::from_ref(&eni.id), &missing)
-                    .await
-                    .map_err(|e| format!("tagging: {e}"))?;
-            }
+            node::tag_eni(self.ec2.as_ref(), &eni.id, &missing, &node::TAG_RETRIES)
+                .await
+                .map_err(|e| format!("tagging: {e}"))?;
         }
         let attachment = eni.attachment.as_ref().ok_or("not attached")?;
         let is_primary = (attachment.network_card, attachment.device_index) == (0, 0);
@@ -304,7 +301,7 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
                 .ok_or_else(|| format!("subnet {} not found", eni.subnet_id))?;
             let table =
                 net::route_table::route_table_id(attachment.network_card, attachment.device_index);
-            host.setup_secondary(&eni.mac, ip, cidr, table)
+            host.setup_secondary(&eni.mac, ip, cidr, table, eni.interface_type == "trunk")
                 .await
                 .map_err(|e| e.to_string())?;
         }

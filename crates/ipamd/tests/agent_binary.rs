@@ -25,6 +25,28 @@ fn bad_configuration_is_refused_naming_the_variable() {
     );
 }
 
+#[test]
+fn unbuilt_switches_are_refused_naming_the_variable() {
+    for (var, words) in [
+        ("ENABLE_MULTI_NIC", "only network card 0"),
+        ("ENABLE_IMDS_ONLY_MODE", "IMDS-only mode is not built"),
+        ("ENABLE_POD_ENI", "security groups for pods"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_aws-k8s-agent"))
+            .env(var, "true")
+            // Nothing may be reached before the refusal: both endpoints are closed ports.
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+            .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
+            .env("AWS_EC2_ENDPOINT", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{var}=\"true\"")), "{err}");
+        assert!(err.contains(words), "{err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_pods_and_exits_cleanly_on_sigterm() {
     let node = EmulatedNode::start("m5.large", "10.0.0.0/24").await;
@@ -34,6 +56,8 @@ async fn serves_pods_and_exits_cleanly_on_sigterm() {
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("ipamd.sock");
     let store = dir.join("ipam.json");
+    // AWS_VPC_K8S_CNI_LOG_FILE: a file in a directory that does not exist yet.
+    let log = dir.join("log/ipamd.log");
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,6 +71,8 @@ async fn serves_pods_and_exits_cleanly_on_sigterm() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_EC2_ENDPOINT", &ec2)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", &log)
+        .env("AWS_VPC_K8S_CNI_LOGLEVEL", "INFO")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("IPAMD_GRPC_SOCKET", &socket)
@@ -124,5 +150,10 @@ async fn serves_pods_and_exits_cleanly_on_sigterm() {
     );
     assert!(saved.contains(&format!(r#""ipv4":"{ip}""#)), "{saved}");
     assert!(saved.contains(r#""k8sPodName":"web-0""#));
+    // The log went to AWS_VPC_K8S_CNI_LOG_FILE at AWS_VPC_K8S_CNI_LOGLEVEL=INFO.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("ipamd serving"), "{logged}");
+    assert!(logged.contains("shutdown requested"), "{logged}");
+    assert!(!logged.contains("DEBUG"), "INFO and up only: {logged}");
     let _ = std::fs::remove_dir_all(&dir);
 }

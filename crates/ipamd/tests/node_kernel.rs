@@ -47,7 +47,11 @@ async fn host_network_matches_ec2_after_growth() {
             link_interval: Duration::from_millis(100),
         }),
     };
-    let agent = tokio::spawn(agent::run(cfg, opts, std::future::pending()));
+    let agent = tokio::spawn(agent::run(
+        cfg.clone(),
+        opts.clone(),
+        std::future::pending(),
+    ));
 
     // MINIMUM_IP_TARGET=12 on an m5.large (9 per ENI) needs a second ENI.
     let mut eni2 = None;
@@ -102,5 +106,34 @@ async fn host_network_matches_ec2_after_growth() {
     let mtu = ns.ip(&["link", "show", "eth1"]);
     assert!(mtu.contains("mtu 9001"), "{mtu}");
     agent.abort();
+    let _ = agent.await;
+
+    // Restart with DescribeSubnets failing: upstream takes subnet CIDRs from IMDS, so the
+    // agent must start and rebuild eth1's route table from IMDS alone.
+    ns.ip(&["route", "flush", "table", "2"]);
+    server::lock(&emu)
+        .faults
+        .fail_next
+        .push(ec2_emulator::faults::FailNext {
+            action: "DescribeSubnets".into(),
+            code: ec2_emulator::model::ErrorCode::UnauthorizedOperation,
+            remaining: 10,
+        });
+    let restarted = tokio::spawn(agent::run(cfg, opts, std::future::pending()));
+    let mut table2 = String::new();
+    for _ in 0..100 {
+        table2 = ns.ip(&["route", "show", "table", "2"]);
+        if table2.contains("default via") || restarted.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !restarted.is_finished(),
+        "started without DescribeSubnets: {:?}",
+        restarted.await
+    );
+    assert!(table2.contains("default via 10.0.0.1 dev eth1"), "{table2}");
+    restarted.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

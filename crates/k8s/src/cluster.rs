@@ -259,16 +259,10 @@ impl ClusterHandle {
         let target = EventTarget {
             node: settings.node_name.clone(),
             node_uid: self.node_object().and_then(|n| n.metadata.uid.clone()),
-            instance: settings
-                .pod_name
-                .clone()
-                .unwrap_or_else(|| settings.node_name.clone()),
+            pod: settings.pod_name.clone(),
         };
         let obj = event_object(&target, &event, k8s_openapi::jiff::Timestamp::now());
-        let api: Api<Event> = Api::namespaced(
-            self.inner.client.clone(),
-            crate::events::NODE_EVENT_NAMESPACE,
-        );
+        let api: Api<Event> = Api::namespaced(self.inner.client.clone(), target.namespace());
         match api.create(&PostParams::default(), &obj).await {
             Ok(_) => Ok(EventOutcome::Created),
             Err(e) => {
@@ -280,7 +274,7 @@ impl ClusterHandle {
                     .remove(&key);
                 Err(K8sError::api(
                     "create",
-                    format!("events/{}", crate::events::NODE_EVENT_NAMESPACE),
+                    format!("events/{}", target.namespace()),
                     e,
                 ))
             }

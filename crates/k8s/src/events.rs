@@ -1,7 +1,8 @@
-//! Events on the Node for actionable failures (`events.k8s.io/v1`, reporting controller
-//! `aws-node` as upstream, spec 11.4). Upstream attaches its only event
-//! (`MissingIAMPermissions`) to the aws-node pod; we attach every event to the Node, where
-//! `kubectl describe node` shows it next to the pods that cannot start.
+//! Events for actionable failures (`events.k8s.io/v1`, reporting controller `aws-node`, as
+//! upstream's `eventrecorder.go`). As upstream, an event is about the aws-node pod
+//! (`kube-system/<MY_POD_NAME>`), so alerts written for upstream's `MissingIAMPermissions`
+//! keep working; the Node is named as the related object. Without `MY_POD_NAME` the event
+//! is about the Node.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
@@ -11,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 pub const REPORTING_CONTROLLER: &str = "aws-node";
 /// Namespace of events about cluster-scoped objects such as Nodes (kubelet's convention).
 pub const NODE_EVENT_NAMESPACE: &str = "default";
+/// Namespace of the aws-node pod (upstream looks the pod up there).
+pub const AWS_NODE_NAMESPACE: &str = "kube-system";
 
 const IAM_DOC: &str = "https://github.com/aws/amazon-vpc-cni-k8s/blob/master/docs/iam-policy.md";
 
@@ -110,11 +113,54 @@ pub struct EventTarget {
     pub node: String,
     /// Node UID, when the Node has been read.
     pub node_uid: Option<String>,
-    /// `reportingInstance`: the aws-node pod name when known, else the node name.
-    pub instance: String,
+    /// The aws-node pod (`MY_POD_NAME`), when known: the event is about it.
+    pub pod: Option<String>,
 }
 
-/// The `events.k8s.io/v1` Event for `event` at `now` (name `<node>.<hex nanoseconds>`, as
+impl EventTarget {
+    /// `reportingInstance`: the aws-node pod name when known, else the node name.
+    pub fn instance(&self) -> &str {
+        self.pod.as_deref().unwrap_or(&self.node)
+    }
+
+    /// The namespace the event is created in.
+    pub fn namespace(&self) -> &'static str {
+        if self.pod.is_some() {
+            AWS_NODE_NAMESPACE
+        } else {
+            NODE_EVENT_NAMESPACE
+        }
+    }
+
+    fn node_ref(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Node".to_owned()),
+            name: Some(self.node.clone()),
+            uid: self.node_uid.clone(),
+            ..ObjectReference::default()
+        }
+    }
+
+    /// (`regarding`, `related`): the aws-node pod and its Node, or the Node alone.
+    fn references(&self) -> (ObjectReference, Option<ObjectReference>) {
+        match &self.pod {
+            Some(pod) => (
+                ObjectReference {
+                    api_version: Some("v1".to_owned()),
+                    kind: Some("Pod".to_owned()),
+                    namespace: Some(AWS_NODE_NAMESPACE.to_owned()),
+                    name: Some(pod.clone()),
+                    ..ObjectReference::default()
+                },
+                Some(self.node_ref()),
+            ),
+            None => (self.node_ref(), None),
+        }
+    }
+}
+
+/// The `events.k8s.io/v1` Event for `event` at `now` (name `<pod or node>.<hex nanoseconds>`, as
 /// client-go names events).
 pub fn event_object(
     target: &EventTarget,
@@ -122,26 +168,22 @@ pub fn event_object(
     now: k8s_openapi::jiff::Timestamp,
 ) -> Event {
     let nanos = now.as_nanosecond();
+    let (regarding, related) = target.references();
     Event {
         metadata: ObjectMeta {
-            name: Some(format!("{}.{:x}", target.node, nanos)),
-            namespace: Some(NODE_EVENT_NAMESPACE.to_owned()),
+            name: Some(format!("{}.{:x}", target.instance(), nanos)),
+            namespace: Some(target.namespace().to_owned()),
             ..ObjectMeta::default()
         },
         event_time: Some(MicroTime(now)),
         reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
-        reporting_instance: Some(target.instance.clone()),
+        reporting_instance: Some(target.instance().to_owned()),
         action: Some(event.action()),
         reason: Some(event.reason().to_owned()),
         note: Some(event.note()),
         type_: Some(event.event_type().to_owned()),
-        regarding: Some(ObjectReference {
-            api_version: Some("v1".to_owned()),
-            kind: Some("Node".to_owned()),
-            name: Some(target.node.clone()),
-            uid: target.node_uid.clone(),
-            ..ObjectReference::default()
-        }),
+        regarding: Some(regarding),
+        related,
         ..Event::default()
     }
 }

@@ -358,7 +358,7 @@ async fn writes_send_upstreams_requests() {
         Err(k8s::K8sError::CniNodeMissing(_))
     ));
 
-    // Events on the Node, deduplicated within the window.
+    // Events about the aws-node pod (as upstream), naming the Node, deduplicated.
     server.clear_requests();
     let ev = NodeEvent::MissingIamPermissions {
         action: "CreateNetworkInterface".to_owned(),
@@ -375,7 +375,10 @@ async fn writes_send_upstreams_requests() {
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(
         (reqs[0].method.as_str(), reqs[0].path.as_str()),
-        ("POST", "/apis/events.k8s.io/v1/namespaces/default/events")
+        (
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/kube-system/events"
+        )
     );
     let body = reqs[0].body.clone().expect("event body");
     assert_eq!(body["reason"], "MissingIAMPermissions");
@@ -383,9 +386,12 @@ async fn writes_send_upstreams_requests() {
     assert_eq!(body["action"], "ec2:CreateNetworkInterface");
     assert_eq!(body["reportingController"], "aws-node");
     assert_eq!(body["reportingInstance"], "aws-node-abcde");
-    assert_eq!(body["regarding"]["kind"], "Node");
-    assert_eq!(body["regarding"]["name"], NODE);
-    assert!(body["regarding"]["uid"].is_string());
+    assert_eq!(body["regarding"]["kind"], "Pod");
+    assert_eq!(body["regarding"]["namespace"], "kube-system");
+    assert_eq!(body["regarding"]["name"], "aws-node-abcde");
+    assert_eq!(body["related"]["kind"], "Node");
+    assert_eq!(body["related"]["name"], NODE);
+    assert!(body["related"]["uid"].is_string());
     assert!(body["note"].as_str().is_some_and(|n| {
         n.starts_with("Unauthorized operation: failed to call ec2:CreateNetworkInterface")
     }));

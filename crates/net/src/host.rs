@@ -98,13 +98,39 @@ pub async fn setup_eni(nl: &NetlinkHandle, s: &EniSetup) -> Result<Link, Netlink
     Ok(link)
 }
 
-/// Removes every rule whose source is the ENI's primary IP (ENI freed, spec 7.5).
+/// Removes every rule whose source is the ENI's primary IP (ENI freed: upstream's
+/// `tryFreeENI`).
 pub async fn teardown_eni_rules(
     nl: &NetlinkHandle,
     eni_ip: Ipv4Addr,
 ) -> Result<usize, NetlinkError> {
     let src = Ipv4Net::from(eni_ip);
     nl.delete_rules_where(|r| r.src == Some(src)).await
+}
+
+/// `AWS_EXTERNAL_SERVICE_CIDRS`, as upstream's `SetupHostNetwork` does: every rule at priority 1535 looking up main goes, then one
+/// `to <cidr> lookup main priority 1535` per CIDR, so that traffic to those services leaves
+/// through the primary ENI ahead of the per-pod `from` rules at 1536. Returns the rules
+/// removed.
+pub async fn set_external_service_rules(
+    nl: &NetlinkHandle,
+    cidrs: &[Ipv4Net],
+) -> Result<usize, NetlinkError> {
+    let removed = nl
+        .delete_rules_where(|r| {
+            r.priority == Some(priority::EXTERNAL_SERVICE) && r.table == MAIN_TABLE
+        })
+        .await?;
+    for cidr in cidrs {
+        nl.add_rule(&Rule {
+            priority: Some(priority::EXTERNAL_SERVICE),
+            dst: Some(cidr.trunc()),
+            table: MAIN_TABLE,
+            ..Rule::default()
+        })
+        .await?;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

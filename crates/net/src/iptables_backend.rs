@@ -27,6 +27,14 @@ impl Backend {
         }
     }
 
+    /// The `iptables` of this backend.
+    pub fn iptables(self) -> &'static str {
+        match self {
+            Backend::Legacy => "iptables-legacy",
+            Backend::Nft => "iptables-nft",
+        }
+    }
+
     /// The `iptables-save` of this backend.
     pub fn save(self) -> &'static str {
         match self {
@@ -60,6 +68,45 @@ impl Backend {
     }
 }
 
+/// How long a `<backend>-restore` batch waits for the xtables lock (`/run/xtables.lock`,
+/// shared with kube-proxy and every other iptables user of the host) before failing.
+/// iptables-legacy before 1.8.8 fails at once without `--wait`; nft ignores it.
+pub const XTABLES_LOCK_WAIT: &str = "--wait=10";
+
+/// `--random-fully` (SNAT) exists from iptables 1.6.2 on: what go-iptables' `HasRandomFully`,
+/// which upstream's `updateHostIptablesRules` asks, decides from `iptables --version`
+/// (`iptables v1.8.9 (nf_tables)`). An unreadable version is taken as unsupported.
+pub fn random_fully_supported(version_output: &str) -> bool {
+    let Some(version) = version_output
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('v'))
+    else {
+        return false;
+    };
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+    });
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), patch) => {
+            let patch = patch.and_then(Result::ok).unwrap_or(0);
+            (major, minor, patch) >= (1, 6, 2)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the backend's `iptables` supports `--random-fully`; `run` executes a command (in
+/// the node's namespace) and returns its stdout. A failing `--version` counts as no.
+pub fn detect_random_fully<E>(
+    backend: Backend,
+    mut run: impl FnMut(&[&str]) -> Result<String, E>,
+) -> bool {
+    run(&[backend.iptables(), "--version"]).is_ok_and(|out| random_fully_supported(&out))
+}
+
 /// Rules in an `iptables-save` dump (lines starting with `-`).
 pub fn count_rules(save: &str) -> usize {
     save.lines().filter(|l| l.starts_with('-')).count()
@@ -89,7 +136,7 @@ pub fn detect<E>(mut run: impl FnMut(&[&str]) -> Result<String, E>) -> Backend {
 }
 
 /// Takes the `nat` and `mangle` tables to the desired state of `s` with one
-/// `<backend>-restore --noflush` batch per table that differs. `exec(args, stdin)` runs a
+/// `<backend>-restore --wait --noflush` batch per table that differs. `exec(args, stdin)` runs a
 /// command (in the node's namespace) and returns its stdout. Returns the batches applied.
 pub fn reconcile<E>(
     backend: Backend,
@@ -101,7 +148,10 @@ pub fn reconcile<E>(
         let saved = exec(&[backend.save(), "-t", table], None)?;
         let current = crate::iptables_save::parse_table(&saved, table);
         if let Some(batch) = restore_batch(table, &current, &desired) {
-            exec(&[backend.restore(), "--noflush"], Some(&batch))?;
+            exec(
+                &[backend.restore(), XTABLES_LOCK_WAIT, "--noflush"],
+                Some(&batch),
+            )?;
             applied += 1;
         }
     }

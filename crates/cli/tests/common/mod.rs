@@ -74,7 +74,7 @@ impl LiveNode {
         let opts = AgentOptions {
             grpc_socket: dir.join("ipamd.sock"),
             metrics_addr: Some(metrics),
-            introspection_addr: Some(introspection),
+            introspection_addr: Some(introspection.into()),
             imds_endpoint: Some(node.imds_endpoint.clone()),
             static_credentials: Some(("testing".into(), "testing".into())),
             timers: ipamd::node_loop::AgentTimers {

@@ -22,12 +22,14 @@ pub enum ErrorCode {
     InvalidInstanceType,
     RequestLimitExceeded,
     UnauthorizedOperation,
+    /// The resource is busy with another change (an attachment still attaching, say).
+    IncorrectState,
     InternalError,
 }
 
 impl ErrorCode {
     /// Every code, for parsing and for the control API.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::InvalidNetworkInterfaceIdNotFound,
         Self::InvalidInstanceIdNotFound,
         Self::InvalidSubnetIdNotFound,
@@ -47,6 +49,7 @@ impl ErrorCode {
         Self::InvalidInstanceType,
         Self::RequestLimitExceeded,
         Self::UnauthorizedOperation,
+        Self::IncorrectState,
         Self::InternalError,
     ];
 
@@ -72,6 +75,7 @@ impl ErrorCode {
             Self::InvalidInstanceType => "InvalidInstanceType",
             Self::RequestLimitExceeded => "RequestLimitExceeded",
             Self::UnauthorizedOperation => "UnauthorizedOperation",
+            Self::IncorrectState => "IncorrectState",
             Self::InternalError => "InternalError",
         }
     }

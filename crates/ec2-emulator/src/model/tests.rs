@@ -300,3 +300,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_associated_vpc_cidr_shows_in_imds_and_overlaps_are_refused() {
+    let mut n = node("10.0.1.0/24", m5_large());
+    let vpc = n.world.instances[&n.instance].vpc_id.clone();
+    n.world
+        .associate_vpc_cidr(&vpc, "10.1.0.0/16".parse().unwrap())
+        .unwrap();
+    let err = n
+        .world
+        .associate_vpc_cidr(&vpc, "10.1.128.0/17".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+    let err = n
+        .world
+        .associate_vpc_cidr("vpc-nope", "10.2.0.0/16".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidVpcIdNotFound);
+    let view = imds::view_of(&n.world, &n.instance, "us-west-2").unwrap();
+    let mac = &n.world.enis[&n.world.instances[&n.instance].primary_eni].mac;
+    let cidrs = imds::lookup(
+        &view,
+        &format!("meta-data/network/interfaces/macs/{mac}/vpc-ipv4-cidr-blocks"),
+    );
+    assert_eq!(cidrs.as_deref(), Some("10.0.0.0/16\n10.1.0.0/16"));
+}

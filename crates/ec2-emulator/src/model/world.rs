@@ -56,6 +56,29 @@ impl World {
         id
     }
 
+    /// Associates another IPv4 CIDR with a VPC (`AssociateVpcCidrBlock`); it must not
+    /// overlap the VPC's other CIDRs.
+    pub fn associate_vpc_cidr(&mut self, vpc_id: &str, cidr: Ipv4Net) -> Result<(), Ec2Error> {
+        let vpc = self.vpcs.get_mut(vpc_id).ok_or_else(|| {
+            Ec2Error::new(
+                ErrorCode::InvalidVpcIdNotFound,
+                format!("The vpc ID '{vpc_id}' does not exist"),
+            )
+        })?;
+        let cidr = cidr.trunc();
+        if vpc
+            .cidrs
+            .iter()
+            .any(|c| c.contains(&cidr) || cidr.contains(c))
+        {
+            return Err(Ec2Error::invalid(format!(
+                "The CIDR '{cidr}' overlaps a CIDR of {vpc_id}"
+            )));
+        }
+        vpc.cidrs.push(cidr);
+        Ok(())
+    }
+
     /// Adds a subnet; it must lie inside one of the VPC's CIDRs and overlap no other subnet.
     pub fn create_subnet(
         &mut self,

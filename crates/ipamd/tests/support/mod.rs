@@ -84,7 +84,7 @@ impl Harness {
         AgentOptions {
             grpc_socket: self.dir.join("ipamd.sock"),
             metrics_addr: None,
-            introspection_addr: introspection,
+            introspection_addr: introspection.map(Into::into),
             imds_endpoint: Some(self.node.imds_endpoint.clone()),
             static_credentials: Some(("testing".into(), "testing".into())),
             timers: AgentTimers {

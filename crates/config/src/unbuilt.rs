@@ -1,0 +1,92 @@
+//! Settings upstream honours that this build does not implement yet. Accepting them and
+//! then doing something else would mislead an operator (security groups for pods would be
+//! silently bypassed), so the agent and the entrypoint refuse them at start with one error
+//! per setting that names the variable and says what to do. `docs/configuration.md` lists
+//! them under "Not built yet".
+
+use crate::error::{ConfigError, FieldError};
+use crate::names as n;
+use crate::{Config, IpFamily};
+
+/// Why each unbuilt switch is refused (the operator-facing half of the message).
+const POD_ENI: &str = "security groups for pods (branch ENIs on a trunk ENI) are not built in \
+    this release; refusing to start so that pods selected by a SecurityGroupPolicy are not given \
+    ordinary addresses with the node's security groups. Set ENABLE_POD_ENI=false or keep \
+    upstream aws-node on nodes that need it (see docs/migration.md)";
+const IPV6: &str = "IPv6 mode (/80 prefixes, IPv6 pod wiring) is not built in this release; \
+    run IPv4 clusters (ENABLE_IPv6=false) or keep upstream aws-node (see docs/migration.md)";
+const MULTI_NIC: &str = "only network card 0 is managed in this release; multi-NIC pods are not \
+    built. Set ENABLE_MULTI_NIC=false (see docs/migration.md)";
+const IMDS_ONLY: &str = "IMDS-only mode is not built in this release: the agent reads EC2 \
+    (DescribeNetworkInterfaces) at start and in reconciliation. Set ENABLE_IMDS_ONLY_MODE=false \
+    and DISABLE_NETWORK_RESOURCE_PROVISIONING=true if ipamd must not change ENIs \
+    (see docs/migration.md)";
+
+impl Config {
+    /// Refuses every setting this build accepts syntactically but does not implement; all
+    /// of them in one error, each naming its variable.
+    pub fn check_built(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut refuse = |on: bool, variable: &'static str, reason: &str| {
+            if on {
+                errors.push(FieldError::new(variable, Some("true"), reason));
+            }
+        };
+        refuse(self.eni.pod_eni, n::ENABLE_POD_ENI, POD_ENI);
+        refuse(self.ip_family == IpFamily::V6, n::ENABLE_IPV6, IPV6);
+        refuse(self.eni.multi_nic, n::ENABLE_MULTI_NIC, MULTI_NIC);
+        refuse(self.eni.imds_only_mode, n::ENABLE_IMDS_ONLY_MODE, IMDS_ONLY);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { errors })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Config {
+        Config::from_vars(vars.iter().copied()).expect("valid configuration")
+    }
+
+    #[test]
+    fn defaults_are_built() {
+        assert_eq!(cfg(&[]).check_built(), Ok(()));
+    }
+
+    #[test]
+    fn each_unbuilt_switch_is_refused_by_name() {
+        for (vars, variable) in [
+            (vec![("ENABLE_POD_ENI", "true")], n::ENABLE_POD_ENI),
+            (
+                vec![
+                    ("ENABLE_IPv6", "true"),
+                    ("ENABLE_IPv4", "false"),
+                    ("ENABLE_PREFIX_DELEGATION", "true"),
+                ],
+                n::ENABLE_IPV6,
+            ),
+            (vec![("ENABLE_MULTI_NIC", "true")], n::ENABLE_MULTI_NIC),
+            (
+                vec![("ENABLE_IMDS_ONLY_MODE", "true")],
+                n::ENABLE_IMDS_ONLY_MODE,
+            ),
+        ] {
+            let err = cfg(&vars).check_built().unwrap_err();
+            assert_eq!(err.errors.len(), 1, "{err}");
+            assert!(err.mentions(variable), "{err}");
+            assert!(err.to_string().contains("not built"), "{err}");
+        }
+    }
+
+    #[test]
+    fn all_refusals_come_at_once() {
+        let err = cfg(&[("ENABLE_POD_ENI", "true"), ("ENABLE_MULTI_NIC", "true")])
+            .check_built()
+            .unwrap_err();
+        assert!(err.mentions(n::ENABLE_POD_ENI) && err.mentions(n::ENABLE_MULTI_NIC));
+    }
+}
