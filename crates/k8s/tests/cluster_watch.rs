@@ -137,6 +137,13 @@ async fn list_watch_bookmark_410_relist_and_outage() {
         cluster.status().node.lists > before.node.lists
     })
     .await;
+    // The relist is counted before the watch that follows it is sent: wait for that watch.
+    eventually("watch after the relist", || {
+        watches_of(&server.requests(), "/api/v1/nodes")
+            .iter()
+            .any(|r| r.is_watch() && r.param("resourceVersion") == Some("8"))
+    })
+    .await;
 
     let reqs = watches_of(&server.requests(), node_path);
     let seq: Vec<String> = reqs.iter().map(brief).collect();
