@@ -10,7 +10,7 @@ command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
 command -v iptables-restore >/dev/null 2>&1 || apt_missing+=(iptables)
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
-# The CNI runtime peer (crates/cni/tests/podman_runtime.rs) and Debian's reference plugins.
+# The CNI runtime peer (tests/tests/cni_podman_runtime.rs) and Debian's reference plugins.
 command -v podman >/dev/null 2>&1 || apt_missing+=(podman)
 command -v runc >/dev/null 2>&1 || apt_missing+=(runc)
 [ -x /bin/busybox ] || apt_missing+=(busybox-static)

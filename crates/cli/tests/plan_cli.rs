@@ -1,5 +1,6 @@
 //! `vpc-cni plan` through the real binary: the operator documents' examples (seeds), every
-//! worked example of spec 3.14, subnet exhaustion, and clear errors for bad input.
+//! worked example of upstream's `docs/eni-and-ip-target.md` and
+//! `docs/prefix-and-ip-target.md`, subnet exhaustion, and clear errors for bad input.
 
 use std::process::{Command, Output};
 
@@ -40,7 +41,8 @@ fn list(v: &Value) -> Vec<u64> {
     v.as_array().expect("array").iter().map(u).collect()
 }
 
-/// One row of spec 3.14: pods on one node → ENIs, pool IPs, unused IPs, IPs per ENI.
+/// One row of upstream's worked-example tables: pods on one node → ENIs, pool IPs, unused
+/// IPs, IPs per ENI.
 struct Row {
     pods: u32,
     enis: u64,

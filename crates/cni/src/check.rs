@@ -1,5 +1,5 @@
 //! CHECK (upstream has none): the pod's veth, address, routes, neighbour and the host's
-//! route and rules must be what ADD made, as recorded in `prevResult` (spec 6.4).
+//! route and rules must be what ADD made, as recorded in `prevResult`.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
+use crate::result::CniResult;
 
 /// What `prevResult` says ADD wired.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,38 +26,30 @@ pub struct Expected {
     pub mtu: u32,
 }
 
-/// Reads `prevResult` (our own result encoding, spec 6.3).
+/// Reads `prevResult` (our own result encoding, as ADD writes it).
 pub fn expected(prev: &Value, ifname: &str, mtu: u32) -> Result<Expected, String> {
-    let ifaces = prev["interfaces"]
-        .as_array()
-        .ok_or("prevResult has no interfaces")?;
-    let host_veth = ifaces
+    let prev = CniResult::from_value(prev)?;
+    if prev.interfaces.is_empty() {
+        return Err("prevResult has no interfaces".into());
+    }
+    let host_veth = prev
+        .interfaces
         .iter()
-        .find(|i| {
-            i.get("sandbox").is_none()
-                && i["name"].as_str().is_some_and(|n| !n.starts_with("dummy"))
-        })
-        .and_then(|i| i["name"].as_str())
-        .ok_or("prevResult names no host veth")?
-        .to_string();
-    let pod = ifaces
-        .iter()
-        .position(|i| i["name"].as_str() == Some(ifname) && i.get("sandbox").is_some())
+        .find(|i| i.sandbox.is_none() && !i.name.starts_with("dummy"))
+        .map(|i| i.name.clone())
+        .ok_or("prevResult names no host veth")?;
+    let pod = prev
+        .container_interface(ifname)
         .ok_or_else(|| format!("prevResult has no container interface {ifname}"))?;
-    let ip = prev["ips"]
-        .as_array()
-        .and_then(|ips| {
-            ips.iter()
-                .find(|ip| ip["interface"].as_u64().is_none_or(|i| i == pod as u64))
-        })
-        .and_then(|ip| ip["address"].as_str())
+    let ip = prev
+        .ips
+        .iter()
+        .find(|ip| ip.interface.is_none_or(|i| i == pod))
         .ok_or("prevResult has no IP address for the container interface")?;
     let pod_ip = ip
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("prevResult address {ip:?} is not IPv4"))?;
-    let table = match ifaces[pod]["mac"].as_str().unwrap_or("") {
+        .ipv4()
+        .ok_or_else(|| format!("prevResult address {:?} is not IPv4", ip.address))?;
+    let table = match prev.interfaces[pod].mac.as_str() {
         // realMacsInResult: a real MAC, no table recorded (the from-pod rule is not checked).
         "" => MAIN_TABLE,
         mac if mac.contains(':') => MAIN_TABLE,

@@ -26,7 +26,7 @@ fn default_mtu() -> String {
     "9001".to_string()
 }
 
-/// The fields of `10-aws.conflist`'s `aws-cni` entry (spec 6.1).
+/// The fields of `10-aws.conflist`'s `aws-cni` entry (`generateJSON`, `misc/10-aws.conflist`; docs/upstream-compat.md).
 #[derive(Debug, Clone, Deserialize)]
 pub struct NetConf {
     #[serde(rename = "cniVersion")]
@@ -106,6 +106,8 @@ pub struct CniEnv {
     pub container_id: String,
     pub netns: String,
     pub ifname: String,
+    /// `CNI_PATH`: where delegated plugins (egress-cni's IPAM) are looked up, `:`-separated.
+    pub path: String,
     /// `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, ... from `CNI_ARGS` (podman sends only some).
     pub args: BTreeMap<String, String>,
 }
@@ -124,6 +126,7 @@ impl CniEnv {
             container_id: get("CNI_CONTAINERID").unwrap_or_default(),
             netns: get("CNI_NETNS").unwrap_or_default(),
             ifname: get("CNI_IFNAME").unwrap_or_default(),
+            path: get("CNI_PATH").unwrap_or_default(),
             args,
         }
     }

@@ -6,4 +6,6 @@ pub mod conf;
 pub mod error;
 pub mod log;
 pub mod plugin;
+pub mod result;
+pub mod skel;
 pub mod status;

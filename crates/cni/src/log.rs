@@ -1,4 +1,4 @@
-//! The plugin's log: `pluginLogFile` at `pluginLogLevel` (spec 6.1, 2.2).
+//! The plugin's log: the conflist's `pluginLogFile` at `pluginLogLevel`, as upstream.
 //!
 //! stdout is the CNI result channel, so nothing is ever logged there: `stdout` as the log
 //! file is treated as `stderr` (upstream's entrypoint refuses it). An empty value means

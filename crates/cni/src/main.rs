@@ -1,8 +1,6 @@
 //! `aws-cni` entry point: `CNI_COMMAND` dispatch. Errors are CNI error JSON on stdout and a
 //! non-zero exit; stdout carries nothing else (logs go to `pluginLogFile`, never stdout).
 
-use std::io::{Read, Write};
-
 use cni::conf::{CniEnv, NetConf, SUPPORTED_VERSIONS};
 use cni::error::CniError;
 use cni::{check, log, plugin, status};
@@ -10,7 +8,7 @@ use cni::{check, log, plugin, status};
 /// Printed when no command is set (as upstream's skel "about" string).
 const ABOUT: &str = concat!("AWS CNI ", env!("CARGO_PKG_VERSION"));
 
-fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, (String, CniError)> {
+fn run(env: &CniEnv, stdin: &[u8]) -> cni::skel::Outcome {
     match env.command.as_str() {
         "VERSION" => {
             let v =
@@ -57,20 +55,5 @@ fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, (String, CniError)>
 }
 
 fn main() {
-    let env = CniEnv::from_lookup(|k| std::env::var(k).ok());
-    let mut stdin = Vec::new();
-    if !matches!(env.command.as_str(), "VERSION" | "") {
-        let _ = std::io::stdin().read_to_end(&mut stdin);
-    }
-    let mut out = std::io::stdout();
-    match run(&env, &stdin) {
-        Ok(Some(json)) => {
-            let _ = writeln!(out, "{json}");
-        }
-        Ok(None) => {}
-        Err((version, e)) => {
-            let _ = writeln!(out, "{}", e.to_json(&version));
-            std::process::exit(1);
-        }
-    }
+    cni::skel::plugin_main(run)
 }

@@ -1,4 +1,5 @@
-//! ADD and DEL: ipamd over gRPC, then the pod's wiring with netlink (spec 6.3–6.7).
+//! ADD and DEL: ipamd over gRPC, then the pod's wiring with netlink (upstream's
+//! `cmdAdd`/`cmdDel` in `cmd/routed-eni-cni-plugin/cni.go`; docs/upstream-compat.md).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
+use crate::result::{CniResult, Interface, IpConfig};
 
 /// How long to wait for ipamd's socket before calling it "not running".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +63,29 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
         pod = %format!("{}/{}", env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME")),
         "ADD"
     );
+    check_add_env(env)?;
+    let mut client = ipamd(target).await?;
+    let granted = request_address(&mut client, conf, env).await?;
+    let p = pod_network(conf, env, granted.ip, granted.table);
+    wire_or_give_back(&mut client, conf, env, &p).await?;
+    let host_mac = host_veth_mac(&p.host_veth).await;
+    tracing::info!(container = %env.container_id, ip = %granted.ip, table = granted.table, veth = %p.host_veth, "ADD ok");
+    let pod_mac = if conf.real_macs_in_result {
+        pod_mac(&env.netns, &p.pod_ifname).await
+    } else {
+        String::new()
+    };
+    Ok(result_json(
+        conf,
+        env,
+        &p,
+        (&host_mac, &pod_mac),
+        granted.device_number,
+    ))
+}
+
+/// ADD needs a container, a namespace that exists and an interface name.
+fn check_add_env(env: &CniEnv) -> Result<(), CniError> {
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_NETNS", &env.netns)?;
     env.require("CNI_IFNAME", &env.ifname)?;
@@ -70,7 +95,22 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
             env.netns
         )));
     }
-    let mut client = ipamd(target).await?;
+    Ok(())
+}
+
+/// What ipamd granted the pod.
+struct Granted {
+    ip: Ipv4Addr,
+    table: u32,
+    device_number: i32,
+}
+
+/// AddNetwork: one IPv4 address for the pod, with its ENI's route table.
+async fn request_address(
+    client: &mut CniBackendClient<tonic::transport::Channel>,
+    conf: &NetConf,
+    env: &CniEnv,
+) -> Result<Granted, CniError> {
     let req = AddNetworkRequest {
         k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
         k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
@@ -104,60 +144,65 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
             alloc.i_pv4_addr
         ))
     })?;
-    let table = u32::try_from(alloc.route_table_id).unwrap_or(0);
-    let p = pod_network(conf, env, ip, table);
-    // setup_pod removes whatever it created when it fails, and never deletes a link that is
-    // not ours, so only the address has to be given back here.
+    Ok(Granted {
+        ip,
+        table: u32::try_from(alloc.route_table_id).unwrap_or(0),
+        device_number: alloc.device_number,
+    })
+}
+
+/// Wires the pod; when that fails, gives the address back to ipamd and says whether it
+/// took it. `setup_pod` removes whatever it created when it fails, and never deletes a
+/// link that is not ours, so only the address has to be given back here.
+async fn wire_or_give_back(
+    client: &mut CniBackendClient<tonic::transport::Channel>,
+    conf: &NetConf,
+    env: &CniEnv,
+    p: &PodNetwork,
+) -> Result<(), CniError> {
     let wired = match Netns::current() {
-        Ok(host) => setup_pod(&host, Path::new(&env.netns), &p)
+        Ok(host) => setup_pod(&host, Path::new(&env.netns), p)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = wired {
-        let released = client
-            .del_network(DelNetworkRequest {
-                container_id: env.container_id.clone(),
-                if_name: env.ifname.clone(),
-                network_name: conf.name.clone(),
-                k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
-                k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
-                reason: "SetupNSFailed".into(),
-                ..Default::default()
-            })
-            .await;
-        let release = match released {
-            Ok(_) => "given back to ipamd".to_string(),
-            Err(s) => format!("ipamd could not take it back: {}", s.message()),
-        };
-        tracing::error!(container = %env.container_id, %ip, "wiring failed ({release}): {e}");
-        return Err(CniError::setup(format!(
-            "failed to set up the pod network (address {ip} {release}): {e}"
-        )));
-    }
-    let host_mac = match NetlinkHandle::current() {
+    let Err(e) = wired else {
+        return Ok(());
+    };
+    let released = client
+        .del_network(DelNetworkRequest {
+            container_id: env.container_id.clone(),
+            if_name: env.ifname.clone(),
+            network_name: conf.name.clone(),
+            k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
+            k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
+            reason: "SetupNSFailed".into(),
+            ..Default::default()
+        })
+        .await;
+    let release = match released {
+        Ok(_) => "given back to ipamd".to_string(),
+        Err(s) => format!("ipamd could not take it back: {}", s.message()),
+    };
+    let ip = p.pod_ip;
+    tracing::error!(container = %env.container_id, %ip, "wiring failed ({release}): {e}");
+    Err(CniError::setup(format!(
+        "failed to set up the pod network (address {ip} {release}): {e}"
+    )))
+}
+
+/// The MAC of the host end of the pod's veth (empty when it cannot be read).
+async fn host_veth_mac(host_veth: &str) -> String {
+    match NetlinkHandle::current() {
         Ok(nl) => nl
-            .link_by_name(&p.host_veth)
+            .link_by_name(host_veth)
             .await
             .ok()
             .flatten()
             .map(|l| l.mac.map(|m| m.to_string()).unwrap_or_default()),
         Err(_) => None,
     }
-    .unwrap_or_default();
-    tracing::info!(container = %env.container_id, %ip, table, veth = %p.host_veth, "ADD ok");
-    let pod_mac = if conf.real_macs_in_result {
-        pod_mac(&env.netns, &p.pod_ifname).await
-    } else {
-        String::new()
-    };
-    Ok(result_json(
-        conf,
-        env,
-        &p,
-        (&host_mac, &pod_mac),
-        alloc.device_number,
-    ))
+    .unwrap_or_default()
 }
 
 /// The MAC of the pod's interface (empty when it cannot be read).
@@ -188,49 +233,40 @@ pub fn result_json(
     (host_mac, pod_mac): (&str, &str),
     device: i32,
 ) -> String {
-    let mut ip = json!({"address": format!("{}/32", p.pod_ip), "interface": 1});
     // CNI 0.3.x/0.4.0 results carry the IP version on each entry; 1.0.0 dropped the field.
-    if !conf.version_at_least(1, 0) {
-        ip["version"] = json!("4");
+    let ip = IpConfig::v4(p.pod_ip, 32, 1, !conf.version_at_least(1, 0));
+    let host = Interface::new(&p.host_veth, host_mac, None);
+    let sandbox = Some(env.netns.clone());
+    let interfaces = if conf.real_macs_in_result {
+        vec![host, Interface::new(&p.pod_ifname, pod_mac, sandbox)]
+    } else {
+        let dummy = dummy_if_name(env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME"));
+        vec![
+            host,
+            Interface::new(&p.pod_ifname, p.table.to_string(), sandbox),
+            Interface::new(dummy, "0", Some(device.to_string())),
+        ]
+    };
+    let mut other = serde_json::Map::new();
+    other.insert("dns".into(), json!({}));
+    CniResult {
+        cni_version: conf.cni_version.clone(),
+        interfaces,
+        ips: vec![ip],
+        other,
     }
-    if conf.real_macs_in_result {
-        return json!({
-            "cniVersion": conf.cni_version,
-            "interfaces": [
-                {"name": p.host_veth, "mac": host_mac},
-                {"name": p.pod_ifname, "mac": pod_mac, "sandbox": env.netns},
-            ],
-            "ips": [ip],
-            "dns": {},
-        })
-        .to_string();
-    }
-    json!({
-        "cniVersion": conf.cni_version,
-        "interfaces": [
-            {"name": p.host_veth, "mac": host_mac},
-            {"name": p.pod_ifname, "mac": p.table.to_string(), "sandbox": env.netns},
-            {"name": dummy_if_name(env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME")), "mac": "0", "sandbox": device.to_string()},
-        ],
-        "ips": [ip],
-        "dns": {},
-    })
-    .to_string()
+    .to_json()
 }
 
 /// What a previous result says about the pod: (address, route table).
 pub fn from_prev_result(prev: &Value) -> Option<(Ipv4Addr, u32)> {
-    let ip = prev["ips"][0]["address"]
-        .as_str()?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()?;
-    let table = prev["interfaces"]
-        .as_array()?
+    let prev = CniResult::from_value(prev).ok()?;
+    let ip = prev.ips.first()?.ipv4()?;
+    let table = prev
+        .interfaces
         .iter()
-        .find(|i| i["sandbox"].as_str().is_some_and(|s| s.starts_with('/')))
-        .and_then(|i| i["mac"].as_str()?.parse().ok())
+        .find(|i| i.sandbox.as_deref().is_some_and(|s| s.starts_with('/')))
+        .and_then(|i| i.mac.parse().ok())
         .unwrap_or(0);
     Some((ip, table))
 }
@@ -255,7 +291,7 @@ enum Release {
     Released(Option<(Ipv4Addr, u32)>),
     /// `datastore: unknown pod`: nothing held (already released).
     UnknownPod,
-    /// ipamd unreachable or any other gRPC error (spec 6.7 steps 2–3).
+    /// ipamd unreachable or any other gRPC error (as `cmdDel` treats them).
     Failed(String),
 }
 
@@ -343,7 +379,7 @@ async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &
 }
 
 /// DEL: idempotent and best effort; succeeds when the pod is already gone and when ipamd
-/// fails (spec 6.7), so that kubelet never sticks.
+/// fails (as upstream's `cmdDel` does), so that kubelet never sticks.
 pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniError> {
     tracing::info!(container = %env.container_id, netns = %env.netns, "DEL");
     let wiring = match release(del_request(conf, env), target).await? {

@@ -1,22 +1,23 @@
-//! DEL when ipamd fails (spec 6.7 steps 2–3), with the real `aws-cni` binary against a
-//! stand-in ipamd (a tonic `CNIBackend` on a Unix socket) in network namespaces made by the
-//! test: any gRPC error other than `datastore: unknown pod` tears the pod's host side down
-//! from `prevResult`, logs one countable warning and succeeds, so that pods never stick in
-//! Terminating; `Success=false` stays an error; unknown pod is success. ADD at cniVersion
-//! 0.4.0 puts `"version": "4"` on the IP entry.
+//! DEL when ipamd fails (as upstream's `cmdDel` handles it), with the real `aws-cni` binary
+//! against a stand-in ipamd (a tonic `CNIBackend` on a Unix socket) in network namespaces made
+//! by the test: any gRPC error other than `datastore: unknown pod` tears the pod's host side
+//! down from `prevResult`, logs one countable warning and succeeds, so that pods never stick in
+//! Terminating; `Success=false` stays an error; unknown pod is success. ADD at cniVersion 0.4.0
+//! puts `"version": "4"` on the IP entry.
 
-mod support;
-
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use ec2_emulator::testing::TestNetns;
+use net::netns::Netns;
+use net::state::NetnsState;
 use rpc::{
     AddNetworkReply, AddNetworkRequest, CniBackend, CniBackendServer, DelNetworkReply,
     DelNetworkRequest, IpAllocationMetadata,
 };
 use serde_json::Value;
-use support::{Run, cni_env, plugin, snapshot};
 use tonic::{Code, Request, Response, Status};
 
 /// The address, device number and route table the stand-in hands out.
@@ -26,6 +27,63 @@ const TABLE: i32 = 3;
 const ARGS: &str = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=stuck";
 /// The stable log message of the teardown (operators grep and count it).
 const TORN_DOWN: &str = "DEL: ipamd error, torn down from prevResult";
+
+/// One plugin run.
+struct Run {
+    rc: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The CNI error code printed on stdout.
+    fn code(&self) -> u64 {
+        serde_json::from_str::<Value>(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))["code"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no code: {}", self.stdout))
+    }
+
+    /// stdout as JSON (the whole of stdout must be one document).
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
+    }
+}
+
+/// Runs this package's `aws-cni` binary inside the network namespace `netns` with `env` and
+/// `stdin`, as a runtime would.
+fn plugin(netns: &str, env: &[(&str, &str)], stdin: &str) -> Run {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_aws-cni")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        rc: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+/// Kernel state of a test namespace.
+async fn snapshot(ns: &TestNetns) -> NetnsState {
+    NetnsState::capture_in(&Netns::open(ns.path()).unwrap())
+        .await
+        .unwrap()
+}
 
 /// How the stand-in answers `DelNetwork`.
 #[derive(Clone)]
@@ -119,8 +177,15 @@ impl Bench {
 
     fn run(&self, command: &str, socket: &str, stdin: &str) -> Run {
         let path = self.pod.path();
-        let env = cni_env(command, "cdel", &path, ARGS, socket);
-        tokio::task::block_in_place(|| plugin(Some(&self.node.0), &env, stdin))
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "cdel"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", path.as_str()),
+            ("CNI_ARGS", ARGS),
+            ("IPAMD_GRPC_SOCKET", socket),
+        ];
+        tokio::task::block_in_place(|| plugin(&self.node.0, &env, stdin))
     }
 
     /// ADD through the stand-in; returns the result (the 0.4.0 format).

@@ -6,11 +6,16 @@
 //! problem names the variable and its value, and all problems are reported at once in a
 //! [`ConfigError`]. Harmless oddities upstream merely warns about end up in
 //! [`Config::warnings`]. See `docs/configuration.md` for the reference table.
+//!
+//! A few variables are ours, not upstream's (tests and the demo node move ipamd's socket
+//! and listeners with them): they are read into [`Config::local`] ([`LocalOverrides`]) with
+//! the same validation and are listed in [`names::OURS`].
 
 mod derived;
 mod env;
 mod error;
 mod load;
+mod local;
 pub mod names;
 mod sections;
 mod types;
@@ -24,6 +29,7 @@ use serde::Serialize;
 
 pub use derived::{CardFacts, PrefixDelegation};
 pub use error::{ConfigError, FieldError, PolicyError};
+pub use local::{DEFAULT_METRICS_BIND_ADDRESS, LocalOverrides, MAX_UNIX_SOCKET_PATH};
 pub use sections::*;
 pub use types::{
     BindAddress, IpFamily, LogDestination, LogLevel, NetworkPolicyMode, PodSgEnforcingMode,
@@ -54,6 +60,9 @@ pub struct Config {
     pub aws: AwsSettings,
     /// File-system locations.
     pub paths: Paths,
+    /// Ours, not upstream's: overrides for tests and the demo node (`IPAMD_GRPC_SOCKET`,
+    /// `METRICS_BIND_ADDRESS`, `IPAMD_NODE_NETNS`, `IPAMD_SKIP_HOST_NETWORKING`).
+    pub local: LocalOverrides,
     /// Harmless problems that were tolerated (e.g. reserved tag keys dropped); log them.
     pub warnings: Vec<String>,
 }
@@ -72,6 +81,7 @@ impl Default for Config {
             kubernetes: Kubernetes::default(),
             aws: AwsSettings::default(),
             paths: Paths::default(),
+            local: LocalOverrides::default(),
             warnings: Vec::new(),
         }
     }

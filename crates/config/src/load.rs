@@ -64,6 +64,8 @@ pub(crate) fn load(mut r: Reader) -> Result<Config, ConfigError> {
             .into(),
     };
 
+    let local = crate::local::local_overrides(&mut r);
+
     cross_checks(&mut r, ip_family, &pool, &eni, &networking);
     for deprecated in [n::AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER, n::ENABLE_NFTABLES] {
         if let Some(v) = r.get(deprecated) {
@@ -86,6 +88,7 @@ pub(crate) fn load(mut r: Reader) -> Result<Config, ConfigError> {
         kubernetes,
         aws,
         paths,
+        local,
         warnings: r.warnings,
     })
 }

@@ -123,7 +123,27 @@ pub const AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER: &str = "AWS_VPC_K8S_CNI_CONFIGURE_
 /// `ENABLE_NFTABLES` (deprecated upstream, no effect; warned about).
 pub const ENABLE_NFTABLES: &str = "ENABLE_NFTABLES";
 
-/// Every variable [`crate::Config`] reads, in reference-table order.
+/// `IPAMD_GRPC_SOCKET` (ours, not upstream's): ipamd's gRPC socket path, for tests and the
+/// demo node (also read by `aws-cni` and the entrypoint).
+pub const IPAMD_GRPC_SOCKET: &str = "IPAMD_GRPC_SOCKET";
+/// `METRICS_BIND_ADDRESS` (ours, not upstream's): the metrics listener's `ip:port`.
+pub const METRICS_BIND_ADDRESS: &str = "METRICS_BIND_ADDRESS";
+/// `IPAMD_NODE_NETNS` (ours, not upstream's): run host networking inside this netns.
+pub const IPAMD_NODE_NETNS: &str = "IPAMD_NODE_NETNS";
+/// `IPAMD_SKIP_HOST_NETWORKING` (ours, not upstream's): leave the kernel alone.
+pub const IPAMD_SKIP_HOST_NETWORKING: &str = "IPAMD_SKIP_HOST_NETWORKING";
+
+/// Our own variables (tests and the demo node; upstream has none of them), read into
+/// [`crate::LocalOverrides`]. They are also at the end of [`ALL`].
+pub const OURS: &[&str] = &[
+    IPAMD_GRPC_SOCKET,
+    METRICS_BIND_ADDRESS,
+    IPAMD_NODE_NETNS,
+    IPAMD_SKIP_HOST_NETWORKING,
+];
+
+/// Every variable [`crate::Config`] reads, in reference-table order: upstream's, then
+/// [`OURS`].
 pub const ALL: &[&str] = &[
     ADDITIONAL_ENI_TAGS,
     ANNOTATE_POD_IP,
@@ -185,4 +205,8 @@ pub const ALL: &[&str] = &[
     WARM_PREFIX_TARGET,
     AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER,
     ENABLE_NFTABLES,
+    IPAMD_GRPC_SOCKET,
+    METRICS_BIND_ADDRESS,
+    IPAMD_NODE_NETNS,
+    IPAMD_SKIP_HOST_NETWORKING,
 ];

@@ -112,17 +112,21 @@ fn parse_extra_subnet(spec: &str) -> anyhow::Result<(Ipv4Net, Vec<(String, Strin
     Ok((cidr, out))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
-    let mut args = Args::parse();
-    args.apply_seed()?;
+/// What `main` created in the emulated region before serving.
+struct Seeded {
+    world: World,
+    vpc: String,
+    /// `(subnet ID, CIDR)`, the node subnet first.
+    subnets: Vec<(String, String)>,
+    security_group: String,
+    instances: Vec<String>,
+}
+
+/// Creates the VPC, the node subnet and any extra subnets, a security group and the
+/// instances.
+fn seed_world(args: &Args) -> anyhow::Result<Seeded> {
     let ty = ec2_emulator::catalog::instance_type(&args.instance_type)
         .with_context(|| format!("unknown instance type {:?}", args.instance_type))?;
-
     let mut world = World::new();
     let vpc = world.create_vpc(args.vpc_cidr);
     let subnet = world
@@ -142,23 +146,26 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.instances.max(1) {
         instances.push(world.run_instance(ty.clone(), &subnet, std::slice::from_ref(&sg))?);
     }
-
-    let emu = Emulator::new(
+    Ok(Seeded {
         world,
-        &args.region,
-        Arc::new(ec2_emulator::catalog::instance_type),
-    );
-    let shared = Arc::new(Mutex::new(emu));
-    if let (Some(ns), Some(first)) = (&args.node_netns, instances.first()) {
-        lock(&shared).set_hotplug(first, ns);
-    }
+        vpc,
+        subnets,
+        security_group: sg,
+        instances,
+    })
+}
 
-    let ec2 = tokio::net::TcpListener::bind(args.listen).await?;
-    let ec2_addr = ec2.local_addr()?;
+/// Starts one IMDS server per instance (the first on `--imds-listen`) and answers the
+/// start-up line's entry of each.
+async fn serve_imds(
+    shared: &Arc<Mutex<Emulator>>,
+    instances: &[String],
+    first_listen: SocketAddr,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut imds_out = Vec::new();
     for (i, id) in instances.iter().enumerate() {
         let addr = if i == 0 {
-            args.imds_listen
+            first_listen
         } else {
             SocketAddr::from(([127, 0, 0, 1], 0))
         };
@@ -167,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
         let router = server::imds_router(shared.clone(), id.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         let (primary_ip, primary_mac) = {
-            let emu = lock(&shared);
+            let emu = lock(shared);
             let eni = emu
                 .world
                 .instance(id)
@@ -183,6 +190,47 @@ async fn main() -> anyhow::Result<()> {
             "primary_mac": primary_mac,
         }));
     }
+    Ok(imds_out)
+}
+
+/// Resolves on SIGINT, or on SIGTERM when its handler could be installed.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let mut args = Args::parse();
+    args.apply_seed()?;
+    let Seeded {
+        world,
+        vpc,
+        subnets,
+        security_group: sg,
+        instances,
+    } = seed_world(&args)?;
+
+    let emu = Emulator::new(
+        world,
+        &args.region,
+        Arc::new(ec2_emulator::catalog::instance_type),
+    );
+    let shared = Arc::new(Mutex::new(emu));
+    if let (Some(ns), Some(first)) = (&args.node_netns, instances.first()) {
+        lock(&shared).set_hotplug(first, ns);
+    }
+
+    let ec2 = tokio::net::TcpListener::bind(args.listen).await?;
+    let ec2_addr = ec2.local_addr()?;
+    let imds_out = serve_imds(&shared, &instances, args.imds_listen).await?;
     let info = serde_json::json!({
         "ec2_endpoint": format!("http://{ec2_addr}"),
         "control_endpoint": format!("http://{ec2_addr}/control"),
@@ -198,13 +246,7 @@ async fn main() -> anyhow::Result<()> {
 
     let router = server::ec2_router(shared);
     axum::serve(ec2, router)
-        .with_graceful_shutdown(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }

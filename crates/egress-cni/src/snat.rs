@@ -1,16 +1,18 @@
-//! The pod's ip6tables `nat` rules (spec 8, ADD step 5): a per-pod chain accepting multicast
-//! and SNATing everything else to the node's IPv6, jumped to from `POSTROUTING` for the pod's
-//! address. Batches are pure text; [`apply`] runs them with one `ip6tables-restore -w
-//! --noflush` of the node's iptables backend (`-w`: concurrent plugin runs wait for the
-//! xtables lock on legacy nodes).
+//! The pod's ip6tables `nat` rules (upstream `cmdAddEgressV6`, `snat.Add` in
+//! `cmd/egress-cni-plugin`): a per-pod chain accepting multicast and SNATing everything else
+//! to the node's IPv6, jumped to from `POSTROUTING` for the pod's address. Batches are pure
+//! text; [`apply`] runs them through `net`'s one firewall runner ([`Kernel::firewall_restore`]:
+//! `ip6tables-restore --wait --noflush` of the node's iptables backend, so concurrent plugin
+//! runs wait for the xtables lock on legacy nodes).
 
-use std::io::Write;
 use std::net::Ipv6Addr;
-use std::process::{Command, Stdio};
 
 use cni::error::CniError;
-use net::iptables_backend::{self, Backend};
+use net::firewall::{self, Family};
+use net::iptables_backend::Backend;
 use net::iptables_save::{SavedTable, parse_table, quote};
+use net::kernel::Kernel;
+use net::netlink::KernelError;
 
 /// Error code of an ip6tables failure (plugin-specific range).
 pub const IPTABLES_FAILED: u32 = 103;
@@ -111,61 +113,40 @@ pub fn del_batch(current: &SavedTable, chain: &str) -> Option<String> {
     Some(out)
 }
 
-/// Runs `args` (with `stdin`), returning stdout or an error naming the command.
-fn run(args: &[&str], stdin: Option<&str>) -> Result<String, CniError> {
-    let fail = |detail: String| CniError {
+fn fw_err(e: KernelError) -> CniError {
+    CniError {
         code: IPTABLES_FAILED,
-        msg: format!("egress-cni: {}: {detail}", args.join(" ")),
+        msg: format!("egress-cni: {e}"),
         details: String::new(),
-    };
-    let (prog, rest) = args
-        .split_first()
-        .ok_or_else(|| fail("empty command".to_owned()))?;
-    let mut child = Command::new(prog)
-        .args(rest)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    if let (Some(mut input), Some(text)) = (child.stdin.take(), stdin) {
-        input
-            .write_all(text.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
     }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if !out.status.success() {
-        let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        if let Some(text) = stdin {
-            detail.push_str(&format!("; input:\n{text}"));
-        }
-        return Err(fail(detail));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The node's backend and its current `nat` table (IPv6).
-fn current_nat() -> Result<(Backend, SavedTable), CniError> {
-    let backend = iptables_backend::detect(|args| run(args, None));
-    let saved = run(&[backend.save6(), "-t", "nat"], None)?;
+async fn current_nat<K: Kernel>(k: &K) -> Result<(Backend, SavedTable), CniError> {
+    let backend = firewall::detect_backend(k).await;
+    let saved = k
+        .firewall_save(backend, Family::V6, Some("nat"))
+        .await
+        .map_err(fw_err)?;
     Ok((backend, parse_table(&saved, "nat")))
 }
 
-/// Installs the pod's rules (one restore batch).
-pub fn apply(s: &PodSnat<'_>) -> Result<(), CniError> {
-    let (backend, current) = current_nat()?;
-    run(
-        &[backend.restore6(), "-w", "--noflush"],
-        Some(&add_batch(&current, s)),
-    )
-    .map(drop)
+/// Installs the pod's rules (one restore batch) through the node's kernel `k`.
+pub async fn apply<K: Kernel>(k: &K, s: &PodSnat<'_>) -> Result<(), CniError> {
+    let (backend, current) = current_nat(k).await?;
+    k.firewall_restore(backend, Family::V6, &add_batch(&current, s))
+        .await
+        .map_err(fw_err)
 }
 
 /// Removes the pod's jump and chain (one restore batch; nothing to do is success).
-pub fn remove(chain: &str) -> Result<(), CniError> {
-    let (backend, current) = current_nat()?;
+pub async fn remove<K: Kernel>(k: &K, chain: &str) -> Result<(), CniError> {
+    let (backend, current) = current_nat(k).await?;
     match del_batch(&current, chain) {
-        Some(batch) => run(&[backend.restore6(), "-w", "--noflush"], Some(&batch)).map(drop),
+        Some(batch) => k
+            .firewall_restore(backend, Family::V6, &batch)
+            .await
+            .map_err(fw_err),
         None => Ok(()),
     }
 }

@@ -1,9 +1,10 @@
-//! The enabled IPv6-egress path (spec 8) on a real kernel: the real `egress-cni` binary, run
-//! inside a test-made node namespace as a runtime chains it after aws-cni, wires `v6if0` in a
-//! pod namespace, and a TCP connection from the pod to an "outside" namespace arrives from the
-//! node's IPv6. DEL restores the node namespace exactly and releases the address; bad input
-//! fails with a CNI error and leaves nothing behind. Needs root, `ip`, ip6tables and Debian's
-//! host-local (`/usr/lib/cni/host-local`, package containernetworking-plugins).
+//! The enabled IPv6-egress path (upstream's `cmd/egress-cni-plugin`) on a real kernel: the real
+//! `egress-cni` binary, run inside a test-made node namespace as a runtime chains it after
+//! aws-cni, wires `v6if0` in a pod namespace, and a TCP connection from the pod to an "outside"
+//! namespace arrives from the node's IPv6. DEL restores the node namespace exactly and releases
+//! the address; bad input fails with a CNI error and leaves nothing behind. Needs root, `ip`,
+//! ip6tables and Debian's host-local (`/usr/lib/cni/host-local`, package
+//! containernetworking-plugins).
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};

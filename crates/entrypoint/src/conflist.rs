@@ -1,5 +1,6 @@
-//! `10-aws.conflist` (spec 1.2): what the entrypoint writes into the host's CNI config
-//! directory once ipamd is healthy. Pure: [`ConflistParams`] in, JSON text out.
+//! `10-aws.conflist` (upstream `misc/10-aws.conflist` rendered by `generateJSON`): what the
+//! entrypoint writes into the host's CNI config directory once ipamd is healthy. Pure:
+//! [`ConflistParams`] in, JSON text out.
 //!
 //! The built-in template is rendered from typed structs, so fields come out in upstream's
 //! order with 2-space indentation. A custom template (the chart's `cniConfig` ConfigMap mounted

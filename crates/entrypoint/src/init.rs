@@ -1,5 +1,6 @@
-//! `aws-vpc-cni-init` (spec 1.3): copy the core CNI plugins to the host, find the primary
-//! interface by its MAC, and set the sysctls policy routing and egress need.
+//! `aws-vpc-cni-init` (upstream `cmd/aws-vpc-cni-init/main.go`): copy the core CNI plugins
+//! to the host, find the primary interface by its MAC, and set the sysctls policy routing and
+//! egress need.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The `aws-node` container's entrypoint `aws-vpc-cni` and its init container
-//! `aws-vpc-cni-init`, as upstream's (spec 1.1–1.3):
+//! `aws-vpc-cni-init`, as upstream's `cmd/aws-vpc-cni/main.go` and
+//! `cmd/aws-vpc-cni-init/main.go` (docs/upstream-compat.md):
 //!
 //! * [`supervise`]: validate the environment ([`config::Config`]), install `aws-cni` and
 //!   `egress-cni` into the host CNI bin dir, start `aws-k8s-agent`, wait for its

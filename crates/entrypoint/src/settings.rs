@@ -9,7 +9,7 @@ use std::time::Duration;
 /// optional custom `10-aws.conflist` template (upstream's working directory `/app`).
 pub const APP_DIR_VAR: &str = "VPC_CNI_APP_DIR";
 /// `IPAMD_GRPC_SOCKET`: ipamd's socket (shared with `aws-k8s-agent`).
-pub const SOCKET_VAR: &str = "IPAMD_GRPC_SOCKET";
+pub const SOCKET_VAR: &str = config::names::IPAMD_GRPC_SOCKET;
 /// `VPC_CNI_AGENT_READY_TIMEOUT_SECONDS`: give up waiting for ipamd's health after this
 /// long (unset or 0: wait forever, as upstream; the liveness probe restarts the container).
 pub const READY_TIMEOUT_VAR: &str = "VPC_CNI_AGENT_READY_TIMEOUT_SECONDS";

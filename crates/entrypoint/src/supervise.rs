@@ -1,5 +1,6 @@
-//! The `aws-vpc-cni` sequence (spec 1.1): install the plugins, start the agent, wait for its
-//! gRPC health, install the conflist, then live and die with the agent.
+//! The `aws-vpc-cni` sequence (upstream `cmd/aws-vpc-cni/main.go`): install the plugins,
+//! start the agent, wait for its gRPC health, install the conflist, then live and die with
+//! the agent.
 
 use std::path::Path;
 use std::process::ExitStatus;

@@ -1,4 +1,5 @@
-//! Compatibility with a checkpoint written by upstream aws-node (spec 4.3/4.4).
+//! Compatibility with a checkpoint written by upstream aws-node (`checkpoint.go`,
+//! `ReadBackingStore`; docs/upstream-compat.md).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -1,18 +1,19 @@
 //! The gRPC services ipamd serves on its Unix socket: `rpc.CNIBackend` (AddNetwork,
-//! DelNetwork with upstream's semantics, spec 5.3–5.4) and `rpc.ConfigServerBackend`.
+//! DelNetwork with upstream's semantics, `pkg/ipamd/rpc_handler.go`) and `rpc.ConfigServerBackend`.
 //! AddNetwork never waits on EC2: it is served from the warm pool, and when the pool has no
 //! address the error says why in words an operator can act on.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use ipam::{DatastoreError, IpamKey, IpamMetadata};
 use rpc::{
     AddNetworkReply, AddNetworkRequest, CniBackend, ConfigServerBackend, DelNetworkReply,
     DelNetworkRequest, IpAllocationMetadata, NetworkPolicyAgentConfigReply,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
 
+use crate::checkpointer::Checkpointer;
 use crate::metrics::Metrics;
 use crate::pool::{self, GrowthBlocker, SharedDatastore};
 
@@ -57,10 +58,12 @@ pub struct ReplyFacts {
 #[derive(Clone)]
 pub struct CniService {
     pub ds: SharedDatastore,
+    /// Every reply waits until the checkpoint holding its change is on disk.
+    pub checkpointer: Checkpointer,
     pub facts: Arc<ReplyFacts>,
     pub metrics: Arc<Metrics>,
-    /// Why the pool last failed to grow (set by the pool loop).
-    pub blocker: Arc<Mutex<Option<GrowthBlocker>>>,
+    /// Why the pool last failed to grow (the pool manager's, see `PoolManager::blocker`).
+    pub blocker: watch::Receiver<Option<GrowthBlocker>>,
     /// Wakes the pool loop at once when an ADD finds the pool low or empty.
     pub kick: Arc<Notify>,
     /// `ANNOTATE_POD_IP`: the API to patch `vpc.amazonaws.com/pod-ips` through.
@@ -86,11 +89,24 @@ pub fn no_address_message(blocker: Option<&GrowthBlocker>) -> String {
 }
 
 impl CniService {
-    /// `awscni_assigned_ip_addresses` follows every ADD and DEL at once (the other gauges
-    /// follow on the pool loop).
-    fn publish_assigned(&self, ds: &ipam::Datastore) {
+    /// Runs `op` on the datastore (in memory: the lock is never held across disk I/O),
+    /// updates `awscni_assigned_ip_addresses` (the other gauges follow on the pool loop),
+    /// and returns the checkpoint generation that holds the change.
+    fn on_datastore<T>(&self, op: impl FnOnce(&mut ipam::Datastore) -> T) -> (T, u64) {
+        let mut ds = pool::lock(&self.ds);
+        let out = op(&mut ds);
+        let generation = self.checkpointer.generation();
         let assigned = ds.stats(pool::now()).assigned_ips;
         self.metrics.assigned_ip_addresses.set(i64::from(assigned));
+        (out, generation)
+    }
+
+    /// Waits for the checkpoint of `generation` (group commit, see `checkpointer`).
+    async fn durable(&self, generation: u64) -> Result<(), Status> {
+        self.checkpointer
+            .durable(generation)
+            .await
+            .map_err(|e| Status::internal(format!("writing the checkpoint: {e}")))
     }
 }
 
@@ -122,25 +138,26 @@ impl CniBackend for CniService {
         }
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
         let meta = IpamMetadata::new(&req.k8s_pod_namespace, &req.k8s_pod_name, 1);
-        let assigned = {
-            let mut ds = pool::lock(&self.ds);
-            let r = ds.assign_pod_ipv4(&key, &meta, pool::now());
-            self.publish_assigned(&ds);
-            r
-        };
+        let (assigned, generation) =
+            self.on_datastore(|ds| ds.assign_pod_ipv4(&key, &meta, pool::now()));
         // Whatever happened, let the pool catch up right away.
         self.kick.notify_one();
         let a = match assigned {
             Ok(a) => a,
             Err(DatastoreError::NoAvailableIp) => {
                 self.metrics.no_available_ip_addresses.inc();
-                let blocker = self.blocker.lock().map(|b| b.clone()).unwrap_or(None);
+                let blocker = self.blocker.borrow().clone();
                 return Err(Status::resource_exhausted(no_address_message(
                     blocker.as_ref(),
                 )));
             }
             Err(e) => return Err(Status::internal(format!("assigning an address: {e}"))),
         };
+        if let Err(e) = self.durable(generation).await {
+            // Not on disk: a restart would not know the pod. Give the address back.
+            let _ = self.on_datastore(|ds| ds.unassign_pod(&key, pool::now()));
+            return Err(e);
+        }
         if let Some(cluster) = &self.annotate {
             // In the background: a slow API server never holds up a pod's network.
             let (cluster, ns, name, ip) = (
@@ -190,12 +207,10 @@ impl CniBackend for CniService {
             )));
         }
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
-        let released = {
-            let mut ds = pool::lock(&self.ds);
-            let r = ds.unassign_pod(&key, pool::now());
-            self.publish_assigned(&ds);
-            r
-        };
+        let (released, generation) = self.on_datastore(|ds| ds.unassign_pod(&key, pool::now()));
+        if released.is_ok() {
+            self.durable(generation).await?;
+        }
         match released {
             Ok(u) => Ok(Response::new(DelNetworkReply {
                 success: true,

@@ -79,14 +79,14 @@ struct Found {
 }
 
 /// Everything freeing an ENI touches.
-pub struct EniFreer<'a, E: Ec2> {
+pub struct EniFreer<'a, E: Ec2, K: net::kernel::Kernel = net::netlink::NetlinkHandle> {
     pub ec2: &'a E,
     pub settings: &'a FreeEniSettings,
-    pub host: Option<&'a HostNet>,
+    pub host: Option<&'a HostNet<K>>,
     pub metrics: Option<&'a Metrics>,
 }
 
-impl<E: Ec2> EniFreer<'_, E> {
+impl<E: Ec2, K: net::kernel::Kernel> EniFreer<'_, E, K> {
     /// Frees `eni` in EC2, then removes its rules from the host (`table`: its route table).
     pub async fn free(&self, eni: &str, table: u32) -> Result<(), FreeEniError> {
         let Some(found) = self.lookup(eni).await? else {

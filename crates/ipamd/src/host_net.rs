@@ -1,20 +1,23 @@
-//! Host networking done by ipamd (spec 7.2–7.6): the primary ENI's MTU and main-ENI fwmark
-//! rule, the external-service rules, the SNAT/NodePort/connmark firewall (one
-//! `iptables-restore` batch per table, re-run when the VPC's CIDRs change), each secondary
-//! ENI's route table and rule once its link shows up, and the rules of a freed ENI.
-//! Optionally inside a given network namespace (the demo node and the tests).
+//! Host networking done by ipamd (upstream `SetupHostNetwork`, `setupENINetwork` and
+//! `updateHostIptablesRules` in `pkg/networkutils/network.go`): the primary ENI's MTU and
+//! main-ENI fwmark rule, the external-service rules, the SNAT/NodePort/connmark firewall (one
+//! `iptables-restore --wait` batch per table, re-run when the VPC's CIDRs change), each
+//! secondary ENI's route table and rule once its link shows up, and the rules of a freed ENI.
+//! Every kernel side effect goes through `net`'s [`Kernel`] seam (the real kernel by default,
+//! `net::testing::Recording` in unit tests), optionally inside a given network namespace
+//! (the demo node and the tests).
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use net::firewall::{self, Family};
 use net::host::{EniSetup, setup_eni};
-use net::iptables_backend::{self as backend, Backend, XTABLES_LOCK_WAIT};
+use net::iptables_backend::Backend;
+use net::kernel::Kernel;
 use net::netlink::{Mac, NetlinkError, NetlinkHandle, Rule};
 use net::netns::Netns;
 use net::route_table::{MAIN_TABLE, priority};
@@ -31,8 +34,6 @@ pub enum HostNetError {
     Netlink(#[from] NetlinkError),
     #[error("bad MAC {0:?}")]
     Mac(String),
-    #[error("{cmd}: {detail}")]
-    Command { cmd: String, detail: String },
     #[error("the node's SNAT rules were never set up")]
     NotSetUp,
 }
@@ -52,7 +53,8 @@ pub struct HostNetSettings {
     pub randomize: Randomize,
     pub veth_prefix: String,
     pub connmark: u32,
-    /// `ENABLE_V6_EGRESS`: block connections into egress-cni's IPv6 pod range (spec 7.2).
+    /// `ENABLE_V6_EGRESS`: block connections into egress-cni's IPv6 pod range (upstream
+    /// `SetupHostNetwork`).
     pub v6_egress: bool,
     /// Attempts and pause when waiting for a hot-plugged link.
     pub link_attempts: u32,
@@ -62,9 +64,9 @@ pub struct HostNetSettings {
 /// egress-cni's IPv6 range for pods in IPv4 clusters (upstream's conflist default).
 pub const EGRESS_V6_RANGE: &str = "fd00::ac:00/118";
 
-/// A netlink handle in the node's namespace plus the settings.
-pub struct HostNet {
-    nl: NetlinkHandle,
+/// The node namespace's kernel plus the settings.
+pub struct HostNet<K: Kernel = NetlinkHandle> {
+    nl: K,
     settings: HostNetSettings,
     /// `awscni_connmark_*` and `awscni_ipamd_error_count` (optional: tests).
     metrics: OnceLock<Arc<Metrics>>,
@@ -76,18 +78,26 @@ fn mac(text: &str) -> Result<Mac, HostNetError> {
     Mac::from_str(text).map_err(|_| HostNetError::Mac(text.to_string()))
 }
 
-impl HostNet {
+impl HostNet<NetlinkHandle> {
+    /// Host networking on the real kernel, in `settings.netns` or the current namespace.
     pub fn new(settings: HostNetSettings) -> Result<Self, HostNetError> {
         let nl = match &settings.netns {
             Some(path) => NetlinkHandle::in_netns(&Netns::open(path)?)?,
             None => NetlinkHandle::current()?,
         };
-        Ok(Self {
-            nl,
+        Ok(Self::with_kernel(nl, settings))
+    }
+}
+
+impl<K: Kernel> HostNet<K> {
+    /// Host networking on `kernel` (a handle bound to the node's namespace).
+    pub fn with_kernel(kernel: K, settings: HostNetSettings) -> Self {
+        Self {
+            nl: kernel,
             settings,
             metrics: OnceLock::new(),
             snat: Mutex::new(None),
-        })
+        }
     }
 
     /// Counts firewall programming outcomes and rule failures in `metrics` from now on (the
@@ -96,60 +106,24 @@ impl HostNet {
         let _ = self.metrics.set(metrics);
     }
 
-    /// Runs an iptables tool in the node's namespace.
-    fn iptables(&self, args: &[&str], stdin: Option<&str>) -> Result<String, HostNetError> {
-        let mut cmd = match &self.settings.netns {
-            Some(path) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net={}", path.display())).arg("--");
-                c.args(args);
-                c
-            }
-            None => {
-                let mut c = Command::new(args[0]);
-                c.args(&args[1..]);
-                c
-            }
-        };
-        let shown = args.join(" ");
-        let fail = |detail: String| HostNetError::Command {
-            cmd: shown.clone(),
-            detail,
-        };
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| fail(e.to_string()))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())
-                .map_err(|e| fail(e.to_string()))?;
-        }
-        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-        if !out.status.success() {
-            return Err(fail(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
-    /// Spec 7.2: egress-cni's IPv6 pod addresses are for egress only; nothing may open a
-    /// connection to them. One ip6tables rule at the top of FORWARD, added once.
-    fn block_egress_range(&self, backend: Backend) -> Result<usize, HostNetError> {
+    /// egress-cni's IPv6 pod addresses are for egress only; nothing may open a connection to
+    /// them (upstream `SetupHostNetwork` with `ENABLE_V6_EGRESS`). One ip6tables rule at the
+    /// top of FORWARD, added once.
+    async fn block_egress_range(&self, backend: Backend) -> Result<usize, HostNetError> {
         const COMMENT: &str = "Block Node Local Pod access via IPv6";
-        let saved = self.iptables(&[backend.save6(), "-t", "filter"], None)?;
+        let saved = self
+            .nl
+            .firewall_save(backend, Family::V6, Some("filter"))
+            .await?;
         if saved.contains(COMMENT) {
             return Ok(0);
         }
         let batch = format!(
             "*filter\n-I FORWARD 1 -d {EGRESS_V6_RANGE} -m conntrack --ctstate NEW -m comment --comment \"{COMMENT}\" -j REJECT\nCOMMIT\n"
         );
-        self.iptables(
-            &[backend.restore6(), XTABLES_LOCK_WAIT, "--noflush"],
-            Some(&batch),
-        )?;
+        self.nl
+            .firewall_restore(backend, Family::V6, &batch)
+            .await?;
         Ok(1)
     }
 
@@ -158,7 +132,8 @@ impl HostNet {
         Ok(self.nl.links().await?.into_iter().map(|l| l.name).collect())
     }
 
-    /// Removes a pod's to-pod and from-pod rules (spec 4.4: stale allocations).
+    /// Removes a pod's to-pod and from-pod rules (stale allocations at restore; upstream
+    /// `nodeInit` deletes the rules of pods that are gone).
     pub async fn delete_pod_rules(&self, ip: Ipv4Addr) -> Result<usize, HostNetError> {
         let host = net::netlink::Route::host(ip);
         Ok(self
@@ -197,10 +172,9 @@ impl HostNet {
         }
         net::host::set_external_service_rules(&self.nl, &s.external_service_cidrs).await?;
         // The host's iptables flavour (legacy or nft), as kube-proxy picks it.
-        let backend = backend::detect(|args| self.iptables(args, None));
+        let backend = firewall::detect_backend(&self.nl).await;
         tracing::info!(backend = backend.name(), "iptables backend");
-        let random_fully_supported =
-            backend::detect_random_fully(backend, |args| self.iptables(args, None));
+        let random_fully_supported = firewall::detect_random_fully(&self.nl, backend).await;
         if s.randomize == Randomize::Prng && !random_fully_supported {
             tracing::warn!(
                 "{} does not support --random-fully (iptables < 1.6.2): SNAT uses --random",
@@ -219,17 +193,21 @@ impl HostNet {
             veth_prefix: s.veth_prefix.clone(),
             connmark: s.connmark,
         };
-        let mut applied = self.program_snat(backend, snat)?;
+        let mut applied = self.program_snat(backend, snat).await?;
         if s.v6_egress {
-            applied += self.block_egress_range(backend)?;
+            applied += self.block_egress_range(backend).await?;
         }
         Ok(applied)
     }
 
     /// Takes the SNAT/connmark tables to `snat` and remembers it; counts the outcome in
     /// `awscni_connmark_reconcile_total` (and the backend in `awscni_connmark_backend`).
-    fn program_snat(&self, backend: Backend, snat: SnatSettings) -> Result<usize, HostNetError> {
-        let result = backend::reconcile(backend, &snat, |args, stdin| self.iptables(args, stdin));
+    async fn program_snat(
+        &self,
+        backend: Backend,
+        snat: SnatSettings,
+    ) -> Result<usize, HostNetError> {
+        let result = firewall::reconcile_snat(&self.nl, backend, &snat).await;
         if let Some(m) = self.metrics.get() {
             let outcome = if result.is_ok() { "success" } else { "error" };
             m.connmark_reconcile_total
@@ -246,13 +224,13 @@ impl HostNet {
 
     /// The VPC's CIDRs changed (upstream's `updateCIDRsRulesOnChange`): the SNAT exemptions
     /// follow. Returns how many batches were applied.
-    pub fn update_vpc_cidrs(&self, vpc_cidrs: &[Ipv4Net]) -> Result<usize, HostNetError> {
+    pub async fn update_vpc_cidrs(&self, vpc_cidrs: &[Ipv4Net]) -> Result<usize, HostNetError> {
         let current = self.snat.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some((backend, mut snat)) = current else {
             return Err(HostNetError::NotSetUp);
         };
         snat.vpc_cidrs = vpc_cidrs.to_vec();
-        self.program_snat(backend, snat)
+        self.program_snat(backend, snat).await
     }
 
     /// A secondary ENI (upstream's `SetupENINetwork`), once its link with `eni_mac` appears.
@@ -298,5 +276,116 @@ impl HostNet {
                 .inc();
         }
         Ok(result?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use net::testing::{Call, Recording};
+
+    use super::*;
+
+    fn settings() -> HostNetSettings {
+        HostNetSettings {
+            netns: None,
+            eni_mtu: 9001,
+            vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
+            exclude_snat_cidrs: vec![],
+            external_service_cidrs: vec!["172.16.0.0/12".parse().unwrap()],
+            external_snat: false,
+            node_port_support: true,
+            randomize: Randomize::Prng,
+            veth_prefix: "eni".into(),
+            connmark: 0x80,
+            v6_egress: true,
+            link_attempts: 1,
+            link_interval: Duration::ZERO,
+        }
+    }
+
+    fn restores(rec: &Recording) -> Vec<(String, String)> {
+        rec.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::FirewallRestore { command, batch } => Some((command, batch)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn node_setup_goes_through_the_seam() {
+        let node = Recording::new("node");
+        node.add_link("eth0", Some(mac("02:00:00:00:00:01").unwrap()), None);
+        let host = HostNet::with_kernel(node.clone(), settings());
+        let applied = host
+            .setup_node("02:00:00:00:00:01", Ipv4Addr::new(10, 0, 0, 10))
+            .await
+            .unwrap();
+        assert_eq!(applied, 3, "nat, mangle and the IPv6 egress block");
+        let rules = node.model().rules;
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.priority == Some(priority::MAIN_ENI_FWMARK)
+                    && r.fwmark == Some(0x80)
+                    && r.table == MAIN_TABLE)
+        );
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.priority == Some(priority::EXTERNAL_SERVICE)
+                    && r.dst == Some("172.16.0.0/12".parse().unwrap()))
+        );
+        let cmds: Vec<String> = restores(&node).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(
+            cmds,
+            [
+                "iptables-nft-restore --wait=10 --noflush",
+                "iptables-nft-restore --wait=10 --noflush",
+                "ip6tables-nft-restore --wait=10 --noflush",
+            ]
+        );
+        assert!(node.calls().contains(&Call::SetLinkUp {
+            link: "eth0".into(),
+            mtu: Some(9001)
+        }));
+
+        // New VPC CIDRs: the nat table is rewritten with the new exemption.
+        node.clear_journal();
+        let cidrs = [
+            "10.0.0.0/16".parse().unwrap(),
+            "100.64.0.0/16".parse().unwrap(),
+        ];
+        assert_eq!(host.update_vpc_cidrs(&cidrs).await.unwrap(), 2);
+        let (_, nat) = &restores(&node)[0];
+        assert!(nat.contains("-d 100.64.0.0/16"), "{nat}");
+    }
+
+    #[tokio::test]
+    async fn pod_and_eni_rules_are_removed_through_the_seam() {
+        let node = Recording::new("node");
+        let host = HostNet::with_kernel(node.clone(), settings());
+        assert!(matches!(
+            host.update_vpc_cidrs(&[]).await,
+            Err(HostNetError::NotSetUp)
+        ));
+        let ip = Ipv4Addr::new(10, 0, 1, 15);
+        node.add_rule(&Rule::to_ip(ip, MAIN_TABLE, priority::TO_POD))
+            .await
+            .unwrap();
+        node.add_rule(&Rule::from_ip(ip, 3, priority::FROM_POD))
+            .await
+            .unwrap();
+        node.add_rule(&Rule::from_ip(
+            Ipv4Addr::new(10, 0, 2, 20),
+            3,
+            priority::ENI_PRIMARY,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(host.delete_pod_rules(ip).await.unwrap(), 2);
+        assert_eq!(host.delete_eni_rules(None, 3).await.unwrap(), 1);
+        assert!(node.model().rules.is_empty());
     }
 }

@@ -1,6 +1,6 @@
-//! Introspection HTTP (spec 11.2) on `127.0.0.1:61679`: upstream's paths and JSON shapes,
-//! scrubbed as upstream v1.23 does (no container IDs or interface names: they would let a
-//! local caller forge DelNetwork requests).
+//! Introspection HTTP (upstream `pkg/ipamd/introspect.go`) on `127.0.0.1:61679`: upstream's
+//! paths and JSON shapes, scrubbed as upstream v1.23 does (no container IDs or interface
+//! names: they would let a local caller forge DelNetwork requests).
 
 use std::sync::Arc;
 

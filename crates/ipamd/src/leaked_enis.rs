@@ -1,6 +1,7 @@
-//! Leaked-ENI cleanup (spec 3.13): ENIs an agent created, that are `available` (not
-//! attached: their node died between create and attach, or was terminated without
-//! DeleteOnTermination) and older than five minutes, are deleted. Runs hourly, each run
+//! Leaked-ENI cleanup (upstream `cleanUpLeakedENIs`, `pkg/awsutils/awsutils.go`): ENIs an
+//! agent created, that are `available` (not attached: their node died between create and
+//! attach, or was terminated without DeleteOnTermination) and older than five minutes, are
+//! deleted. Runs hourly, each run
 //! after a random pause so that nodes started together do not call EC2 together.
 
 use std::time::Duration;
@@ -29,7 +30,7 @@ pub struct CleanupReport {
     pub delete_failures: Vec<String>,
 }
 
-/// The filters of spec 3.13 (never an unfiltered listing).
+/// The filters of upstream's `cleanUpLeakedENIs` (never an unfiltered listing).
 pub fn filters(vpc_id: &str, cluster_name: &str) -> Vec<Filter> {
     let mut f = vec![
         Filter::new("tag-key", &[tags::INSTANCE_ID]),

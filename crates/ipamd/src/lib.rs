@@ -1,7 +1,13 @@
-//! `aws-k8s-agent` (ipamd): wiring of the datastore, the planner, the AWS clients and the
-//! host networking into the node agent. Modules arrive one job at a time.
+//! `aws-k8s-agent` (ipamd): wiring of the datastore (`ipam`), the planner, the AWS clients
+//! and the host networking (`net`) into the node agent. `agent::run` runs the start-up
+//! steps of `start` in order and then serves: gRPC for the CNI plugin (`cni_server`),
+//! metrics, introspection, and the background loop (`node_loop`: pool ticks, EC2-confirmed
+//! reconciliation, security-group and VPC CIDR refreshes). docs/ipamd.md describes the
+//! behaviour, docs/architecture.md the structure, docs/upstream-compat.md the upstream
+//! functions each part follows.
 
 pub mod agent;
+pub mod checkpointer;
 pub mod cluster_link;
 pub mod cni_server;
 pub mod free_eni;
@@ -15,4 +21,5 @@ pub mod node_loop;
 pub mod pool;
 pub mod reconcile;
 pub mod stale_pods;
+pub mod start;
 pub mod subnets;

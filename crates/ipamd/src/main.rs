@@ -1,9 +1,8 @@
 //! `aws-k8s-agent`: the node agent (ipamd). Configuration comes from upstream's
-//! environment variables. Ours, for tests and the demo node only: `IPAMD_GRPC_SOCKET` and
-//! `METRICS_BIND_ADDRESS` move the gRPC socket and the metrics listener, `IPAMD_NODE_NETNS`
-//! runs host networking inside that network namespace, `IPAMD_SKIP_HOST_NETWORKING=true`
-//! leaves the kernel alone. Logs go where `AWS_VPC_K8S_CNI_LOG_FILE` says (see
-//! `ipamd::logging`).
+//! environment variables, all read by `config::Config::from_env`, including our own few for
+//! tests and the demo node (`Config::local`: `IPAMD_GRPC_SOCKET`, `METRICS_BIND_ADDRESS`,
+//! `IPAMD_NODE_NETNS`, `IPAMD_SKIP_HOST_NETWORKING`; see docs/configuration.md). Logs go
+//! where `AWS_VPC_K8S_CNI_LOG_FILE` says (see `ipamd::logging`).
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
@@ -57,37 +56,28 @@ async fn main() -> anyhow::Result<()> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let metrics_addr = if cfg.observability.disable_metrics {
-        None
-    } else {
-        let text = std::env::var("METRICS_BIND_ADDRESS").unwrap_or_else(|_| "0.0.0.0:61678".into());
-        Some(
-            text.parse()
-                .with_context(|| format!("METRICS_BIND_ADDRESS={text:?}"))?,
-        )
-    };
+    let metrics_addr =
+        (!cfg.observability.disable_metrics).then_some(cfg.local.metrics_bind_address);
     let introspection_addr = if cfg.observability.disable_introspection {
         None
     } else {
         listen(&cfg.observability.introspection_bind_address)?
     };
     let opts = AgentOptions {
-        grpc_socket: PathBuf::from(
-            std::env::var("IPAMD_GRPC_SOCKET").unwrap_or_else(|_| rpc::DEFAULT_IPAMD_SOCKET.into()),
-        ),
+        grpc_socket: cfg
+            .local
+            .grpc_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(rpc::DEFAULT_IPAMD_SOCKET)),
         metrics_addr,
         introspection_addr,
         imds_endpoint: None,
         static_credentials: None,
         timers: ipamd::node_loop::AgentTimers::default(),
-        host_network: if std::env::var("IPAMD_SKIP_HOST_NETWORKING").is_ok_and(|v| v == "true") {
-            None
-        } else {
-            Some(HostNetOptions {
-                netns: std::env::var_os("IPAMD_NODE_NETNS").map(PathBuf::from),
-                ..HostNetOptions::default()
-            })
-        },
+        host_network: (!cfg.local.skip_host_networking).then(|| HostNetOptions {
+            netns: cfg.local.node_netns.clone(),
+            ..HostNetOptions::default()
+        }),
     };
     agent::run(cfg, opts, shutdown_signal()).await?;
     Ok(())

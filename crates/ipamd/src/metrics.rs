@@ -1,4 +1,5 @@
-//! Prometheus metrics with upstream's names, types and labels (spec 11.1), served on
+//! Prometheus metrics with upstream's names, types and labels
+//! (`utils/prometheusmetrics/prometheusmetrics.go`; docs/metrics.md), served on
 //! `:61678/metrics`. The AWS call latency is a summary without quantiles (as client_golang
 //! exposes a `SummaryOpts` without objectives): only `_sum` and `_count`.
 
@@ -22,82 +23,98 @@ pub enum MetricsError {
     NotUtf8,
 }
 
-/// Every metric of the agent.
-pub struct Metrics {
-    registry: Registry,
-    pub build_info: GaugeVec,
-    pub ipamd_error_count: IntCounterVec,
-    pub ipamd_action_inprogress: GaugeVec,
-    pub eni_max: IntGauge,
-    pub ip_max: IntGauge,
-    pub reconcile_count: IntCounterVec,
-    pub add_ip_req_count: IntCounter,
-    pub del_ip_req_count: IntCounterVec,
-    pub pod_eni_error_count: IntCounterVec,
-    pub aws_api_error_count: IntCounterVec,
-    pub aws_utils_error_count: IntCounterVec,
-    pub ec2api_req_count: IntCounterVec,
-    pub ec2api_error_count: IntCounterVec,
-    pub eni_allocated: IntGauge,
-    pub total_ip_addresses: IntGauge,
-    pub assigned_ip_addresses: IntGauge,
-    pub force_removed_enis: IntCounter,
-    pub force_removed_ips: IntCounter,
-    pub total_ipv4_prefixes: IntGauge,
-    pub assigned_ip_per_cidr: GaugeVec,
-    pub no_available_ip_addresses: IntCounter,
-    pub assigned_ip_per_eni: GaugeVec,
-    pub startup_duration_seconds: HistogramVec,
-    pub node_initialization_duration_seconds: HistogramVec,
-    pub connmark_backend: GaugeVec,
-    pub connmark_reconcile_total: IntCounterVec,
-    /// `awscni_aws_api_latency_ms` (summary: sum and count per label set).
-    latency: Mutex<BTreeMap<LatencyKey, (u64, f64)>>,
+/// Declares [`Metrics`] from a table: field, type, upstream name, help text, labels.
+macro_rules! metric_table {
+    ($($field:ident: $ty:ty = ($name:literal, $help:literal, [$($label:literal),*]);)*) => {
+        /// Every metric of the agent.
+        pub struct Metrics {
+            registry: Registry,
+            $(#[doc = concat!("`", $name, "`")] pub $field: $ty,)*
+            /// `awscni_aws_api_latency_ms` (summary: sum and count per label set).
+            latency: Mutex<BTreeMap<LatencyKey, (u64, f64)>>,
+        }
+
+        impl Metrics {
+            /// Creates and registers every metric of the table.
+            fn register_all(registry: Registry) -> Result<Self, MetricsError> {
+                Ok(Self {
+                    $($field: <$ty as Register>::register(&registry, $name, $help, &[$($label),*])?,)*
+                    latency: Mutex::new(BTreeMap::new()),
+                    registry,
+                })
+            }
+        }
+    };
 }
 
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    let m = IntCounterVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(m.clone()))?;
-    Ok(m)
+metric_table! {
+    build_info: GaugeVec = ("awscni_build_info", "VPC CNI build information", ["version", "goversion"]);
+    ipamd_error_count: IntCounterVec = ("awscni_ipamd_error_count", "The number of errors encountered in ipamd", ["fn"]);
+    ipamd_action_inprogress: GaugeVec = ("awscni_ipamd_action_inprogress", "The number of ipamd actions in progress", ["fn"]);
+    eni_max: IntGauge = ("awscni_eni_max", "The maximum number of ENIs that can be attached to the instance, accounting for unmanaged ENIs", []);
+    ip_max: IntGauge = ("awscni_ip_max", "The maximum number of IP addresses that can be allocated to the instance", []);
+    reconcile_count: IntCounterVec = ("awscni_reconcile_count", "The number of times ipamd reconciles on ENIs and IP/Prefix addresses", ["fn"]);
+    add_ip_req_count: IntCounter = ("awscni_add_ip_req_count", "The number of add IP address requests", []);
+    del_ip_req_count: IntCounterVec = ("awscni_del_ip_req_count", "The number of delete IP address requests", ["reason"]);
+    pod_eni_error_count: IntCounterVec = ("awscni_pod_eni_error_count", "The number of errors encountered for pod ENIs", ["fn"]);
+    aws_api_error_count: IntCounterVec = ("awscni_aws_api_error_count", "The number of times AWS API returns an error", ["api", "error"]);
+    aws_utils_error_count: IntCounterVec = ("awscni_aws_utils_error_count", "The number of errors not handled in awsutils library", ["fn", "error"]);
+    ec2api_req_count: IntCounterVec = ("awscni_ec2api_req_count", "The number of requests made to EC2 APIs by CNI", ["fn"]);
+    ec2api_error_count: IntCounterVec = ("awscni_ec2api_error_count", "The number of failed EC2 APIs requests", ["fn"]);
+    eni_allocated: IntGauge = ("awscni_eni_allocated", "The number of ENIs allocated", []);
+    total_ip_addresses: IntGauge = ("awscni_total_ip_addresses", "The total number of IP addresses", []);
+    assigned_ip_addresses: IntGauge = ("awscni_assigned_ip_addresses", "The number of IP addresses assigned to pods", []);
+    force_removed_enis: IntCounter = ("awscni_force_removed_enis", "The number of ENIs force removed while they had assigned pods", []);
+    force_removed_ips: IntCounter = ("awscni_force_removed_ips", "The number of IPs force removed while they had assigned pods", []);
+    total_ipv4_prefixes: IntGauge = ("awscni_total_ipv4_prefixes", "The total number of IPv4 prefixes", []);
+    assigned_ip_per_cidr: GaugeVec = ("awscni_assigned_ip_per_cidr", "The total number of IP addresses assigned per cidr", ["cidr"]);
+    no_available_ip_addresses: IntCounter = ("awscni_no_available_ip_addresses", "The number of pod IP assignments that fail due to no available IP addresses", []);
+    assigned_ip_per_eni: GaugeVec = ("awscni_assigned_ip_per_eni", "The number of IP addresses assigned per ENI", ["eni"]);
+    startup_duration_seconds: HistogramVec = ("awscni_ipamd_startup_duration_seconds", "Time taken from ipamd process start to readiness", ["success", "with_api_server", "failure_reason"]);
+    node_initialization_duration_seconds: HistogramVec = ("awscni_ipamd_node_initialization_duration_seconds", "Time taken to initialize the node", ["success"]);
+    connmark_backend: GaugeVec = ("awscni_connmark_backend", "Active connmark backend", ["backend"]);
+    connmark_reconcile_total: IntCounterVec = ("awscni_connmark_reconcile_total", "Connmark reconcile outcomes", ["result"]);
 }
 
-fn gauge_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<GaugeVec> {
-    let m = GaugeVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(m.clone()))?;
-    Ok(m)
+/// A metric type that can be created and registered from a name, help text and labels.
+trait Register: Sized + Clone + prometheus::core::Collector + 'static {
+    fn create(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self>;
+
+    fn register(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
+        let m = Self::create(name, help, labels)?;
+        r.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
 }
 
-fn int_gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    let m = IntGauge::new(name, help)?;
-    r.register(Box::new(m.clone()))?;
-    Ok(m)
+impl Register for IntCounterVec {
+    fn create(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
+        IntCounterVec::new(Opts::new(name, help), labels)
+    }
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    let m = IntCounter::new(name, help)?;
-    r.register(Box::new(m.clone()))?;
-    Ok(m)
+impl Register for GaugeVec {
+    fn create(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
+        GaugeVec::new(Opts::new(name, help), labels)
+    }
 }
 
-fn histogram_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<HistogramVec> {
-    let m = HistogramVec::new(HistogramOpts::new(name, help), labels)?;
-    r.register(Box::new(m.clone()))?;
-    Ok(m)
+impl Register for HistogramVec {
+    fn create(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
+        HistogramVec::new(HistogramOpts::new(name, help), labels)
+    }
+}
+
+impl Register for IntGauge {
+    fn create(name: &str, help: &str, _labels: &[&str]) -> prometheus::Result<Self> {
+        IntGauge::new(name, help)
+    }
+}
+
+impl Register for IntCounter {
+    fn create(name: &str, help: &str, _labels: &[&str]) -> prometheus::Result<Self> {
+        IntCounter::new(name, help)
+    }
 }
 
 const LATENCY: &str = "awscni_aws_api_latency_ms";
@@ -175,153 +192,7 @@ type LatencyKey = (String, String, String);
 impl Metrics {
     /// Registers every metric; `version` goes into `awscni_build_info`.
     pub fn new(version: &str) -> Result<Self, MetricsError> {
-        let r = Registry::new();
-        let m = Self {
-            build_info: gauge_vec(
-                &r,
-                "awscni_build_info",
-                "VPC CNI build information",
-                &["version", "goversion"],
-            )?,
-            ipamd_error_count: counter_vec(
-                &r,
-                "awscni_ipamd_error_count",
-                "The number of errors encountered in ipamd",
-                &["fn"],
-            )?,
-            ipamd_action_inprogress: gauge_vec(
-                &r,
-                "awscni_ipamd_action_inprogress",
-                "The number of ipamd actions in progress",
-                &["fn"],
-            )?,
-            eni_max: int_gauge(
-                &r,
-                "awscni_eni_max",
-                "The maximum number of ENIs that can be attached to the instance, accounting for unmanaged ENIs",
-            )?,
-            ip_max: int_gauge(
-                &r,
-                "awscni_ip_max",
-                "The maximum number of IP addresses that can be allocated to the instance",
-            )?,
-            reconcile_count: counter_vec(
-                &r,
-                "awscni_reconcile_count",
-                "The number of times ipamd reconciles on ENIs and IP/Prefix addresses",
-                &["fn"],
-            )?,
-            add_ip_req_count: counter(
-                &r,
-                "awscni_add_ip_req_count",
-                "The number of add IP address requests",
-            )?,
-            del_ip_req_count: counter_vec(
-                &r,
-                "awscni_del_ip_req_count",
-                "The number of delete IP address requests",
-                &["reason"],
-            )?,
-            pod_eni_error_count: counter_vec(
-                &r,
-                "awscni_pod_eni_error_count",
-                "The number of errors encountered for pod ENIs",
-                &["fn"],
-            )?,
-            aws_api_error_count: counter_vec(
-                &r,
-                "awscni_aws_api_error_count",
-                "The number of times AWS API returns an error",
-                &["api", "error"],
-            )?,
-            aws_utils_error_count: counter_vec(
-                &r,
-                "awscni_aws_utils_error_count",
-                "The number of errors not handled in awsutils library",
-                &["fn", "error"],
-            )?,
-            ec2api_req_count: counter_vec(
-                &r,
-                "awscni_ec2api_req_count",
-                "The number of requests made to EC2 APIs by CNI",
-                &["fn"],
-            )?,
-            ec2api_error_count: counter_vec(
-                &r,
-                "awscni_ec2api_error_count",
-                "The number of failed EC2 APIs requests",
-                &["fn"],
-            )?,
-            eni_allocated: int_gauge(&r, "awscni_eni_allocated", "The number of ENIs allocated")?,
-            total_ip_addresses: int_gauge(
-                &r,
-                "awscni_total_ip_addresses",
-                "The total number of IP addresses",
-            )?,
-            assigned_ip_addresses: int_gauge(
-                &r,
-                "awscni_assigned_ip_addresses",
-                "The number of IP addresses assigned to pods",
-            )?,
-            force_removed_enis: counter(
-                &r,
-                "awscni_force_removed_enis",
-                "The number of ENIs force removed while they had assigned pods",
-            )?,
-            force_removed_ips: counter(
-                &r,
-                "awscni_force_removed_ips",
-                "The number of IPs force removed while they had assigned pods",
-            )?,
-            total_ipv4_prefixes: int_gauge(
-                &r,
-                "awscni_total_ipv4_prefixes",
-                "The total number of IPv4 prefixes",
-            )?,
-            assigned_ip_per_cidr: gauge_vec(
-                &r,
-                "awscni_assigned_ip_per_cidr",
-                "The total number of IP addresses assigned per cidr",
-                &["cidr"],
-            )?,
-            no_available_ip_addresses: counter(
-                &r,
-                "awscni_no_available_ip_addresses",
-                "The number of pod IP assignments that fail due to no available IP addresses",
-            )?,
-            assigned_ip_per_eni: gauge_vec(
-                &r,
-                "awscni_assigned_ip_per_eni",
-                "The number of IP addresses assigned per ENI",
-                &["eni"],
-            )?,
-            startup_duration_seconds: histogram_vec(
-                &r,
-                "awscni_ipamd_startup_duration_seconds",
-                "Time taken from ipamd process start to readiness",
-                &["success", "with_api_server", "failure_reason"],
-            )?,
-            node_initialization_duration_seconds: histogram_vec(
-                &r,
-                "awscni_ipamd_node_initialization_duration_seconds",
-                "Time taken to initialize the node",
-                &["success"],
-            )?,
-            connmark_backend: gauge_vec(
-                &r,
-                "awscni_connmark_backend",
-                "Active connmark backend",
-                &["backend"],
-            )?,
-            connmark_reconcile_total: counter_vec(
-                &r,
-                "awscni_connmark_reconcile_total",
-                "Connmark reconcile outcomes",
-                &["result"],
-            )?,
-            latency: Mutex::new(BTreeMap::new()),
-            registry: r,
-        };
+        let m = Self::register_all(Registry::new())?;
         m.build_info.with_label_values(&[version, "rust"]).set(1.0);
         for result in ["success", "error"] {
             m.connmark_reconcile_total

@@ -6,7 +6,8 @@ use aws::{EniDescription, Tags};
 use ipam::{Datastore, DatastoreError, NewEni, Timestamp};
 use ipnet::Ipv4Net;
 
-/// Tag keys upstream reads and writes (spec 3.10).
+/// Tag keys upstream reads and writes (`TagENI` in `pkg/awsutils/awsutils.go`;
+/// docs/upstream-compat.md).
 pub mod tags {
     pub const INSTANCE_ID: &str = "node.k8s.amazonaws.com/instance_id";
     pub const CLUSTER_NAME: &str = "cluster.k8s.amazonaws.com/name";
@@ -31,8 +32,8 @@ pub fn eni_tags(instance_id: &str, cluster_name: &str, additional: &Tags) -> Tag
     t
 }
 
-/// The tags of [`eni_tags`] the ENI lacks or has with another value (what `TagENI` sends,
-/// spec 3.10; `createdAt` is never part of it).
+/// The tags of [`eni_tags`] the ENI lacks or has with another value (what upstream's `TagENI`
+/// sends; `createdAt` is never part of it).
 pub fn missing_tags(
     eni: &EniDescription,
     instance_id: &str,
@@ -77,8 +78,9 @@ pub async fn tag_eni<E: aws::Ec2>(
     .await
 }
 
-/// Whether ipamd manages this ENI (spec 3.9): `no_manage=true` never (except the primary),
-/// tagged with this instance always, untagged per `MANAGE_UNTAGGED_ENI`.
+/// Whether ipamd manages this ENI (upstream `setUnmanagedENIs`, `pkg/ipamd/ipamd.go`):
+/// `no_manage=true` never (except the primary), tagged with this instance always, untagged
+/// per `MANAGE_UNTAGGED_ENI`.
 pub fn is_managed(eni: &EniDescription, instance_id: &str, manage_untagged: bool) -> bool {
     let primary = eni
         .attachment

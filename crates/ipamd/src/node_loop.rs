@@ -1,15 +1,15 @@
-//! The agent's background work on one task, in upstream's order (spec 3.3): pool tick,
-//! then reconciliation with EC2 when due, then the security-group refresh (spec 3.8) and
+//! The agent's background work on one task, in upstream's order (`StartNodeIPPoolManager`,
+//! `updateIPPoolIfRequired`): pool tick, then reconciliation with EC2 when due, then the security-group refresh (`RefreshSGIDs`) and
 //! the VPC CIDR refresh (upstream's `updateCIDRsRulesOnChange`) when due; gauges after each
 //! round. One task means the reconciler never sees a half-done grow or shrink of the pool
 //! manager. The leaked-ENI cleanup runs on its own task.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws::{Ec2, Imds};
 use ipnet::Ipv4Net;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::cni_server::SharedCidrs;
 use crate::host_net::HostNet;
@@ -103,7 +103,7 @@ impl VpcCidrRefresh {
         }
         tracing::info!(old = ?self.current, new = ?cidrs, "VPC CIDRs changed");
         if let Some(host) = &self.host
-            && let Err(e) = host.update_vpc_cidrs(&cidrs)
+            && let Err(e) = host.update_vpc_cidrs(&cidrs).await
         {
             tracing::warn!("SNAT rules for the new VPC CIDRs: {e}");
             return;
@@ -122,7 +122,8 @@ pub struct NodeLoop<E: Ec2, I: Imds> {
     pub imds: Arc<I>,
     pub ds: SharedDatastore,
     pub metrics: Arc<Metrics>,
-    pub blocker: Arc<Mutex<Option<GrowthBlocker>>>,
+    /// The pool manager's growth blocker, watched for node events.
+    pub blocker: watch::Receiver<Option<GrowthBlocker>>,
     pub kick: Arc<Notify>,
     pub provisioning: bool,
     pub security_groups: Option<SecurityGroupRefresh>,
@@ -149,15 +150,8 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
                         .with_label_values(&["increaseIPPoolAllocIPAddressesFailed"])
                         .inc();
                 }
-                let now = self.manager.last_blocker.clone();
-                let changed = match self.blocker.lock() {
-                    Ok(mut b) => {
-                        let changed = *b != now;
-                        *b = now.clone();
-                        changed
-                    }
-                    Err(_) => false,
-                };
+                let changed = self.blocker.has_changed().unwrap_or(false);
+                let now = self.blocker.borrow_and_update().clone();
                 if let (true, Some(blocker), Some(cluster)) = (changed, &now, &self.cluster) {
                     let event = crate::cluster_link::event_for(
                         blocker,
@@ -239,7 +233,7 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
     }
 }
 
-/// Starts the hourly leaked-ENI cleanup (spec 3.13) on its own task.
+/// Starts the hourly leaked-ENI cleanup (`cleanUpLeakedENIs`) on its own task.
 pub fn spawn_leaked_eni_cleanup<E: Ec2 + 'static>(
     ec2: Arc<E>,
     instance_id: String,
@@ -267,7 +261,7 @@ pub fn spawn_leaked_eni_cleanup<E: Ec2 + 'static>(
     })
 }
 
-/// Datastore gauges (spec 11.1).
+/// Datastore gauges (`utils/prometheusmetrics/prometheusmetrics.go`; docs/metrics.md).
 pub fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
     let ds = pool::lock(ds);
     let stats = ds.stats(pool::now());

@@ -1,4 +1,5 @@
-//! Periodic reconciliation of the datastore with the instance's real ENIs (spec 3.12).
+//! Periodic reconciliation of the datastore with the instance's real ENIs (upstream's
+//! `nodeIPPoolReconcile`; docs/upstream-compat.md).
 //!
 //! Upstream compares the datastore with IMDS and, where they differ, sweeps ENIs and
 //! addresses IMDS does not list. IMDS lags EC2 by seconds to minutes after an attach or an
@@ -8,21 +9,21 @@
 //! changes the datastore. A removal also needs EC2 to say so on two consecutive rounds,
 //! which covers EC2's own read-after-write lag.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws::{Ec2, EniDescription, Imds, Tags};
 use ipnet::Ipv4Net;
+use planner::{HeldEni, ListedEni, ReconcileInput, ReconcilePlan, Suspect};
 
 use crate::host_net::HostNet;
 use crate::metrics::Metrics;
 use crate::node;
 use crate::pool::{self, SharedDatastore};
 
-/// How long an address given back to EC2 is not re-added from a stale view (spec 3.12).
-pub const RELEASE_COOLDOWN: Duration = Duration::from_secs(60);
+pub use planner::RELEASE_COOLDOWN;
 
 /// Addresses and prefixes recently given back to EC2, with when.
 pub type RecentlyReleased = HashMap<Ipv4Net, Instant>;
@@ -41,13 +42,6 @@ pub struct ReconcileOutcome {
     /// Removals EC2 suggested once and that wait for a second confirmation.
     pub suspected: u32,
     pub errors: Vec<String>,
-}
-
-/// Something EC2 did not list once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Missing {
-    Eni(String),
-    Cidr(String, Ipv4Net),
 }
 
 /// Everything the reconciler needs that stays fixed.
@@ -70,7 +64,8 @@ pub struct Reconciler<E: Ec2, I: Imds> {
     host: Option<Arc<HostNet>>,
     /// ENIs attached but not ours to manage (IDs), as of the last EC2 view.
     unmanaged: HashSet<String>,
-    missing: HashSet<Missing>,
+    /// What EC2 did not list last round (removed if this round does not list it either).
+    missing: HashSet<Suspect>,
 }
 
 /// One ENI as IMDS or the datastore lists it: secondary /32s and prefixes.
@@ -178,6 +173,7 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
         out
     }
 
+    /// Carries out [`planner::plan_reconcile`]'s decision for EC2's `truth`.
     async fn apply(
         &mut self,
         truth: &[EniDescription],
@@ -185,80 +181,20 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
         released: &RecentlyReleased,
         out: &mut ReconcileOutcome,
     ) {
-        let now = Instant::now();
-        let cooling = |c: &Ipv4Net| {
-            released
-                .get(c)
-                .is_some_and(|t| now.duration_since(*t) < RELEASE_COOLDOWN)
-        };
-        let mut still_missing = HashSet::new();
-        let mut attached = HashSet::new();
-        for eni in truth {
-            let managed =
-                node::is_managed(eni, &self.facts.instance_id, self.facts.manage_untagged);
-            if !managed {
-                self.unmanaged.insert(eni.id.clone());
+        let plan = self.decide(truth, ds_view, released);
+        self.unmanaged = plan.unmanaged.iter().cloned().collect();
+        self.missing = plan.suspects.clone();
+        out.suspected = plan.suspected() as u32;
+        for (id, keep) in &plan.adopt {
+            let Some(eni) = truth.iter().find(|e| &e.id == id) else {
                 continue;
-            }
-            self.unmanaged.remove(&eni.id);
-            attached.insert(eni.id.clone());
-            let truth_cidrs: CidrView = eni
-                .secondary_ips
-                .iter()
-                .map(|ip| Ipv4Net::from(*ip))
-                .chain(eni.prefixes.iter().copied())
-                .collect();
-            match ds_view.get(&eni.id) {
-                None => {
-                    if let Err(e) = self.adopt(eni, &cooling).await {
-                        out.errors.push(format!("reconcile: ENI {}: {e}", eni.id));
-                    } else {
-                        out.enis_added += 1;
-                    }
-                }
-                Some(known) => {
-                    let mut ds = pool::lock(&self.ds);
-                    for c in truth_cidrs.difference(known).filter(|c| !cooling(c)) {
-                        if ds.add_ipv4_cidr(&eni.id, *c).is_ok() {
-                            out.cidrs_added += 1;
-                        }
-                    }
-                    for c in known.difference(&truth_cidrs) {
-                        let key = Missing::Cidr(eni.id.clone(), *c);
-                        if !self.missing.contains(&key) {
-                            still_missing.insert(key);
-                            out.suspected += 1;
-                            continue;
-                        }
-                        if let Ok(forced) = ds.del_ipv4_cidr(&eni.id, *c, true) {
-                            out.cidrs_removed += 1;
-                            out.pods_unassigned += forced.unassigned.len() as u32;
-                            if let Some(e) = forced.checkpoint_error {
-                                out.errors.push(format!("checkpoint: {e}"));
-                            }
-                        }
-                    }
-                }
+            };
+            match self.adopt(eni, keep).await {
+                Ok(()) => out.enis_added += 1,
+                Err(e) => out.errors.push(format!("reconcile: ENI {id}: {e}")),
             }
         }
-        for id in ds_view.keys().filter(|id| !attached.contains(*id)) {
-            let key = Missing::Eni(id.clone());
-            if !self.missing.contains(&key) {
-                still_missing.insert(key);
-                out.suspected += 1;
-                continue;
-            }
-            let mut ds = pool::lock(&self.ds);
-            if ds.eni(id).is_some_and(|e| e.is_primary) {
-                continue;
-            }
-            if let Ok(forced) = ds.remove_eni(id, true) {
-                out.enis_removed += 1;
-                out.pods_unassigned += forced.unassigned.len() as u32;
-                tracing::warn!(eni = %id, pods = forced.unassigned.len(), "ENI is no longer attached; removed");
-            }
-        }
-        self.missing = still_missing;
+        self.change_datastore(&plan, out);
         self.count("eniReconcileAdd", out.enis_added);
         self.count("eniReconcileDel", out.enis_removed);
         self.count("eniDataStorePoolReconcileAdd", out.cidrs_added);
@@ -271,12 +207,78 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
             .inc_by(u64::from(out.pods_unassigned));
     }
 
-    /// An attached managed ENI the datastore does not know: tag it, wire it, add it.
-    async fn adopt(
+    /// The pure decision's inputs from the datastore view and EC2's description.
+    fn decide(
         &self,
-        eni: &EniDescription,
-        cooling: &impl Fn(&Ipv4Net) -> bool,
-    ) -> Result<(), String> {
+        truth: &[EniDescription],
+        ds_view: &HashMap<String, CidrView>,
+        released: &RecentlyReleased,
+    ) -> ReconcilePlan {
+        let ds = pool::lock(&self.ds);
+        let held: BTreeMap<String, HeldEni> = ds_view
+            .iter()
+            .map(|(id, cidrs)| {
+                let primary = ds.eni(id).is_some_and(|e| e.is_primary);
+                (
+                    id.clone(),
+                    HeldEni {
+                        primary,
+                        cidrs: cidrs.clone(),
+                    },
+                )
+            })
+            .collect();
+        drop(ds);
+        let listed: Vec<ListedEni> = truth
+            .iter()
+            .map(|eni| ListedEni {
+                id: eni.id.clone(),
+                managed: node::is_managed(eni, &self.facts.instance_id, self.facts.manage_untagged),
+                cidrs: eni
+                    .secondary_ips
+                    .iter()
+                    .map(|ip| Ipv4Net::from(*ip))
+                    .chain(eni.prefixes.iter().copied())
+                    .collect(),
+            })
+            .collect();
+        planner::plan_reconcile(&ReconcileInput {
+            held: &held,
+            listed: &listed,
+            released,
+            suspects: &self.missing,
+            now: Instant::now(),
+        })
+    }
+
+    /// Adds and removes what the plan says (force: EC2 no longer has it).
+    fn change_datastore(&self, plan: &ReconcilePlan, out: &mut ReconcileOutcome) {
+        let mut ds = pool::lock(&self.ds);
+        for (eni, c) in &plan.add {
+            if ds.add_ipv4_cidr(eni, *c).is_ok() {
+                out.cidrs_added += 1;
+            }
+        }
+        for (eni, c) in &plan.remove_cidrs {
+            if let Ok(forced) = ds.del_ipv4_cidr(eni, *c, true) {
+                out.cidrs_removed += 1;
+                out.pods_unassigned += forced.unassigned.len() as u32;
+                if let Some(e) = forced.checkpoint_error {
+                    out.errors.push(format!("checkpoint: {e}"));
+                }
+            }
+        }
+        for id in &plan.remove_enis {
+            if let Ok(forced) = ds.remove_eni(id, true) {
+                out.enis_removed += 1;
+                out.pods_unassigned += forced.unassigned.len() as u32;
+                tracing::warn!(eni = %id, pods = forced.unassigned.len(), "ENI is no longer attached; removed");
+            }
+        }
+    }
+
+    /// An attached managed ENI the datastore does not know: tag it, wire it, add it.
+    async fn adopt(&self, eni: &EniDescription, keep: &BTreeSet<Ipv4Net>) -> Result<(), String> {
         if self.facts.provisioning && eni.interface_type != "trunk" {
             let missing = node::missing_tags(
                 eni,
@@ -308,8 +310,8 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
         let mut filtered = eni.clone();
         filtered
             .secondary_ips
-            .retain(|ip| !cooling(&Ipv4Net::from(*ip)));
-        filtered.prefixes.retain(|p| !cooling(p));
+            .retain(|ip| keep.contains(&Ipv4Net::from(*ip)));
+        filtered.prefixes.retain(|p| keep.contains(p));
         let mut ds = pool::lock(&self.ds);
         node::add_eni_from_ec2(&mut ds, &filtered, pool::now()).map_err(|e| e.to_string())
     }

@@ -1,7 +1,8 @@
-//! Restart recovery, spec 4.4 step 2: an allocation in the checkpoint whose pod's host-side
-//! veth no longer exists belongs to a pod that went away while ipamd was down (its DEL
-//! tore the pod down from `prevResult` but could not release the address). Keeping it
-//! would leak the address forever; it is dropped, and its rules with it.
+//! Restart recovery, step 2 of upstream's `ReadBackingStore` (docs/upstream-compat.md): an
+//! allocation in the checkpoint whose pod's host-side veth no longer exists belongs to a pod
+//! that went away while ipamd was down (its DEL tore the pod down from `prevResult` but could
+//! not release the address). Keeping it would leak the address forever; it is dropped, and
+//! its rules with it.
 
 use ipam::{Checkpoint, CheckpointEntry};
 

@@ -1,5 +1,6 @@
-//! Which subnets new ENIs may be created in (spec 3.7, subnet discovery): the node's own
-//! subnet, plus subnets tagged `kubernetes.io/role/cni` for this cluster, most free first.
+//! Which subnets new ENIs may be created in (subnet discovery: upstream `createENI` and
+//! `isSubnetValidForENICreation` in `pkg/awsutils/awsutils.go`): the node's own subnet, plus
+//! subnets tagged `kubernetes.io/role/cni` for this cluster, most free first.
 
 use aws::SubnetDescription;
 use ipnet::Ipv4Net;

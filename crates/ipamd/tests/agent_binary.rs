@@ -14,6 +14,9 @@ fn bad_configuration_is_refused_naming_the_variable() {
     let out = Command::new(env!("CARGO_BIN_EXE_aws-k8s-agent"))
         .env("WARM_IP_TARGET", "lots")
         .env("AWS_VPC_K8S_CNI_RANDOMIZESNAT", "sometimes")
+        // Ours (tests and the demo node) are validated with the same error collection.
+        .env("METRICS_BIND_ADDRESS", "localhost")
+        .env("IPAMD_SKIP_HOST_NETWORKING", "yes")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -23,6 +26,12 @@ fn bad_configuration_is_refused_naming_the_variable() {
         err.contains("AWS_VPC_K8S_CNI_RANDOMIZESNAT"),
         "both errors at once: {err}"
     );
+    for ours in [
+        r#"METRICS_BIND_ADDRESS="localhost""#,
+        r#"IPAMD_SKIP_HOST_NETWORKING="yes""#,
+    ] {
+        assert!(err.contains(ours), "{ours} in one pass: {err}");
+    }
 }
 
 #[test]

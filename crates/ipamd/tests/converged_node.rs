@@ -193,7 +193,7 @@ async fn warm_ip_5_minimum_10_converges_and_all_views_agree() {
 async fn prefix_delegation_converges_and_all_views_agree() {
     // 10 pods leave 6 of one /28 free, less than WARM_PREFIX_TARGET=1's 16: a second
     // /28. A third is not added: 32 addresses already cover the node's max pods (29 on an
-    // m5.large, spec 3.5 step 1).
+    // m5.large, upstream's `datastoreTargetState`).
     converge(
         "conv-pd",
         &[

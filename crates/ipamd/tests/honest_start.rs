@@ -82,17 +82,34 @@ async fn introspection_serves_on_a_unix_socket() {
     agent.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cordoned_node_keeps_its_pool_until_uncordoned() {
-    let h = Harness::new("m5.large", "10.0.0.0/24", "cordoned").await;
+/// An agent on a cordoned node (its Node carries the unschedulable taint) with
+/// `WARM_IP_TARGET=5` and `extra` settings; the agent task and the API server.
+async fn cordoned_agent(
+    tag: &str,
+    extra: &[(&str, &str)],
+) -> (
+    Harness,
+    FakeApiServer,
+    tokio::task::JoinHandle<Result<(), AgentError>>,
+) {
+    let h = Harness::new("m5.large", "10.0.0.0/24", tag).await;
     let api = FakeApiServer::start().await.unwrap();
     api.apply(node(true));
-    let cfg = h.config(&[
+    let url = api.url();
+    let mut vars = vec![
         ("MY_NODE_NAME", NODE),
-        ("CLUSTER_ENDPOINT", &api.url()),
+        ("CLUSTER_ENDPOINT", url.as_str()),
         ("WARM_IP_TARGET", "5"),
-    ]);
+    ];
+    vars.extend_from_slice(extra);
+    let cfg = h.config(&vars);
     let agent = h.start(cfg, h.options(Duration::from_secs(60), None));
+    (h, api, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cordoned_node_keeps_its_pool_until_uncordoned() {
+    let (h, api, agent) = cordoned_agent("cordoned", &[]).await;
     h.client().await;
     // Twenty pool ticks: a cordoned node neither grows nor attaches.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -110,16 +127,8 @@ async fn a_cordoned_node_keeps_its_pool_until_uncordoned() {
     agent.abort();
 
     // AWS_MANAGE_ENIS_NON_SCHEDULABLE=true: the taint does not hold the pool back.
-    let h = Harness::new("m5.large", "10.0.0.0/24", "cordoned-managed").await;
-    let api = FakeApiServer::start().await.unwrap();
-    api.apply(node(true));
-    let cfg = h.config(&[
-        ("MY_NODE_NAME", NODE),
-        ("CLUSTER_ENDPOINT", &api.url()),
-        ("WARM_IP_TARGET", "5"),
-        ("AWS_MANAGE_ENIS_NON_SCHEDULABLE", "true"),
-    ]);
-    let agent = h.start(cfg, h.options(Duration::from_secs(60), None));
+    let managed = [("AWS_MANAGE_ENIS_NON_SCHEDULABLE", "true")];
+    let (h, _api, agent) = cordoned_agent("cordoned-managed", &managed).await;
     h.wait_for("the pool to grow on a cordoned node", |h| {
         h.ec2_secondary_count() >= 5
     })

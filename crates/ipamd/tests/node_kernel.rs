@@ -97,7 +97,7 @@ async fn host_network_matches_ec2_after_growth() {
         nat.contains("-d 10.0.0.0/16 -m comment --comment \"AWS SNAT CHAIN\" -j RETURN"),
         "{nat}"
     );
-    // ENABLE_V6_EGRESS: connections into egress-cni's IPv6 range are refused (spec 7.2).
+    // ENABLE_V6_EGRESS: connections into egress-cni's IPv6 range are refused (upstream's `SetupHostNetwork`).
     let filter6 = ns.exec(&["ip6tables-save", "-t", "filter"]);
     assert!(
         filter6.contains("-A FORWARD -d fd00::ac:0/118 -m conntrack --ctstate NEW -m comment --comment \"Block Node Local Pod access via IPv6\" -j REJECT"),

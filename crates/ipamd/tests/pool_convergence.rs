@@ -1,6 +1,8 @@
 //! The pool manager against the EC2 emulator over real HTTP: from a cold start the pool
 //! converges to what the planner predicts, EC2's view and the datastore agree, growth
-//! allocates and attaches ENIs, and a shrink gives addresses back.
+//! allocates and attaches ENIs, and a shrink gives addresses back. With host networking on
+//! the recording kernel (no root): a new ENI is wired through the kernel seam before it
+//! enters the datastore, and one whose link never shows up is never handed to pods.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,18 +10,30 @@ use aws::{Ec2, Ec2Settings, token_bucket::RateLimits};
 use ec2_emulator::server::{self, Shared};
 use ec2_emulator::testing::EmulatedNode;
 use ipam::{Datastore, DatastoreConfig, IpamKey, IpamMetadata, NullSink};
+use ipamd::host_net::{HostNet, HostNetSettings};
 use ipamd::node;
 use ipamd::pool::{self, NodeFacts, PoolManager, SharedDatastore};
+use net::kernel::Kernel;
+use net::netlink::NetlinkHandle;
 use planner::{NodeCapacity, PoolPolicy};
 
-struct Node {
+struct Node<K: Kernel = NetlinkHandle> {
     emu: Shared,
-    pool: PoolManager<aws::sdk_ec2::SdkEc2>,
+    pool: PoolManager<aws::sdk_ec2::SdkEc2, K>,
     ds: SharedDatastore,
     instance: String,
 }
 
 async fn node(instance_type: &str, policy: PoolPolicy) -> Node {
+    node_on::<NetlinkHandle>(instance_type, policy, None).await
+}
+
+/// A node whose new ENIs are wired through `host` (none: no host networking).
+async fn node_on<K: Kernel>(
+    instance_type: &str,
+    policy: PoolPolicy,
+    host: Option<Arc<HostNet<K>>>,
+) -> Node<K> {
     let emulated = EmulatedNode::start(instance_type, "10.0.0.0/22").await;
     let ty = ec2_emulator::catalog::instance_type(instance_type).unwrap();
     let (max_enis, ipv4) = (ty.max_enis_on(0), ty.ipv4_per_eni);
@@ -64,7 +78,10 @@ async fn node(instance_type: &str, policy: PoolPolicy) -> Node {
         unmanaged_enis: 0,
         reserve_trunk_slot: false,
     };
-    let pool = PoolManager::new(ec2, ds.clone(), facts, policy, capacity);
+    let mut pool = PoolManager::new(ec2, ds.clone(), facts, policy, capacity);
+    if let Some(host) = host {
+        pool = pool.with_host_network(host);
+    }
     Node {
         emu,
         pool,
@@ -85,7 +102,7 @@ fn policy() -> PoolPolicy {
     }
 }
 
-impl Node {
+impl<K: Kernel> Node<K> {
     /// Ticks until the planner asks for nothing (bounded).
     async fn settle(&mut self) -> usize {
         for tick in 0..20 {
@@ -227,4 +244,147 @@ async fn shrink_returns_addresses_to_ec2() {
     assert_eq!(out.cidrs_released, 6);
     assert_eq!(n.ec2_view().1, 2);
     assert_eq!(n.ds_view().1, 2);
+}
+
+/// Host networking settings for the recording kernel: links are looked for `attempts`
+/// times, 10 ms apart.
+fn recorded_host(
+    kernel: net::testing::Recording,
+    attempts: u32,
+) -> Arc<HostNet<net::testing::Recording>> {
+    let settings = HostNetSettings {
+        netns: None,
+        eni_mtu: 9001,
+        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
+        exclude_snat_cidrs: vec![],
+        external_service_cidrs: vec![],
+        external_snat: false,
+        node_port_support: true,
+        randomize: net::snat::Randomize::Prng,
+        veth_prefix: "eni".into(),
+        connmark: 0x80,
+        v6_egress: false,
+        link_attempts: attempts,
+        link_interval: std::time::Duration::from_millis(10),
+    };
+    Arc::new(HostNet::with_kernel(kernel, settings))
+}
+
+/// Plays the hypervisor for the recording kernel: every ENI EC2 attaches to the instance
+/// (besides the primary) shows up as link `eth<device>` with the ENI's MAC.
+fn hotplug(
+    emu: Shared,
+    instance: String,
+    kernel: net::testing::Recording,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let attached: Vec<(String, u32)> = {
+                let emu = server::lock(&emu);
+                emu.world
+                    .attached_enis(&instance)
+                    .iter()
+                    .filter_map(|e| {
+                        e.attachment
+                            .as_ref()
+                            .map(|a| (e.mac.clone(), a.device_index))
+                    })
+                    .filter(|(_, device)| *device > 0)
+                    .collect()
+            };
+            let present = kernel.model().links;
+            for (mac, device) in attached {
+                let mac: net::netlink::Mac = mac.parse().unwrap();
+                if !present.iter().any(|l| l.mac == Some(mac)) {
+                    kernel.add_link(&format!("eth{device}"), Some(mac), None);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_new_eni_is_wired_through_the_kernel_seam_before_it_serves_pods() {
+    use net::netlink::{Route, Rule};
+    use net::testing::Call;
+    let kernel = net::testing::Recording::new("node");
+    let mut n = node_on(
+        "m5.large",
+        policy(),
+        Some(recorded_host(kernel.clone(), 500)),
+    )
+    .await;
+    let plug = hotplug(n.emu.clone(), n.instance.clone(), kernel.clone());
+    n.settle().await;
+    assert!(
+        kernel.journal().is_empty(),
+        "the primary ENI needs no host work"
+    );
+    n.add_pods(3, 0);
+    n.settle().await;
+    plug.abort();
+    assert_eq!(n.ds_view(), (2, 18));
+    let eni = {
+        let emu = server::lock(&n.emu);
+        emu.world.attached_enis(&n.instance)[1].clone()
+    };
+    let eth1 = kernel
+        .model()
+        .links
+        .iter()
+        .find(|l| l.name == "eth1")
+        .map(|l| l.index)
+        .expect("hot-plugged link");
+    // Device 1 on card 0 → route table 2; the VPC router is the subnet's first address.
+    let gw = std::net::Ipv4Addr::new(10, 0, 0, 1);
+    assert_eq!(
+        kernel.calls(),
+        [
+            Call::SetLinkUp {
+                link: "eth1".into(),
+                mtu: Some(9001)
+            },
+            Call::ReplaceAddress {
+                link: "eth1".into(),
+                addr: ipnet::Ipv4Net::new(eni.primary_ip, 22).unwrap()
+            },
+            Call::ReplaceRoute(Route::link_scope(2, Route::host(gw), eth1)),
+            Call::ReplaceRoute(Route::default_via(2, gw, eth1)),
+            Call::AddRule(Rule::from_ip(
+                eni.primary_ip,
+                2,
+                net::route_table::priority::ENI_PRIMARY
+            )),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_eni_whose_link_never_shows_up_is_not_handed_to_pods() {
+    let kernel = net::testing::Recording::new("node");
+    let mut n = node_on("m5.large", policy(), Some(recorded_host(kernel.clone(), 3))).await;
+    n.settle().await;
+    n.add_pods(3, 0);
+    // No hypervisor: the attached ENI's link never appears.
+    let out = n.pool.tick().await;
+    assert_eq!(out.enis_added, 0);
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.contains("no link with MAC") && e.contains("after 3 attempts")),
+        "{:?}",
+        out.errors
+    );
+    assert_eq!(
+        n.ds_view(),
+        (1, 9),
+        "the datastore never holds the unwired ENI"
+    );
+    assert_eq!(
+        n.ec2_view().0,
+        2,
+        "left attached for reconcile to pick up, as upstream"
+    );
+    assert!(kernel.journal().is_empty(), "nothing half-done on the host");
 }

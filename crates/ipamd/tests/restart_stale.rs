@@ -1,6 +1,7 @@
-//! Restart recovery against the kernel (spec 4.4): a pod that went away while ipamd was
-//! down (its DEL tore the veth down but could not release the address) is dropped from the
-//! checkpoint with its rules at the next start; a pod whose veth exists keeps its address.
+//! Restart recovery against the kernel (upstream's `ReadBackingStore`): a pod that went away
+//! while ipamd was down (its DEL tore the veth down but could not release the address) is
+//! dropped from the checkpoint with its rules at the next start; a pod whose veth exists keeps
+//! its address.
 
 mod support;
 

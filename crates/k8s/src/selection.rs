@@ -1,5 +1,6 @@
-//! ENIConfig selection for a node (spec 9.3, upstream `GetNodeSpecificENIConfigName` and
-//! `MyENIConfig`): pure functions over the node's labels and annotations.
+//! ENIConfig selection for a node (upstream `GetNodeSpecificENIConfigName` and `MyENIConfig`
+//! in `pkg/eniconfig/eniconfig.go`; docs/upstream-compat.md): pure functions over the node's
+//! labels and annotations.
 
 use std::collections::BTreeMap;
 

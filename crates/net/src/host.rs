@@ -1,11 +1,13 @@
-//! Host-side kernel setup done by ipamd for secondary ENIs (spec 7.4, 7.5).
+//! Host-side kernel setup done by ipamd for secondary ENIs (upstream `setupENINetwork` in
+//! `pkg/networkutils/network.go`), written against [`Kernel`].
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
-use crate::netlink::{Backoff, Link, Mac, NetlinkError, NetlinkHandle, Route, Rule};
+use crate::kernel::Kernel;
+use crate::netlink::{Backoff, Link, Mac, NetlinkError, ROUTE_RETRIES, Route, Rule};
 use crate::route_table::{MAIN_TABLE, priority};
 
 /// Parameters of [`setup_eni`].
@@ -44,7 +46,7 @@ impl EniSetup {
             add_rule: true,
             find_attempts: 5,
             find_interval: Duration::from_secs(3),
-            route_backoff: Backoff::ROUTE,
+            route_backoff: ROUTE_RETRIES,
         }
     }
 }
@@ -54,11 +56,28 @@ pub fn subnet_gateway(subnet: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(subnet.network()).wrapping_add(1))
 }
 
-/// Configures a secondary ENI (spec 7.4): link by MAC, MTU, up; `eniIP/prefix` as the only
+/// [`Kernel::replace_route`] retried on failure per `backoff` (upstream's route retries).
+pub async fn replace_route_retry<K: Kernel>(
+    k: &K,
+    route: &Route,
+    backoff: Backoff,
+) -> Result<(), NetlinkError> {
+    exp_backoff::retry(
+        &backoff,
+        |e: &NetlinkError| {
+            tracing::debug!("route retry: {e}");
+            true
+        },
+        |_| k.replace_route(route),
+    )
+    .await
+}
+
+/// Configures a secondary ENI (upstream `setupENINetwork`): link by MAC, MTU, up; `eniIP/prefix` as the only
 /// global address; in `table`: `gw/32 dev <link> scope link` and `default via gw dev <link>`;
 /// the kernel's subnet route removed from main; rule `from eniIP/32 lookup table priority
 /// 32765` unless `add_rule` is false. Returns the link.
-pub async fn setup_eni(nl: &NetlinkHandle, s: &EniSetup) -> Result<Link, NetlinkError> {
+pub async fn setup_eni<K: Kernel>(nl: &K, s: &EniSetup) -> Result<Link, NetlinkError> {
     if s.table == MAIN_TABLE || s.table == 0 {
         return Err(NetlinkError::Invalid(format!(
             "setup_eni: table {} is not a secondary ENI table (primary ENI uses main)",
@@ -81,7 +100,7 @@ pub async fn setup_eni(nl: &NetlinkHandle, s: &EniSetup) -> Result<Link, Netlink
     ];
     for route in &routes {
         nl.delete_route(route).await?;
-        nl.replace_route_retry(route, s.route_backoff).await?;
+        replace_route_retry(nl, route, s.route_backoff).await?;
     }
 
     let subnet_route = Route {
@@ -100,8 +119,8 @@ pub async fn setup_eni(nl: &NetlinkHandle, s: &EniSetup) -> Result<Link, Netlink
 
 /// Removes every rule whose source is the ENI's primary IP (ENI freed: upstream's
 /// `tryFreeENI`).
-pub async fn teardown_eni_rules(
-    nl: &NetlinkHandle,
+pub async fn teardown_eni_rules<K: Kernel>(
+    nl: &K,
     eni_ip: Ipv4Addr,
 ) -> Result<usize, NetlinkError> {
     let src = Ipv4Net::from(eni_ip);
@@ -112,8 +131,8 @@ pub async fn teardown_eni_rules(
 /// `to <cidr> lookup main priority 1535` per CIDR, so that traffic to those services leaves
 /// through the primary ENI ahead of the per-pod `from` rules at 1536. Returns the rules
 /// removed.
-pub async fn set_external_service_rules(
-    nl: &NetlinkHandle,
+pub async fn set_external_service_rules<K: Kernel>(
+    nl: &K,
     cidrs: &[Ipv4Net],
 ) -> Result<usize, NetlinkError> {
     let removed = nl

@@ -4,13 +4,13 @@
 //! current distributions). Writing our rules through the other backend would put them in
 //! tables the kernel path of kube-proxy's rules never consults together with ours.
 //!
-//! Upstream ipamd instead looks at `iptables --version` (spec 7.7); counting is robust on
+//! The commands run through the one runner, [`crate::firewall`].
+//!
+//! Upstream ipamd instead looks at `iptables --version` (`networkutils` in upstream ipamd); counting is robust on
 //! hosts whose `iptables` alternative disagrees with what kube-proxy actually programmed.
 
-use crate::snat::{SnatSettings, desired_mangle, desired_nat, restore_batch};
-
 /// An iptables backend and its command names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// `iptables-legacy` (x_tables).
     Legacy,
@@ -98,15 +98,6 @@ pub fn random_fully_supported(version_output: &str) -> bool {
     }
 }
 
-/// Whether the backend's `iptables` supports `--random-fully`; `run` executes a command (in
-/// the node's namespace) and returns its stdout. A failing `--version` counts as no.
-pub fn detect_random_fully<E>(
-    backend: Backend,
-    mut run: impl FnMut(&[&str]) -> Result<String, E>,
-) -> bool {
-    run(&[backend.iptables(), "--version"]).is_ok_and(|out| random_fully_supported(&out))
-}
-
 /// Rules in an `iptables-save` dump (lines starting with `-`).
 pub fn count_rules(save: &str) -> usize {
     save.lines().filter(|l| l.starts_with('-')).count()
@@ -120,42 +111,6 @@ pub fn choose(legacy: Option<usize>, nft: Option<usize>) -> Backend {
         (Some(l), Some(n)) if l > n => Backend::Legacy,
         _ => Backend::Nft,
     }
-}
-
-/// Detects the backend; `run` executes a save command (in the right namespace) and returns
-/// its stdout, or an error when the tool is missing or fails.
-pub fn detect<E>(mut run: impl FnMut(&[&str]) -> Result<String, E>) -> Backend {
-    let mut count = |b: Backend| -> Option<usize> {
-        let v4 = run(&[b.save()]).ok()?;
-        let v6 = run(&[b.save6()]).unwrap_or_default();
-        Some(count_rules(&v4) + count_rules(&v6))
-    };
-    let legacy = count(Backend::Legacy);
-    let nft = count(Backend::Nft);
-    choose(legacy, nft)
-}
-
-/// Takes the `nat` and `mangle` tables to the desired state of `s` with one
-/// `<backend>-restore --wait --noflush` batch per table that differs. `exec(args, stdin)` runs a
-/// command (in the node's namespace) and returns its stdout. Returns the batches applied.
-pub fn reconcile<E>(
-    backend: Backend,
-    s: &SnatSettings,
-    mut exec: impl FnMut(&[&str], Option<&str>) -> Result<String, E>,
-) -> Result<usize, E> {
-    let mut applied = 0;
-    for (table, desired) in [("nat", desired_nat(s)), ("mangle", desired_mangle(s))] {
-        let saved = exec(&[backend.save(), "-t", table], None)?;
-        let current = crate::iptables_save::parse_table(&saved, table);
-        if let Some(batch) = restore_batch(table, &current, &desired) {
-            exec(
-                &[backend.restore(), XTABLES_LOCK_WAIT, "--noflush"],
-                Some(&batch),
-            )?;
-            applied += 1;
-        }
-    }
-    Ok(applied)
 }
 
 #[cfg(test)]

@@ -1,16 +1,25 @@
-//! `net`: host and pod networking. Today the pure parts: link names, route-table numbers,
-//! rule priorities, and the SNAT/NodePort/connmark firewall state rendered as one
-//! `iptables-restore` batch per table. Kernel operations: network namespaces ([`netns`]),
-//! netlink ([`netlink`]), secondary-ENI host setup ([`host`]), pod wiring ([`pod`]) and a
-//! read-only kernel state snapshot ([`state`]).
+//! `net`: host and pod networking behind one kernel seam (docs/architecture.md, "Kernel
+//! seam"). Pure parts: link names, route-table numbers, rule priorities, and the
+//! SNAT/NodePort/connmark firewall state rendered as one `iptables-restore` batch per table.
+//! Kernel side effects: the [`kernel::Kernel`] trait, implemented on rtnetlink by
+//! [`netlink::NetlinkHandle`] with the one firewall runner ([`firewall`]) and, for tests
+//! without root, by `testing::Recording` (feature `testing`). Written against the trait:
+//! secondary-ENI host setup ([`host`]), pod wiring ([`pod`]) and the read-only kernel state
+//! snapshot ([`state`]). Network namespaces: [`netns`].
 
+pub mod firewall;
 pub mod host;
 pub mod iptables_backend;
 pub mod iptables_save;
+pub mod kernel;
 pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod pod;
 pub mod route_table;
+#[cfg(test)]
+mod seam_tests;
 pub mod snat;
 pub mod state;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

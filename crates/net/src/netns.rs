@@ -59,6 +59,18 @@ impl Netns {
         Self::open("/proc/thread-self/ns/net")
     }
 
+    /// A second handle on the same namespace (the file descriptor is duplicated).
+    pub fn try_clone(&self) -> Result<Self, NetnsError> {
+        let file = self.file.try_clone().map_err(|source| NetnsError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            file,
+            path: self.path.clone(),
+        })
+    }
+
     /// Path this handle was opened from.
     pub fn path(&self) -> &Path {
         &self.path

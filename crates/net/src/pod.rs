@@ -1,6 +1,8 @@
-//! Regular pod wiring (spec 6.4) and teardown (spec 6.5): a veth pair between the host
-//! namespace and the pod, the `169.254.1.1` gateway trick inside the pod, and the host's
-//! per-pod route and policy rules.
+//! Regular pod wiring and teardown (upstream `SetupPodNetwork` / `TeardownPodNetwork` in
+//! `cmd/routed-eni-cni-plugin/driver/driver.go`): a veth pair between the host namespace and
+//! the pod, the `169.254.1.1` gateway trick inside the pod, and the host's per-pod route and
+//! policy rules. Written against [`Kernel`]; [`setup_pod`] and [`teardown_pod`] bind it to
+//! the real kernel.
 
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -8,6 +10,7 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 
+use crate::kernel::Kernel;
 use crate::netlink::link::VethPair;
 use crate::netlink::{Mac, NetlinkError, NetlinkHandle, Route, Rule};
 use crate::netns::Netns;
@@ -72,7 +75,7 @@ fn random_mac() -> Result<Mac, NetlinkError> {
 }
 
 /// A random MAC differing from every MAC in the host namespace (at most 10 tries).
-async fn unique_mac(host: &NetlinkHandle) -> Result<Mac, NetlinkError> {
+async fn unique_mac<K: Kernel>(host: &K) -> Result<Mac, NetlinkError> {
     let taken: Vec<Option<Mac>> = host.links().await?.into_iter().map(|l| l.mac).collect();
     for _ in 0..10 {
         let mac = random_mac()?;
@@ -85,36 +88,38 @@ async fn unique_mac(host: &NetlinkHandle) -> Result<Mac, NetlinkError> {
     ))
 }
 
-/// Host-veth IPv6 sysctls (`accept_ra=0`, `accept_redirects=1`, `forwarding=0`) written
-/// inside `host_ns`; a missing file (kernel without IPv6) is ignored.
-fn host_veth_sysctls(host_ns: &Netns, veth: &str) -> Result<(), NetlinkError> {
-    host_ns.run(|| {
-        for (key, value) in [
-            ("accept_ra", "0"),
-            ("accept_redirects", "1"),
-            ("forwarding", "0"),
-        ] {
-            let path = format!("/proc/sys/net/ipv6/conf/{veth}/{key}");
-            match std::fs::write(&path, value) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(NetlinkError::Sysctl { path, source }),
-            }
-        }
-        Ok(())
-    })?
+/// Host-veth IPv6 sysctls (`accept_ra=0`, `accept_redirects=1`, `forwarding=0`); a missing
+/// file (kernel without IPv6) is ignored.
+fn host_veth_sysctls<K: Kernel>(host: &K, veth: &str) -> Result<(), NetlinkError> {
+    for (key, value) in [
+        ("accept_ra", "0"),
+        ("accept_redirects", "1"),
+        ("forwarding", "0"),
+    ] {
+        host.write_sysctl(&format!("net/ipv6/conf/{veth}/{key}"), value)?;
+    }
+    Ok(())
 }
 
-/// Wires a regular pod (spec 6.4). On failure after the veth exists everything created is
-/// removed again before the error is returned.
+/// Wires a regular pod from the host namespace `host_ns` (real kernel); see [`setup_pod_in`].
 pub async fn setup_pod(
     host_ns: &Netns,
     pod_netns_path: &Path,
     p: &PodNetwork,
 ) -> Result<(), NetlinkError> {
-    let pod_ns = Netns::open(pod_netns_path)?;
     let host = NetlinkHandle::in_netns(host_ns)?;
-    let pod = NetlinkHandle::in_netns(&pod_ns)?;
+    setup_pod_in(&host, pod_netns_path, p).await
+}
+
+/// Wires a regular pod (upstream `SetupPodNetwork`). On failure after the veth exists
+/// everything created is removed again before the error is returned.
+pub async fn setup_pod_in<K: Kernel>(
+    host: &K,
+    pod_netns_path: &Path,
+    p: &PodNetwork,
+) -> Result<(), NetlinkError> {
+    let (pod, _) = host.open_netns(pod_netns_path)?;
+    let host_peer = host.peer()?;
 
     // A stale host veth from an earlier sandbox of the same pod goes first (upstream does
     // the same); a link of another kind with that name is not ours to delete.
@@ -123,40 +128,38 @@ pub async fn setup_pod(
             return Err(NetlinkError::ForeignLink {
                 name: p.host_veth.clone(),
                 kind: existing.kind.unwrap_or_else(|| "unknown".into()),
-                netns: host_ns.path().display().to_string(),
+                netns: host.describe(),
             });
         }
         host.delete_link_by_name(&p.host_veth).await?;
     }
-    let host_mac = unique_mac(&host).await?;
+    let host_mac = unique_mac(host).await?;
     let pair = VethPair {
         name: &p.pod_ifname,
         mtu: p.mtu,
         up: true,
         peer_name: &p.host_veth,
         peer_mac: Some(host_mac),
-        peer_netns: host_ns,
+        peer_netns: &host_peer,
     };
     if let Err(err) = pod.create_veth(&pair).await {
-        return Err(explain_create_error(err, &host, &pod, host_ns, &pod_ns, p).await);
+        return Err(explain_create_error(err, host, &pod, p).await);
     }
-    match wire(host_ns, &host, &pod, p, host_mac).await {
+    match wire(host, &pod, p, host_mac).await {
         Ok(()) => Ok(()),
         Err(err) => {
             // Best effort: the error of the setup is what the caller needs to see.
-            let _ = teardown_with(&host, p).await;
+            let _ = teardown_pod_in(host, p).await;
             Err(err)
         }
     }
 }
 
 /// Names the interface that already exists when the pair could not be created.
-async fn explain_create_error(
+async fn explain_create_error<K: Kernel>(
     err: NetlinkError,
-    host: &NetlinkHandle,
-    pod: &NetlinkHandle,
-    host_ns: &Netns,
-    pod_ns: &Netns,
+    host: &K,
+    pod: &K,
     p: &PodNetwork,
 ) -> NetlinkError {
     if !err.is_exists() {
@@ -165,23 +168,24 @@ async fn explain_create_error(
     if let Ok(Some(_)) = pod.link_by_name(&p.pod_ifname).await {
         return NetlinkError::NameInUse {
             name: p.pod_ifname.clone(),
-            netns: pod_ns.path().display().to_string(),
+            netns: pod.describe(),
         };
     }
     if let Ok(Some(_)) = host.link_by_name(&p.host_veth).await {
         return NetlinkError::NameInUse {
             name: p.host_veth.clone(),
-            netns: host_ns.path().display().to_string(),
+            netns: host.describe(),
         };
     }
     err
 }
 
-/// Steps 4–7 of spec 6.4, after the veth pair exists.
-async fn wire(
-    host_ns: &Netns,
-    host: &NetlinkHandle,
-    pod: &NetlinkHandle,
+/// The rest of upstream's `SetupPodNetwork` once the veth pair exists: host end up with its
+/// sysctls, the pod's gateway route, default route, address and static neighbour, then the
+/// host route and rules.
+async fn wire<K: Kernel>(
+    host: &K,
+    pod: &K,
     p: &PodNetwork,
     host_mac: Mac,
 ) -> Result<(), NetlinkError> {
@@ -189,7 +193,7 @@ async fn wire(
         .link_by_name(&p.host_veth)
         .await?
         .ok_or_else(|| NetlinkError::LinkNotFound(p.host_veth.clone()))?;
-    host_veth_sysctls(host_ns, &p.host_veth)?;
+    host_veth_sysctls(host, &p.host_veth)?;
     host.set_link_up(host_link.index, None).await?;
 
     let pod_link = pod
@@ -227,15 +231,16 @@ async fn wire(
     Ok(())
 }
 
-/// Removes a pod's host-side state (spec 6.5) best effort: the to-pod rule, every from-pod
+/// Removes a pod's host-side state (upstream `TeardownPodNetwork`) best effort: the to-pod rule, every from-pod
 /// rule, the host route and the host veth (which takes the pod end with it). Missing
 /// objects are not errors; every other failure is collected.
 pub async fn teardown_pod(host_ns: &Netns, p: &PodNetwork) -> Result<(), TeardownErrors> {
     let host = NetlinkHandle::in_netns(host_ns).map_err(|e| TeardownErrors(vec![e]))?;
-    teardown_with(&host, p).await
+    teardown_pod_in(&host, p).await
 }
 
-async fn teardown_with(host: &NetlinkHandle, p: &PodNetwork) -> Result<(), TeardownErrors> {
+/// [`teardown_pod`] against any [`Kernel`] bound to the host namespace.
+pub async fn teardown_pod_in<K: Kernel>(host: &K, p: &PodNetwork) -> Result<(), TeardownErrors> {
     let mut errors = Vec::new();
     let to_rule = Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD);
     if let Err(e) = host.delete_rule_all(&to_rule).await {

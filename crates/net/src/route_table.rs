@@ -1,4 +1,5 @@
-//! Policy-routing numbers: per-ENI route tables and rule priorities (spec 7.1, 7.3).
+//! Policy-routing numbers: per-ENI route tables and rule priorities (upstream's
+//! `CalculateRouteTableId` and `SetupHostNetwork` in `pkg/networkutils/network.go`).
 
 /// The kernel's main routing table.
 pub const MAIN_TABLE: u32 = 254;

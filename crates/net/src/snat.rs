@@ -1,4 +1,5 @@
-//! The SNAT, NodePort and connmark rules of spec 7.6–7.8 (iptables backend), as a desired
+//! The SNAT, NodePort and connmark rules of upstream's `updateHostIptablesRules`
+//! (`pkg/networkutils/network.go`, iptables backend), as a desired
 //! state, and the one `iptables-restore` batch per table that takes the kernel there.
 //!
 //! Ownership: chains named `AWS-SNAT-CHAIN-*` / `AWS-CONNMARK-CHAIN-*` are ours and are
@@ -227,7 +228,7 @@ mod tests {
 
     #[test]
     fn upstream_dataplane_nodeport_disabled_snat_enabled() {
-        // spec 7.6: TestSetupHostNetworkNodePortDisabledAndSNATEnabled
+        // upstream network_test.go: TestSetupHostNetworkNodePortDisabledAndSNATEnabled
         let s = settings();
         let nat = lines(&desired_nat(&s));
         assert!(nat.contains(&r#"AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL -j SNAT --to-source 10.10.10.20"#.to_string()));

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use crate::kernel::Kernel;
 use crate::netlink::{Mac, NetlinkError, NetlinkHandle, RouteKind, Rule, Scope};
 use crate::netns::Netns;
 
@@ -83,7 +84,7 @@ pub struct NetnsState {
 
 impl NetnsState {
     /// Captures the state of the namespace `nl` is bound to.
-    pub async fn capture(nl: &NetlinkHandle) -> Result<Self, NetlinkError> {
+    pub async fn capture<K: Kernel>(nl: &K) -> Result<Self, NetlinkError> {
         let links = nl.links().await?;
         let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
         let name = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"));

@@ -1,4 +1,5 @@
-//! `setup_eni` against a real kernel, inside namespaces created by the test (spec 7.4).
+//! `setup_eni` against a real kernel, inside namespaces created by the test (upstream's
+//! `setupENINetwork`).
 
 mod support;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use net::host::{EniSetup, setup_eni, teardown_eni_rules};
+use net::kernel::Kernel;
 use net::netlink::{NetlinkError, NetlinkHandle, Rule, Scope};
 use net::route_table::priority;
 use net::state::NetnsState;

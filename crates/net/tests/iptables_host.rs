@@ -6,13 +6,14 @@
 
 mod support;
 
-use std::cell::RefCell;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use net::iptables_backend::{Backend, detect_random_fully, random_fully_supported, reconcile};
+use net::firewall::{Family, detect_random_fully, reconcile_snat};
+use net::iptables_backend::{Backend, random_fully_supported};
+use net::netlink::NetlinkHandle;
 use net::snat::{Randomize, SnatSettings};
+use net::testing::{Call, Recording};
 use support::TestNs;
 
 fn settings() -> SnatSettings {
@@ -30,8 +31,8 @@ fn settings() -> SnatSettings {
     }
 }
 
-#[test]
-fn random_fully_needs_iptables_1_6_2() {
+#[tokio::test]
+async fn random_fully_needs_iptables_1_6_2() {
     assert!(random_fully_supported("iptables v1.8.9 (nf_tables)\n"));
     assert!(random_fully_supported("iptables v1.8.4 (legacy)\n"));
     assert!(random_fully_supported("iptables v1.6.2"));
@@ -39,66 +40,41 @@ fn random_fully_needs_iptables_1_6_2() {
     assert!(!random_fully_supported("iptables v1.6.1"));
     assert!(!random_fully_supported("iptables v1.4.21"));
     assert!(!random_fully_supported("iptables: command not found"));
-    let asked = RefCell::new(Vec::new());
-    let old = detect_random_fully(Backend::Legacy, |args| {
-        asked.borrow_mut().push(args.join(" "));
-        Ok::<_, ()>("iptables v1.4.21\n".to_string())
-    });
-    assert!(!old);
-    assert_eq!(asked.into_inner(), ["iptables-legacy --version"]);
-    assert!(!detect_random_fully(Backend::Nft, |_| Err::<String, _>(
-        "no such binary"
-    )));
-    // This host's iptables (Debian's 1.8.x) has it.
-    assert!(detect_random_fully(Backend::Nft, |args| {
-        let out = Command::new(args[0]).args(&args[1..]).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-    }));
+    let old = Recording::new("node");
+    old.set_firewall_version("iptables v1.4.21\n");
+    assert!(!detect_random_fully(&old, Backend::Legacy).await);
+    // This host's iptables (Debian's 1.8.x) has it; asked through the one runner.
+    let here = NetlinkHandle::current().unwrap();
+    assert!(detect_random_fully(&here, Backend::Nft).await);
 }
 
-#[test]
-fn restore_batches_wait_for_the_xtables_lock() {
-    let restores = RefCell::new(Vec::new());
-    let applied = reconcile(Backend::Legacy, &settings(), |args, stdin| {
-        if stdin.is_some() {
-            restores.borrow_mut().push(args.join(" "));
-        }
-        Ok::<_, ()>(String::new())
-    })
-    .unwrap();
+#[tokio::test]
+async fn restore_batches_wait_for_the_xtables_lock() {
+    let rec = Recording::new("node");
+    let applied = reconcile_snat(&rec, Backend::Legacy, &settings())
+        .await
+        .unwrap();
     assert_eq!(applied, 2, "nat and mangle");
-    for cmd in restores.into_inner() {
-        assert!(
-            cmd.starts_with("iptables-legacy-restore --wait") && cmd.ends_with("--noflush"),
-            "{cmd}"
-        );
+    let restores: Vec<String> = rec
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::FirewallRestore { command, .. } => Some(command),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restores.len(), 2);
+    for cmd in restores {
+        assert_eq!(cmd, "iptables-legacy-restore --wait=10 --noflush");
     }
+    assert_eq!(
+        net::firewall::restore_args(Backend::Nft, Family::V6),
+        ["ip6tables-nft-restore", "--wait=10", "--noflush"]
+    );
 }
 
-/// Runs `args` in `ns` with `stdin`; stdout or the stderr as the error.
-fn exec_in(ns: &TestNs, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .map_err(|e| e.to_string())?;
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).to_string())
-    }
-}
-
-#[test]
-fn legacy_batch_waits_while_the_xtables_lock_is_held() {
+#[tokio::test]
+async fn legacy_batch_waits_while_the_xtables_lock_is_held() {
     let ns = TestNs::new("xtlock");
     let mut holder = Command::new("flock")
         .args(["/run/xtables.lock", "sleep", "1"])
@@ -117,9 +93,11 @@ fn legacy_batch_waits_while_the_xtables_lock_is_held() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let applied = reconcile(Backend::Legacy, &settings(), |args, stdin| {
-        exec_in(&ns, args, stdin)
-    });
+    // The one firewall runner, bound to the test namespace.
+    let nl = NetlinkHandle::in_netns(&ns.ns).unwrap();
+    let applied = reconcile_snat(&nl, Backend::Legacy, &settings())
+        .await
+        .map_err(|e| e.to_string());
     let waited = started.elapsed();
     let _ = holder.wait();
     assert_eq!(
@@ -128,7 +106,7 @@ fn legacy_batch_waits_while_the_xtables_lock_is_held() {
         "both batches went in after the lock was free"
     );
     assert!(waited >= Duration::from_millis(500), "waited {waited:?}");
-    let nat = exec_in(&ns, &["iptables-legacy-save", "-t", "nat"], None).unwrap();
+    let nat = ns.exec(&["iptables-legacy-save", "-t", "nat"]);
     assert!(
         nat.contains("-j SNAT --to-source 10.0.0.10 --random-fully"),
         "{nat}"

@@ -1,5 +1,5 @@
 //! Pod wiring and teardown against a real kernel, with real traffic between namespaces the
-//! test creates (spec 6.4, 6.5).
+//! test creates (upstream's `SetupPodNetwork`, `TeardownPodNetwork`).
 
 mod support;
 
@@ -42,7 +42,7 @@ async fn node_with_eni(tag: &str) -> Node {
     node
 }
 
-/// Asserts the pod-side state of spec 6.4 for `eth0`.
+/// Asserts the pod-side state ADD leaves (upstream's `SetupPodNetwork`) for `eth0`.
 fn assert_pod_view(st: &NetnsState, ip: Ipv4Addr, host_mac: Option<net::netlink::Mac>) {
     let gw = Ipv4Addr::new(169, 254, 1, 1);
     assert_eq!(st.addresses_of("eth0"), vec![Ipv4Net::from(ip)]);
@@ -172,14 +172,9 @@ async fn teardown_removes_duplicate_from_rules() {
     setup_pod(&node.node.ns, &pod_ns.path(), &p).await.unwrap();
     // Old versions left several identical from-rules per pod: add a true duplicate (a
     // request without NLM_F_EXCL, which the kernel accepts).
-    let mut dup = host.raw().rule().add().v4();
-    dup = dup
-        .source_prefix(p.pod_ip, 32)
-        .table_id(2)
-        .priority(1536)
-        .action(netlink_packet_route::rule::RuleAction::ToTable)
-        .replace();
-    dup.execute().await.unwrap();
+    host.append_rule(&Rule::from_ip(p.pod_ip, 2, 1536))
+        .await
+        .unwrap();
     assert_eq!(
         NetnsState::capture(&host)
             .await
@@ -227,7 +222,7 @@ async fn setup_errors_are_clear_and_leave_nothing_behind() {
         pod_before
     );
 
-    // A stale host veth of the same name is replaced (spec 6.4 step 1).
+    // A stale host veth of the same name is replaced (as upstream's `SetupPodNetwork` does).
     let pod2_ns = TestNs::new("e2");
     node.node.ip(&[
         "link",

@@ -1,4 +1,5 @@
-//! Real TCP through the SNAT and connmark rules (spec 7.6–7.9), for both iptables backends.
+//! Real TCP through the SNAT and connmark rules (upstream's `updateHostIptablesRules` and
+//! `iptables_connmark.go`), for both iptables backends.
 //!
 //! Topology, all in namespaces made here: a node (primary ENI `eth0` 10.0.0.10, secondary
 //! ENI `eth1` 10.0.2.20 with table 2) whose ENIs are veths into an "outside" namespace that
@@ -14,8 +15,9 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use net::firewall::{detect_backend, reconcile_snat};
 use net::host::{EniSetup, setup_eni};
-use net::iptables_backend::{Backend, detect, reconcile};
+use net::iptables_backend::Backend;
 use net::netlink::{NetlinkHandle, Rule};
 use net::netns::Netns;
 use net::pod::{PodNetwork, setup_pod};
@@ -120,6 +122,15 @@ struct Topology {
 async fn topology(tag: &str) -> Topology {
     let node = Node::new(tag);
     let (n, o) = (&node.node, &node.outside);
+    // IPv4 only: a fresh link's IPv6 chatter (router solicitations, MLD reports) would make
+    // the per-ENI packet counts below racy.
+    for key in ["all", "default"] {
+        n.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+        ]);
+    }
     let nl = NetlinkHandle::in_netns(&n.ns).unwrap();
     let mut eni = EniSetup::new(
         ENI_MAC.parse().unwrap(),
@@ -130,9 +141,9 @@ async fn topology(tag: &str) -> Topology {
     );
     eni.find_interval = Duration::from_millis(10);
     setup_eni(&nl, &eni).await.unwrap();
-    // Loose reverse-path filtering, as aws-node's init container sets it (spec 7.8).
+    // Loose reverse-path filtering, as aws-node's init container sets it (`cmd/aws-vpc-cni-init`).
     n.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
-    // ipamd's main-ENI rule (spec 7.2 step 3).
+    // ipamd's main-ENI rule (upstream's `SetupHostNetwork`).
     let fwmark = Rule {
         priority: Some(priority::MAIN_ENI_FWMARK),
         fwmark: Some(0x80),
@@ -201,20 +212,17 @@ async fn topology(tag: &str) -> Topology {
     }
 }
 
-fn apply(t: &Topology, backend: Backend, s: &SnatSettings) {
-    let ns = t.node.node.name.clone();
-    reconcile(backend, s, |args, stdin| exec_in(&ns, args, stdin)).unwrap();
+async fn apply(t: &Topology, backend: Backend, s: &SnatSettings) {
+    let nl = NetlinkHandle::in_netns(&t.node.node.ns).unwrap();
+    reconcile_snat(&nl, backend, s).await.unwrap();
     // Converged: a second reconcile applies nothing.
-    assert_eq!(
-        reconcile(backend, s, |args, stdin| exec_in(&ns, args, stdin)).unwrap(),
-        0
-    );
+    assert_eq!(reconcile_snat(&nl, backend, s).await.unwrap(), 0);
 }
 
 async fn scenario(backend: Backend) {
     let t = topology(&format!("s{}", &backend.name()[..1])).await;
     let (n, o) = (&t.node.node, &t.node.outside);
-    apply(&t, backend, &settings(false));
+    apply(&t, backend, &settings(false)).await;
     let (a, b) = (&t.pod_a.ns, &t.pod_b.ns);
 
     // Off-VPC: SNAT to the node's primary IP, for a primary-ENI pod and (via the connmark
@@ -245,7 +253,7 @@ async fn scenario(backend: Backend) {
     assert_eq!(seen_source(a, b, POD_B).unwrap(), POD_A);
     assert_eq!(seen_source(b, a, POD_A).unwrap(), POD_B);
 
-    // The connmark rules of spec 7.7 as the backend shows them.
+    // The connmark rules (upstream's `iptables_connmark.go`) as the backend shows them.
     let nat = exec_in(&n.name, &[backend.save(), "-t", "nat"], None).unwrap();
     for line in [
         r#"-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0"#,
@@ -262,7 +270,7 @@ async fn scenario(backend: Backend) {
     );
 
     // External SNAT: our nat and mangle rules go; the pod's own IP leaves by its ENI.
-    apply(&t, backend, &settings(true));
+    apply(&t, backend, &settings(true)).await;
     let nat = exec_in(&n.name, &[backend.save(), "-t", "nat"], None).unwrap();
     assert!(!nat.contains("AWS"), "{nat}");
     assert_eq!(seen_source(a, &o.ns, INTERNET).unwrap(), POD_A);
@@ -279,11 +287,15 @@ async fn snat_and_connmark_with_real_traffic_legacy() {
     scenario(Backend::Legacy).await;
 }
 
-#[test]
-fn backend_detection_counts_rules_like_kube_proxy() {
+#[tokio::test]
+async fn backend_detection_counts_rules_like_kube_proxy() {
     let fresh = TestNs::new("ipb");
-    let run = |args: &[&str]| exec_in(&fresh.name, args, None);
-    assert_eq!(detect(run), Backend::Nft, "no rules anywhere: nft");
+    let nl = NetlinkHandle::in_netns(&fresh.ns).unwrap();
+    assert_eq!(
+        detect_backend(&nl).await,
+        Backend::Nft,
+        "no rules anywhere: nft"
+    );
     // Rules programmed through legacy (an older kube-proxy): legacy wins.
     for i in 0..3 {
         exec_in(
@@ -303,10 +315,7 @@ fn backend_detection_counts_rules_like_kube_proxy() {
         )
         .unwrap();
     }
-    assert_eq!(
-        detect(|a: &[&str]| exec_in(&fresh.name, a, None)),
-        Backend::Legacy
-    );
+    assert_eq!(detect_backend(&nl).await, Backend::Legacy);
     // More rules in nft than in legacy (and fewer than 10 legacy ones): nft.
     for i in 0..5 {
         exec_in(
@@ -326,8 +335,5 @@ fn backend_detection_counts_rules_like_kube_proxy() {
         )
         .unwrap();
     }
-    assert_eq!(
-        detect(|a: &[&str]| exec_in(&fresh.name, a, None)),
-        Backend::Nft
-    );
+    assert_eq!(detect_backend(&nl).await, Backend::Nft);
 }

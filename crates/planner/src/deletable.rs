@@ -1,5 +1,5 @@
 //! Which ENI may be freed: upstream's `getDeletableENI` with its `isRequiredFor…` helpers
-//! (spec 3.11).
+//! (`pkg/ipamd/datastore/data_store.go`; docs/upstream-compat.md).
 
 use std::time::Duration;
 

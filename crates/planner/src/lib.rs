@@ -7,6 +7,7 @@
 pub mod deletable;
 pub mod model;
 pub mod plan;
+pub mod reconcile;
 pub mod sim;
 pub mod targets;
 
@@ -15,6 +16,9 @@ pub use model::{EniView, IPS_PER_PREFIX, NodeCapacity, PoolPolicy, PoolSnapshot,
 pub use plan::{
     Action, CidrKind, DECREASE_INTERVAL, Evaluation, INSUFFICIENT_ADDRESS_BACKOFF, Note,
     POOL_TICK_INTERVAL, TickPlan, TickTimers, allocatable_enis, evaluate, plan_tick,
+};
+pub use reconcile::{
+    HeldEni, ListedEni, RELEASE_COOLDOWN, ReconcileInput, ReconcilePlan, Suspect, plan_reconcile,
 };
 pub use targets::{
     EniLimits, IpTargets, TargetState, cidrs_over_target, eni_limits, eni_resources_to_allocate,

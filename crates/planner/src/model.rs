@@ -87,7 +87,7 @@ pub struct PoolSnapshot {
     pub enis: Vec<EniView>,
 }
 
-/// Pool statistics exactly as upstream's `GetIPStats` (spec 3.4): excluded ENIs are not
+/// Pool statistics exactly as upstream's `GetIPStats` (`data_store.go`): excluded ENIs are not
 /// counted, and cooldown addresses count as available.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStats {

@@ -1,5 +1,6 @@
 //! One pool tick of one network card: upstream's `updateIPPoolIfRequired` body for one
-//! datastore, as a pure function returning the actions ipamd should perform (spec 3.3).
+//! datastore (`pkg/ipamd/ipamd.go`), as a pure function returning the actions ipamd should
+//! perform.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Target evaluation of one datastore (network card): upstream's `datastoreTargetState`,
 //! `isDatastorePoolTooLow`, `isDatastorePoolTooHigh`, `shouldRemoveExtraENIs`,
-//! `getPrefixesNeeded`, `GetENIResourcesToAllocate` and `hasRoomForEni` (spec 3.5, 3.6).
+//! `getPrefixesNeeded`, `GetENIResourcesToAllocate` and `hasRoomForEni` (`pkg/ipamd/ipamd.go`;
+//! docs/upstream-compat.md).
 //!
 //! All arithmetic is done in `i64` and clamped, mirroring upstream's signed `max(…, 0)`.
 
@@ -9,7 +10,7 @@ use crate::model::{IPS_PER_PREFIX, NodeCapacity, PoolPolicy, PoolSnapshot, PoolS
 /// `DefaultWarmIPTarget` / `DefaultMinimumIPTarget`: the targets forced on network cards > 0.
 pub const SECONDARY_CARD_IP_TARGET: u32 = 1;
 
-/// Per-ENI limits derived from the instance's `IPv4Limit` (spec 3.1).
+/// Per-ENI limits derived from the instance's `IPv4Limit` (upstream `GetENIIPv4Limit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EniLimits {
     /// `maxIPsPerENI`: addresses a pod can get from one ENI (PD: prefixes × 16).
@@ -56,7 +57,8 @@ pub struct IpTargets {
     pub defined: bool,
 }
 
-/// Effective IP targets: cards > 0 always use 1/1 (spec 3.1), card 0 the configured values.
+/// Effective IP targets: cards > 0 always use 1/1 (upstream `DefaultWarmIPTarget`,
+/// `DefaultMinimumIPTarget`), card 0 the configured values.
 pub fn ip_targets(policy: &PoolPolicy, network_card: u32) -> IpTargets {
     if network_card > 0 {
         IpTargets {
@@ -93,7 +95,7 @@ fn div_ceil(a: i64, b: i64) -> i64 {
     if a <= 0 { 0 } else { (a + b - 1) / b }
 }
 
-/// `datastoreTargetState` (spec 3.5).
+/// Upstream's `datastoreTargetState`.
 ///
 /// **Deviation:** upstream converts to prefixes only on card 0, so on cards > 0 in PD mode
 /// an address count is later used as a prefix count (releasing the only prefix, then
@@ -135,7 +137,7 @@ pub fn target_state(policy: &PoolPolicy, network_card: u32, stats: &PoolStats) -
     }
 }
 
-/// `isDatastorePoolTooLow` (spec 3.5), including the max-pods ceiling.
+/// Upstream's `isDatastorePoolTooLow`, including the max-pods ceiling.
 pub fn is_pool_too_low(
     policy: &PoolPolicy,
     cap: &NodeCapacity,
@@ -161,7 +163,7 @@ pub fn is_pool_too_low(
     available < u64::from(unit) * u64::from(warm) || (warm == 0 && available == 0)
 }
 
-/// `isDatastorePoolTooHigh` (spec 3.5). In `WARM_ENI_TARGET` mode (no IP targets, no PD) the
+/// Upstream's `isDatastorePoolTooHigh`. In `WARM_ENI_TARGET` mode (no IP targets, no PD) the
 /// pool is never too high: single addresses are not released, only whole ENIs.
 pub fn is_pool_too_high(policy: &PoolPolicy, network_card: u32, stats: &PoolStats) -> bool {
     let ts = target_state(policy, network_card, stats);
@@ -174,7 +176,7 @@ pub fn is_pool_too_high(policy: &PoolPolicy, network_card: u32, stats: &PoolStat
     false
 }
 
-/// How many CIDRs a decrease wants to release (`tryUnassignCidrsFromAll`, spec 3.11):
+/// How many CIDRs a decrease wants to release (upstream `tryUnassignCidrsFromAll`):
 /// the target state's `over`, or free prefixes above `WARM_PREFIX_TARGET` in PD mode.
 pub fn cidrs_over_target(policy: &PoolPolicy, network_card: u32, stats: &PoolStats) -> u32 {
     let ts = target_state(policy, network_card, stats);
@@ -196,7 +198,7 @@ pub fn freeable_eni_exists(pool: &PoolSnapshot) -> bool {
         .any(|e| !e.is_primary && !e.is_trunk && !e.is_efa && e.assigned_ips == 0)
 }
 
-/// `shouldRemoveExtraENIs` (spec 3.5): whether to look for a deletable ENI this tick.
+/// Upstream's `shouldRemoveExtraENIs`: whether to look for a deletable ENI this tick.
 pub fn should_remove_extra_enis(
     policy: &PoolPolicy,
     cap: &NodeCapacity,
@@ -218,7 +220,7 @@ pub fn should_remove_extra_enis(
     policy.prefix_delegation && freeable_eni_exists(pool)
 }
 
-/// `getPrefixesNeeded` (spec 3.6): at least 1; the (prefix) shortfall when IP targets are
+/// Upstream's `getPrefixesNeeded`: at least 1; the (prefix) shortfall when IP targets are
 /// defined, else `WARM_PREFIX_TARGET − freePrefixes`.
 pub fn prefixes_needed(policy: &PoolPolicy, network_card: u32, stats: &PoolStats) -> u32 {
     let ts = target_state(policy, network_card, stats);
@@ -234,7 +236,7 @@ pub fn prefixes_needed(policy: &PoolPolicy, network_card: u32, stats: &PoolStats
     }
 }
 
-/// `GetENIResourcesToAllocate` (IPv4, spec 3.6): addresses or prefixes requested with a new
+/// Upstream's `GetENIResourcesToAllocate` (IPv4): addresses or prefixes requested with a new
 /// ENI. 0 means no ENI is created.
 pub fn eni_resources_to_allocate(
     policy: &PoolPolicy,
@@ -259,7 +261,7 @@ pub fn trunk_slot_reserved(cap: &NodeCapacity, pool: &PoolSnapshot) -> bool {
     cap.reserve_trunk_slot && pool.network_card == 0 && !pool.enis.iter().any(|e| e.is_trunk)
 }
 
-/// `hasRoomForEni` (spec 3.6): another ENI may be attached to this card.
+/// Upstream's `hasRoomForEni`: another ENI may be attached to this card.
 pub fn has_room_for_eni(cap: &NodeCapacity, pool: &PoolSnapshot) -> bool {
     let excluded = pool.enis.iter().filter(|e| e.excluded).count() as i64;
     let usable = pool.enis.len() as i64 - excluded;

@@ -1,4 +1,5 @@
-//! The intermediate predicates of spec 3.5/3.6 on their own, and our two deviations
+//! Upstream's intermediate predicates (`datastoreTargetState`, `isDatastorePoolTooLow`, …,
+//! `hasRoomForEni` in `pkg/ipamd/ipamd.go`) on their own, and our two deviations
 //! (anti-flap guard, prefix conversion on cards > 0).
 
 mod common;

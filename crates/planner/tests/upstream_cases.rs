@@ -1,5 +1,6 @@
-//! Upstream unit tests of spec section 13.1/13.3 and the additional worked examples of 3.14,
-//! re-expressed against the planner.
+//! Upstream unit tests (`pkg/ipamd/ipamd_test.go`, `pkg/ipamd/datastore/data_store_test.go`)
+//! and the additional worked examples of upstream's `docs/eni-and-ip-target.md` and
+//! `docs/prefix-and-ip-target.md`, re-expressed against the planner.
 
 mod common;
 
@@ -310,7 +311,8 @@ fn scale_down_with_targets_on_p3dn() {
             _ => 0,
         })
         .sum();
-    // Cooling addresses are released too (quirk 7).
+    // Cooling addresses are released too (upstream `tryUnassignCidrsFromAll`; see
+    // docs/pool-planner.md).
     assert_eq!(released, 15);
     assert_eq!(node.total_ips(), 35);
     node.settle(MAX_TICKS).expect("fixed point");

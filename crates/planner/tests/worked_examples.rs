@@ -1,4 +1,4 @@
-//! Every row of the two worked-example tables of spec 3.14 (upstream's
+//! Every row of the two worked-example tables of upstream's
 //! `docs/eni-and-ip-target.md` and `docs/prefix-and-ip-target.md`), driven through the
 //! simulator from 0 pods, one pod at a time, settling to a fixed point after each pod.
 

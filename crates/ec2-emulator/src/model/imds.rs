@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::resources::{Eni, Instance};
 use super::world::World;
 
 /// IMDS content of one instance: leaf path (relative to `/latest/`) → value.
@@ -16,17 +17,29 @@ pub fn view_of(world: &World, instance_id: &str, region: &str) -> Option<ImdsVie
     let vpc_cidrs = world
         .vpcs
         .get(&instance.vpc_id)
-        .map(|v| {
-            v.cidrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .map(|v| join_lines(&v.cidrs))
         .unwrap_or_default();
-    let mut v = ImdsView::new();
+    let mut view = ImdsView::new();
+    put_instance_leaves(&mut view, instance, primary, region);
+    for eni in world.attached_enis(instance_id) {
+        put_interface_leaves(&mut view, world, eni, &vpc_cidrs);
+    }
+    Some(view)
+}
+
+/// The values one per line, as IMDS lists them.
+fn join_lines<T: ToString>(values: impl IntoIterator<Item = T>) -> String {
+    values
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The instance's own leaves: ID, type, primary address, placement, identity document.
+fn put_instance_leaves(view: &mut ImdsView, instance: &Instance, primary: &Eni, region: &str) {
     let mut put = |k: String, val: String| {
-        v.insert(k, val);
+        view.insert(k, val);
     };
     let md = "meta-data";
     put(format!("{md}/instance-id"), instance.id.clone());
@@ -59,59 +72,53 @@ pub fn view_of(world: &World, instance_id: &str, region: &str) -> Option<ImdsVie
             primary.primary_ip
         ),
     );
-    for eni in world.attached_enis(instance_id) {
-        let Some(att) = &eni.attachment else { continue };
-        let base = format!("{md}/network/interfaces/macs/{}", eni.mac);
-        let subnet_cidr = world
-            .subnets
-            .get(&eni.subnet_id)
-            .map(|s| s.cidr().to_string())
-            .unwrap_or_default();
-        put(format!("{base}/mac"), eni.mac.clone());
-        put(
-            format!("{base}/device-number"),
-            att.device_index.to_string(),
-        );
-        if att.network_card != 0 {
-            put(format!("{base}/network-card"), att.network_card.to_string());
-        }
-        put(format!("{base}/interface-id"), eni.id.clone());
-        put(
-            format!("{base}/owner-id"),
-            crate::query::render::OWNER_ID.to_string(),
-        );
-        put(format!("{base}/subnet-id"), eni.subnet_id.clone());
-        put(format!("{base}/vpc-id"), eni.vpc_id.clone());
-        put(format!("{base}/subnet-ipv4-cidr-block"), subnet_cidr);
-        put(
-            format!("{base}/vpc-ipv4-cidr-block"),
-            vpc_cidrs.lines().next().unwrap_or_default().to_string(),
-        );
-        put(format!("{base}/vpc-ipv4-cidr-blocks"), vpc_cidrs.clone());
-        put(
-            format!("{base}/security-group-ids"),
-            eni.groups.iter().cloned().collect::<Vec<_>>().join("\n"),
-        );
-        put(
-            format!("{base}/local-ipv4s"),
-            eni.private_ips()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
-        if !eni.prefixes.is_empty() {
-            put(
-                format!("{base}/ipv4-prefix"),
-                eni.prefixes
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
-        }
+}
+
+/// The leaves under `meta-data/network/interfaces/macs/<mac>/` of one attached ENI;
+/// `vpc_cidrs` is the VPC's CIDRs one per line. An unattached ENI has none.
+fn put_interface_leaves(view: &mut ImdsView, world: &World, eni: &Eni, vpc_cidrs: &str) {
+    let Some(att) = &eni.attachment else { return };
+    let mut put = |k: String, val: String| {
+        view.insert(k, val);
+    };
+    let base = format!("meta-data/network/interfaces/macs/{}", eni.mac);
+    let subnet_cidr = world
+        .subnets
+        .get(&eni.subnet_id)
+        .map(|s| s.cidr().to_string())
+        .unwrap_or_default();
+    put(format!("{base}/mac"), eni.mac.clone());
+    put(
+        format!("{base}/device-number"),
+        att.device_index.to_string(),
+    );
+    if att.network_card != 0 {
+        put(format!("{base}/network-card"), att.network_card.to_string());
     }
-    Some(v)
+    put(format!("{base}/interface-id"), eni.id.clone());
+    put(
+        format!("{base}/owner-id"),
+        crate::query::render::OWNER_ID.to_string(),
+    );
+    put(format!("{base}/subnet-id"), eni.subnet_id.clone());
+    put(format!("{base}/vpc-id"), eni.vpc_id.clone());
+    put(format!("{base}/subnet-ipv4-cidr-block"), subnet_cidr);
+    put(
+        format!("{base}/vpc-ipv4-cidr-block"),
+        vpc_cidrs.lines().next().unwrap_or_default().to_string(),
+    );
+    put(
+        format!("{base}/vpc-ipv4-cidr-blocks"),
+        vpc_cidrs.to_string(),
+    );
+    put(
+        format!("{base}/security-group-ids"),
+        eni.groups.iter().cloned().collect::<Vec<_>>().join("\n"),
+    );
+    put(format!("{base}/local-ipv4s"), join_lines(eni.private_ips()));
+    if !eni.prefixes.is_empty() {
+        put(format!("{base}/ipv4-prefix"), join_lines(&eni.prefixes));
+    }
 }
 
 /// The answer to a GET of `path` (relative to `/latest/`) in `view`: a leaf's value, or a

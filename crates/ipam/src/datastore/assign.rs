@@ -95,7 +95,7 @@ impl Datastore {
         }
     }
 
-    /// Assigns an IPv4 address to `key` (spec 4.2 `AssignPodIPv4Address`).
+    /// Assigns an IPv4 address to `key` (upstream `AssignPodIPv4Address`).
     ///
     /// Idempotent: a key that already holds an address gets the same one back. Otherwise
     /// the first free address of a current-mode CIDR on a non-excluded ENI is taken
@@ -155,7 +155,7 @@ impl Datastore {
     }
 
     /// Releases the address held by `key`, or by its legacy form
-    /// (`_migrated-from-cri/<container>/unknown`) (spec 4.2 `UnassignPodIPAddress`).
+    /// (`_migrated-from-cri/<container>/unknown`) (upstream `UnassignPodIPAddress`).
     ///
     /// Not found → [`DatastoreError::UnknownPod`] (a pending restored allocation under that
     /// key is discarded first, since the pod is gone). The checkpoint is written before

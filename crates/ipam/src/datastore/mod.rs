@@ -1,5 +1,6 @@
 //! The per-network-card datastore: ENIs, their IPv4 CIDRs and pod assignments, with the
-//! checkpoint written inside every assignment and unassignment (spec 4.1–4.4).
+//! checkpoint written inside every assignment and unassignment (upstream
+//! `pkg/ipamd/datastore/data_store.go` and `checkpoint.go`; docs/upstream-compat.md).
 //!
 //! Choice order is deterministic (upstream iterates Go maps, i.e. randomly): ENIs by
 //! device number (then id), CIDRs ascending, addresses ascending.

@@ -1,4 +1,4 @@
-//! Read-only views: statistics (spec 3.4), the planner snapshot, allocatable and
+//! Read-only views: statistics (upstream `GetIPStats`), the planner snapshot, allocatable and
 //! freeable resources, and lookups used by ipamd and introspection.
 
 use std::net::Ipv4Addr;
@@ -67,7 +67,7 @@ impl Datastore {
         eni.ipv4_cidrs.values().filter(move |c| c.in_mode(pd))
     }
 
-    /// `GetIPStats("4")` (spec 3.4): totals over non-excluded ENIs and current-mode CIDRs;
+    /// Upstream's `GetIPStats("4")`: totals over non-excluded ENIs and current-mode CIDRs;
     /// `total_prefixes` counts every prefix CIDR and `free_prefixes` every prefix CIDR with
     /// no assigned address, on all ENIs (upstream `allocatedPrefix`, `GetFreePrefixes`).
     pub fn stats(&self, now: Timestamp) -> PoolStats {

@@ -1,4 +1,5 @@
-//! Recovery from a checkpoint after the ENIs and CIDRs were set up (spec 4.4 step 3).
+//! Recovery from a checkpoint after the ENIs and CIDRs were set up (step 3 of upstream's
+//! `ReadBackingStore`; docs/upstream-compat.md).
 //! Unlike upstream, allocations whose address is in no known CIDR are not dropped
 //! silently: they are reported and kept pending (and in the checkpoint) until a CIDR
 //! containing them is added or the pod is deleted.
@@ -61,7 +62,7 @@ fn assigned_from(entry: &CheckpointEntry) -> Assigned {
 }
 
 impl Datastore {
-    /// Restores the pod assignments of `doc` (spec 4.4 step 3) into ENIs and CIDRs that
+    /// Restores the pod assignments of `doc` (`ReadBackingStore` step 3) into ENIs and CIDRs that
     /// were already added. Each allocation whose address lies in an IPv4 CIDR of an ENI
     /// becomes assigned with `AssignedTime = allocationTimestamp`. An address already
     /// present is [`DatastoreError::IpAlreadyInStore`] and leaves the store unchanged; a

@@ -1,4 +1,4 @@
-//! Unit tests re-expressing upstream's `data_store_test.go` (spec 13.3).
+//! Unit tests re-expressing upstream's `pkg/ipamd/datastore/data_store_test.go`.
 
 use std::time::Duration;
 

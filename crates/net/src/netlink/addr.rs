@@ -95,18 +95,4 @@ impl NetlinkHandle {
             )));
         ok_if_missing(res)
     }
-
-    /// Makes `addr` the only global IPv4 address of link `ifindex` (spec 7.4 step 2).
-    pub async fn replace_global_addresses(
-        &self,
-        ifindex: u32,
-        addr: Ipv4Net,
-    ) -> Result<(), NetlinkError> {
-        for (_, existing) in self.address_messages(Some(ifindex)).await? {
-            if existing.scope == Scope::Universe && existing.addr != addr {
-                self.delete_address(ifindex, existing.addr).await?;
-            }
-        }
-        self.replace_address(ifindex, addr).await
-    }
 }

@@ -1,7 +1,6 @@
 //! Link operations: list, find by name or MAC, MTU/up, delete, veth pairs across namespaces.
 
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use netlink_packet_route::link::{
@@ -41,9 +40,10 @@ fn parse_link(msg: &LinkMessage) -> Link {
 }
 
 /// Parameters of a veth pair created in this handle's namespace whose peer is placed
-/// directly into another namespace.
+/// directly into another namespace (`P`: the kernel's namespace handle, [`Netns`] for the
+/// real one).
 #[derive(Debug, Clone)]
-pub struct VethPair<'a> {
+pub struct VethPair<'a, P: ?Sized = Netns> {
     /// Name of the end that stays in this handle's namespace.
     pub name: &'a str,
     /// MTU of both ends.
@@ -55,7 +55,7 @@ pub struct VethPair<'a> {
     /// MAC of the peer end (kernel-chosen when `None`).
     pub peer_mac: Option<Mac>,
     /// Namespace of the peer end.
-    pub peer_netns: &'a Netns,
+    pub peer_netns: &'a P,
 }
 
 impl NetlinkHandle {
@@ -90,26 +90,6 @@ impl NetlinkHandle {
         }
     }
 
-    /// The link with hardware address `mac`, polling up to `attempts` times `interval` apart
-    /// (ENIs appear some time after EC2 attaches them).
-    pub async fn link_by_mac(
-        &self,
-        mac: Mac,
-        attempts: u32,
-        interval: Duration,
-    ) -> Result<Link, NetlinkError> {
-        let attempts = attempts.max(1);
-        for attempt in 1..=attempts {
-            if let Some(link) = self.links().await?.into_iter().find(|l| l.mac == Some(mac)) {
-                return Ok(link);
-            }
-            if attempt < attempts {
-                tokio::time::sleep(interval).await;
-            }
-        }
-        Err(NetlinkError::LinkByMacNotFound { mac, attempts })
-    }
-
     /// Sets the MTU (when given) and brings the link up.
     pub async fn set_link_up(&self, index: u32, mtu: Option<u32>) -> Result<(), NetlinkError> {
         let mut builder = LinkUnspec::new_with_index(index).up();
@@ -137,6 +117,20 @@ impl NetlinkHandle {
             .await
             .map_err(req_err(format!("delete link {name}")));
         ok_if_missing(res)
+    }
+
+    /// Creates a dummy link `name` with `mtu`, down.
+    pub async fn create_dummy(&self, name: &str, mtu: u32) -> Result<(), NetlinkError> {
+        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Dummy)
+            .name(name.to_string())
+            .mtu(mtu)
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req_err(format!("create dummy link {name}")))
     }
 
     /// Creates a veth pair: `pair.name` here, `pair.peer_name` directly in `pair.peer_netns`

@@ -1,10 +1,12 @@
 //! Netlink (rtnetlink) operations on links, addresses, routes, policy rules and neighbours,
-//! bound to one network namespace per [`NetlinkHandle`].
+//! bound to one network namespace per [`NetlinkHandle`]: the real implementation of
+//! [`crate::kernel::Kernel`] (docs/architecture.md, "Kernel seam").
 //!
 //! The handle spawns its connection task on the current tokio runtime (a current-thread
 //! runtime is enough); every operation is an `async fn`.
 
 mod addr;
+mod addr6;
 pub mod link;
 mod neigh;
 mod route;
@@ -13,7 +15,7 @@ mod types;
 
 use std::time::Duration;
 
-pub use types::{Address, Link, Mac, Neighbour, Route, RouteKind, Rule, Scope};
+pub use types::{Address, Address6, Link, Mac, Neighbour, Route, Route6, RouteKind, Rule, Scope};
 
 use crate::netns::{Netns, NetnsError};
 
@@ -41,6 +43,14 @@ pub enum NetlinkError {
         op: String,
         /// Underlying error (carries the errno for kernel NACKs).
         source: rtnetlink::Error,
+    },
+    /// A request refused with an errno by a kernel model (`net::testing::Recording`).
+    #[error("{op}: errno {errno}")]
+    Errno {
+        /// What was attempted.
+        op: String,
+        /// The positive errno.
+        errno: i32,
     },
     /// No link with the given MAC appeared in time.
     #[error("no link with MAC {mac} found after {attempts} attempts")]
@@ -87,7 +97,26 @@ pub enum NetlinkError {
     /// Invalid input (e.g. the primary ENI's table for a secondary ENI).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A firewall tool (`iptables-restore`, `ip6tables-save`, ...) failed.
+    #[error("{cmd}: {detail}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// Its stderr (and the batch it was given), or why it could not run.
+        detail: String,
+    },
+    /// Polled kernel state never reached what was waited for (e.g. IPv6 DAD).
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        after: Duration,
+    },
 }
+
+/// The error type of every [`crate::kernel::Kernel`] operation.
+pub type KernelError = NetlinkError;
 
 impl NetlinkError {
     /// The kernel's errno for a rejected request (positive), if any.
@@ -97,6 +126,7 @@ impl NetlinkError {
                 source: rtnetlink::Error::NetlinkError(msg),
                 ..
             } => Some(msg.raw_code().abs()),
+            Self::Errno { errno, .. } => Some(*errno),
             _ => None,
         }
     }
@@ -136,11 +166,14 @@ pub(crate) fn ok_if_exists(res: Result<(), NetlinkError>) -> Result<(), NetlinkE
     }
 }
 
-/// A netlink connection bound to one network namespace.
+/// A netlink connection bound to one network namespace, plus that namespace (for sysctls
+/// and the firewall runner).
 #[derive(Debug)]
 pub struct NetlinkHandle {
     handle: rtnetlink::Handle,
     task: tokio::task::JoinHandle<()>,
+    /// The namespace; `None` for the process's own (no namespace switch needed).
+    netns: Option<Netns>,
 }
 
 impl NetlinkHandle {
@@ -151,7 +184,11 @@ impl NetlinkHandle {
         let (conn, handle, _messages) =
             rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
         let task = rt.spawn(conn);
-        Ok(Self { handle, task })
+        Ok(Self {
+            handle,
+            task,
+            netns: None,
+        })
     }
 
     /// A connection inside `ns`: the socket is created while this thread is temporarily in
@@ -162,13 +199,18 @@ impl NetlinkHandle {
         let res = rtnetlink::new_connection();
         drop(guard);
         let (conn, handle, _messages) = res.map_err(NetlinkError::Socket)?;
+        let netns = Some(ns.try_clone()?);
         let task = rt.spawn(conn);
-        Ok(Self { handle, task })
+        Ok(Self {
+            handle,
+            task,
+            netns,
+        })
     }
 
-    /// The underlying rtnetlink handle, for operations not wrapped here.
-    pub fn raw(&self) -> &rtnetlink::Handle {
-        &self.handle
+    /// The namespace this handle is bound to (`None`: the process's own).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
     }
 }
 
@@ -178,29 +220,14 @@ impl Drop for NetlinkHandle {
     }
 }
 
-/// Retry schedule for a kernel operation: `attempts` tries, sleeping `initial` after the
-/// first failure and doubling up to `max`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// Total number of attempts (at least one is made).
-    pub attempts: u32,
-    /// First sleep.
-    pub initial: Duration,
-    /// Longest sleep.
-    pub max: Duration,
-}
+/// The workspace's one backoff (validated, jittered; [`exp_backoff`]).
+pub use exp_backoff::Backoff;
 
-impl Backoff {
-    /// Upstream's route retries: 5 attempts, 500 ms doubling to 5 s.
-    pub const ROUTE: Backoff = Backoff {
-        attempts: 5,
-        initial: Duration::from_millis(500),
-        max: Duration::from_secs(5),
-    };
-    /// No retries.
-    pub const ONCE: Backoff = Backoff {
-        attempts: 1,
-        initial: Duration::ZERO,
-        max: Duration::ZERO,
-    };
-}
+/// Upstream's route retries (`SetupENINetwork`): 5 attempts, 500 ms doubling to 5 s.
+pub const ROUTE_RETRIES: Backoff = Backoff {
+    base: Duration::from_millis(500),
+    max: Duration::from_secs(5),
+    factor: 2.0,
+    jitter: 0.0,
+    max_attempts: 5,
+};

@@ -10,9 +10,7 @@ use netlink_packet_route::route::{
 };
 use rtnetlink::RouteMessageBuilder;
 
-use super::{
-    Backoff, NetlinkError, NetlinkHandle, Route, RouteKind, Scope, ok_if_missing, req_err,
-};
+use super::{NetlinkError, NetlinkHandle, Route, RouteKind, Scope, ok_if_missing, req_err};
 
 fn kind_from(t: RouteType) -> RouteKind {
     match t {
@@ -140,27 +138,6 @@ impl NetlinkHandle {
             .execute()
             .await
             .map_err(req_err(format!("replace route {}", describe(route))))
-    }
-
-    /// [`Self::replace_route`] retried on failure per `backoff`.
-    pub async fn replace_route_retry(
-        &self,
-        route: &Route,
-        backoff: Backoff,
-    ) -> Result<(), NetlinkError> {
-        let mut sleep = backoff.initial;
-        let mut attempt = 1;
-        loop {
-            match self.replace_route(route).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt >= backoff.attempts => return Err(e),
-                Err(_) => {
-                    tokio::time::sleep(sleep).await;
-                    sleep = (sleep * 2).min(backoff.max);
-                    attempt += 1;
-                }
-            }
-        }
     }
 
     /// Deletes `route`; `Ok(false)` when no such route exists.

@@ -99,6 +99,17 @@ impl NetlinkHandle {
         ok_if_exists(res)
     }
 
+    /// Adds `rule` even when an identical one exists (`NLM_F_REPLACE` without `NLM_F_EXCL`,
+    /// which the kernel takes as "append"): how older plugin versions left duplicate pod
+    /// rules behind. Only the real kernel's tests need it, so it is not on the seam.
+    pub async fn append_rule(&self, rule: &Rule) -> Result<(), NetlinkError> {
+        let mut req = self.handle.rule().add().replace();
+        *req.message_mut() = build_rule(rule);
+        req.execute()
+            .await
+            .map_err(req_err(format!("append rule {rule}")))
+    }
+
     /// Deletes one rule matching `rule`; `Ok(false)` when there is none (ENOENT).
     pub async fn delete_rule(&self, rule: &Rule) -> Result<bool, NetlinkError> {
         let res = self
@@ -109,28 +120,5 @@ impl NetlinkHandle {
             .await
             .map_err(req_err(format!("delete rule {rule}")));
         ok_if_missing(res)
-    }
-
-    /// Deletes every rule matching `rule` (repeats until ENOENT); returns how many went.
-    pub async fn delete_rule_all(&self, rule: &Rule) -> Result<usize, NetlinkError> {
-        let mut n = 0;
-        while self.delete_rule(rule).await? {
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// Deletes every IPv4 rule for which `pred` holds; returns how many went.
-    pub async fn delete_rules_where(
-        &self,
-        pred: impl Fn(&Rule) -> bool,
-    ) -> Result<usize, NetlinkError> {
-        let mut n = 0;
-        for rule in self.rules().await?.into_iter().filter(|r| pred(r)) {
-            if self.delete_rule(&rule).await? {
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }

@@ -2,10 +2,10 @@
 //! to report state.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// An Ethernet MAC address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -261,6 +261,32 @@ pub struct Neighbour {
     pub mac: Option<Mac>,
     /// `PERMANENT` entry.
     pub permanent: bool,
+}
+
+/// An IPv6 address on an interface.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Address6 {
+    /// Interface index.
+    pub ifindex: u32,
+    /// Address and prefix length.
+    pub addr: Ipv6Net,
+    /// Still in duplicate address detection (`IFA_F_TENTATIVE`).
+    pub tentative: bool,
+}
+
+/// An IPv6 route (main table unless `table` says otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route6 {
+    /// Routing table.
+    pub table: u32,
+    /// Destination prefix (`::/0` for default routes).
+    pub dst: Ipv6Net,
+    /// Next hop.
+    pub gateway: Option<Ipv6Addr>,
+    /// Output interface index.
+    pub oif: Option<u32>,
+    /// Scope.
+    pub scope: Scope,
 }
 
 #[cfg(test)]

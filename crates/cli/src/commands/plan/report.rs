@@ -250,40 +250,56 @@ impl PlanReport {
         let mut out = String::new();
         let t = &self.totals;
         let _ = writeln!(out, "Mode:   {}", self.mode_line());
-        match &self.subnet {
-            Some(s) => {
-                let name = s
-                    .cidr
-                    .clone()
-                    .unwrap_or_else(|| format!("{} addresses", s.size));
-                let _ = writeln!(
-                    out,
-                    "Subnet: {name}: {} usable ({} reserved by AWS), {} used, {} left{}",
-                    s.usable,
-                    s.reserved,
-                    s.used,
-                    s.free,
-                    if s.exhausted {
-                        " - EXHAUSTED (EC2 refused addresses a warm pool asked for)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "Subnet: not given (unlimited); the nodes hold {} addresses",
-                    t.subnet_ips
-                );
-            }
-        }
+        let _ = writeln!(out, "Subnet: {}", self.subnet_line());
         let _ = writeln!(
             out,
             "Pods:   {} requested, {} hosted, {} over max pods, {} without an IP",
             t.pods_requested, t.pods_hosted, t.pods_over_max_pods, t.pods_without_ip
         );
         let _ = writeln!(out);
+        out.push_str(&super::super::table(&self.node_rows()));
+        if !self.nodes_short.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "Nodes that cannot run all their pods: {}",
+                self.nodes_short.join(", ")
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        out
+    }
+
+    /// The `Subnet:` line's text.
+    fn subnet_line(&self) -> String {
+        let Some(s) = &self.subnet else {
+            return format!(
+                "not given (unlimited); the nodes hold {} addresses",
+                self.totals.subnet_ips
+            );
+        };
+        let name = s
+            .cidr
+            .clone()
+            .unwrap_or_else(|| format!("{} addresses", s.size));
+        format!(
+            "{name}: {} usable ({} reserved by AWS), {} used, {} left{}",
+            s.usable,
+            s.reserved,
+            s.used,
+            s.free,
+            if s.exhausted {
+                " - EXHAUSTED (EC2 refused addresses a warm pool asked for)"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// The node table: a header, then one row per set of identical nodes of a type.
+    fn node_rows(&self) -> Vec<Vec<String>> {
         let header = [
             "NODES",
             "TYPE",
@@ -310,49 +326,42 @@ impl PlanReport {
                 }
             }
             for (count, o) in groups {
-                let no_ip = match o.shortfall {
-                    Some(Shortfall::SubnetExhausted) => format!("{} (subnet)", o.pods_without_ip),
-                    Some(Shortfall::InstanceLimit) => format!("{} (ENI limit)", o.pods_without_ip),
-                    None => o.pods_without_ip.to_string(),
-                };
-                let pods = if o.pods_over_max_pods > 0 {
-                    format!("{} ({} over max)", o.pods_requested, o.pods_over_max_pods)
-                } else {
-                    o.pods_requested.to_string()
-                };
-                rows.push(vec![
-                    count.to_string(),
-                    ty.instance_type.clone(),
-                    ty.max_pods.to_string(),
-                    pods,
-                    o.pods_running.to_string(),
-                    no_ip,
-                    o.enis.to_string(),
-                    o.pool_ips.to_string(),
-                    o.assigned_ips.to_string(),
-                    o.warm_ips.to_string(),
-                    o.prefixes.to_string(),
-                    o.subnet_ips.to_string(),
-                    o.ips_per_eni
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ]);
+                rows.push(node_row(ty, count, o));
             }
         }
-        out.push_str(&super::super::table(&rows));
-        if !self.nodes_short.is_empty() {
-            let _ = writeln!(out);
-            let _ = writeln!(
-                out,
-                "Nodes that cannot run all their pods: {}",
-                self.nodes_short.join(", ")
-            );
-        }
-        for w in &self.warnings {
-            let _ = writeln!(out, "warning: {w}");
-        }
-        out
+        rows
     }
+}
+
+/// The table row of `count` identical nodes of type `ty`.
+fn node_row(ty: &TypeReport, count: u32, o: &NodeOutcome) -> Vec<String> {
+    let no_ip = match o.shortfall {
+        Some(Shortfall::SubnetExhausted) => format!("{} (subnet)", o.pods_without_ip),
+        Some(Shortfall::InstanceLimit) => format!("{} (ENI limit)", o.pods_without_ip),
+        None => o.pods_without_ip.to_string(),
+    };
+    let pods = if o.pods_over_max_pods > 0 {
+        format!("{} ({} over max)", o.pods_requested, o.pods_over_max_pods)
+    } else {
+        o.pods_requested.to_string()
+    };
+    vec![
+        count.to_string(),
+        ty.instance_type.clone(),
+        ty.max_pods.to_string(),
+        pods,
+        o.pods_running.to_string(),
+        no_ip,
+        o.enis.to_string(),
+        o.pool_ips.to_string(),
+        o.assigned_ips.to_string(),
+        o.warm_ips.to_string(),
+        o.prefixes.to_string(),
+        o.subnet_ips.to_string(),
+        o.ips_per_eni
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    ]
 }

@@ -1,43 +1,42 @@
-//! A minimal blocking HTTP/1.1 GET over `std::net::TcpStream` (or a Unix socket, as
-//! `INTROSPECTION_BIND_ADDRESS=unix:<path>` allows): enough for ipamd's two local endpoints
-//! without pulling an HTTP client into a binary that ships in the image.
+//! One HTTP/1.1 GET to ipamd's local endpoints with hyper's connection-level client, over
+//! TCP or a Unix socket (`INTROSPECTION_BIND_ADDRESS=unix:<path>`). No pool and no TLS:
+//! `vpc-cni status` makes two requests to the node it runs on.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::{Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
 /// Largest response body accepted (a node's `/v1/enis` is a few hundred KiB at most).
-const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
 /// Why a GET failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// The address is not `host:port`, `http://host:port` or `unix:<path>`.
+    #[error("bad address {0:?}: expected host:port, http://host:port or unix:<path>")]
     BadAddress(String),
-    /// Could not connect, send or receive.
-    Io(String, std::io::Error),
-    /// The reply is not HTTP/1.x.
+    /// Could not start the client runtime or connect.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// The HTTP exchange failed (handshake, request, reply headers or body).
+    #[error("{0}: {1}")]
+    Http(&'static str, String),
+    /// The reply is not usable text.
+    #[error("unusable reply: {0}")]
     Malformed(String),
+    /// No complete reply within the timeout.
+    #[error("no reply within {secs}s", secs = .0.as_secs())]
+    Timeout(Duration),
     /// A status other than 200.
+    #[error("HTTP {code}: {body}", code = .0, body = .1.trim())]
     Status(u16, String),
 }
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::BadAddress(a) => write!(
-                f,
-                "bad address {a:?}: expected host:port, http://host:port or unix:<path>"
-            ),
-            Self::Io(what, e) => write!(f, "{what}: {e}"),
-            Self::Malformed(why) => write!(f, "not an HTTP/1.1 reply: {why}"),
-            Self::Status(code, body) => write!(f, "HTTP {code}: {}", body.trim()),
-        }
-    }
-}
-
-impl std::error::Error for HttpError {}
 
 /// Where an endpoint lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +69,14 @@ impl Target {
         }
         Ok(Self::Tcp(hostport.to_string()))
     }
+
+    /// The `Host` header value.
+    fn host(&self) -> &str {
+        match self {
+            Self::Tcp(a) => a,
+            Self::Unix(_) => "localhost",
+        }
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -81,154 +88,128 @@ impl std::fmt::Display for Target {
     }
 }
 
-fn exchange<S: Read + Write>(mut s: S, host: &str, path: &str) -> Result<Vec<u8>, HttpError> {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vpc-cni\r\nAccept: */*\r\n\
-         Connection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())
-        .map_err(|e| HttpError::Io("sending the request".into(), e))?;
-    let mut buf = Vec::new();
-    s.take(MAX_RESPONSE)
-        .read_to_end(&mut buf)
-        .map_err(|e| HttpError::Io("reading the reply".into(), e))?;
-    Ok(buf)
+/// `GET path` and the body of a 200 reply; connecting and reading all of it must finish
+/// within `timeout`. Blocks the calling thread on a small current-thread runtime.
+pub fn get(target: &Target, path: &str, timeout: Duration) -> Result<String, HttpError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| HttpError::Io("starting the HTTP client".into(), e))?;
+    rt.block_on(async {
+        tokio::time::timeout(timeout, get_async(target, path))
+            .await
+            .unwrap_or(Err(HttpError::Timeout(timeout)))
+    })
 }
 
-/// `GET path` and the body of a 200 reply.
-pub fn get(target: &Target, path: &str, timeout: Duration) -> Result<String, HttpError> {
-    let raw = match target {
+async fn get_async(target: &Target, path: &str) -> Result<String, HttpError> {
+    match target {
+        Target::Tcp(a) => {
+            let s = TcpStream::connect(a.as_str())
+                .await
+                .map_err(|e| HttpError::Io(format!("connecting to {a}"), e))?;
+            exchange(s, target.host(), path).await
+        }
         Target::Unix(p) => {
             let s = UnixStream::connect(p)
+                .await
                 .map_err(|e| HttpError::Io(format!("connecting to unix:{p}"), e))?;
-            s.set_read_timeout(Some(timeout))
-                .and_then(|()| s.set_write_timeout(Some(timeout)))
-                .map_err(|e| HttpError::Io("setting timeouts".into(), e))?;
-            exchange(s, "localhost", path)?
+            exchange(s, target.host(), path).await
         }
-        Target::Tcp(a) => {
-            let addrs: Vec<_> = a
-                .to_socket_addrs()
-                .map_err(|e| HttpError::Io(format!("resolving {a}"), e))?
-                .collect();
-            let mut last = None;
-            let mut stream = None;
-            for addr in addrs {
-                match TcpStream::connect_timeout(&addr, timeout) {
-                    Ok(s) => {
-                        stream = Some(s);
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            let s = stream.ok_or_else(|| {
-                HttpError::Io(
-                    format!("connecting to {a}"),
-                    last.unwrap_or_else(|| std::io::Error::other("no address")),
-                )
-            })?;
-            s.set_read_timeout(Some(timeout))
-                .and_then(|()| s.set_write_timeout(Some(timeout)))
-                .map_err(|e| HttpError::Io("setting timeouts".into(), e))?;
-            exchange(s, a, path)?
-        }
-    };
-    parse_response(&raw)
+    }
 }
 
-/// Splits a raw HTTP/1.x reply; returns the body of a 200 (chunked or not).
-pub fn parse_response(raw: &[u8]) -> Result<String, HttpError> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| HttpError::Malformed("no end of headers".into()))?;
-    let head = std::str::from_utf8(&raw[..split])
-        .map_err(|_| HttpError::Malformed("headers are not UTF-8".into()))?;
-    let body = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(HttpError::Malformed(format!("status line {status_line:?}")));
-    }
-    let code: u16 = parts
-        .next()
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| HttpError::Malformed(format!("status line {status_line:?}")))?;
-    let mut chunked = false;
-    let mut length = None;
-    for h in lines {
-        let Some((k, v)) = h.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-        if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-            chunked = true;
-        } else if k == "content-length" {
-            length = v.parse::<usize>().ok();
-        }
-    }
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        match length {
-            Some(n) if n <= body.len() => body[..n].to_vec(),
-            Some(n) => {
-                return Err(HttpError::Malformed(format!(
-                    "body has {} of {n} bytes",
-                    body.len()
-                )));
-            }
-            None => body.to_vec(),
-        }
-    };
-    let text =
-        String::from_utf8(body).map_err(|_| HttpError::Malformed("body is not UTF-8".into()))?;
-    if code != 200 {
-        return Err(HttpError::Status(code, text));
+/// Sends the request on a fresh connection and reads the whole reply.
+async fn exchange<S>(stream: S, host: &str, path: &str) -> Result<String, HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| HttpError::Http("HTTP handshake", e.to_string()))?;
+    // Drives the connection; ends when the reply is read or the connection fails (the
+    // failure then surfaces through `send_request` or the body).
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(header::HOST, host)
+        .header(header::USER_AGENT, "vpc-cni")
+        .header(header::ACCEPT, "*/*")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| HttpError::Http("building the request", e.to_string()))?;
+    let reply = sender
+        .send_request(req)
+        .await
+        .map_err(|e| HttpError::Http("sending the request", e.to_string()))?;
+    let status = reply.status();
+    let body = Limited::new(reply.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| HttpError::Http("reading the reply", e.to_string()))?
+        .to_bytes();
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| HttpError::Malformed("body is not UTF-8".into()))?;
+    if status != StatusCode::OK {
+        return Err(HttpError::Status(status.as_u16(), text));
     }
     Ok(text)
-}
-
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, HttpError> {
-    let mut out = Vec::new();
-    loop {
-        let eol = body
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| HttpError::Malformed("truncated chunk size".into()))?;
-        let size_line = std::str::from_utf8(&body[..eol])
-            .map_err(|_| HttpError::Malformed("bad chunk size".into()))?;
-        let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| HttpError::Malformed(format!("bad chunk size {size_hex:?}")))?;
-        body = &body[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if body.len() < size + 2 {
-            return Err(HttpError::Malformed("truncated chunk".into()));
-        }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// Serves `reply` (raw bytes) to one connection on 127.0.0.1 and returns the target.
+    fn serve_once(reply: &'static [u8]) -> Target {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(reply);
+        });
+        Target::Tcp(addr.to_string())
+    }
+
+    fn fetch(reply: &'static [u8]) -> Result<String, HttpError> {
+        get(&serve_once(reply), "/x", Duration::from_secs(5))
+    }
 
     #[test]
     fn plain_and_chunked_bodies() {
         let r = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
-        assert_eq!(parse_response(r).unwrap(), "hello");
+        assert_eq!(fetch(r).unwrap(), "hello");
         let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
-        assert_eq!(parse_response(r).unwrap(), "hello");
+        assert_eq!(fetch(r).unwrap(), "hello");
         let r = b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\nnope";
-        assert!(matches!(parse_response(r), Err(HttpError::Status(404, _))));
-        assert!(parse_response(b"garbage").is_err());
+        assert!(matches!(fetch(r), Err(HttpError::Status(404, _))));
+        assert!(fetch(b"garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn unix_socket_and_timeout() {
+        let dir = std::env::temp_dir().join(format!("vpc-cni-http-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).contains("host: localhost"));
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            // Second connection: accept and never answer.
+            let (_s, _) = l.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let t = Target::Unix(path.display().to_string());
+        assert_eq!(get(&t, "/v1/enis", Duration::from_secs(5)).unwrap(), "ok");
+        let e = get(&t, "/v1/enis", Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(e, HttpError::Timeout(_)), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

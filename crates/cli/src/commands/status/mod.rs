@@ -164,94 +164,105 @@ pub fn render(s: &NodeStatus, pods: bool) -> String {
         s.metrics_endpoint.as_deref().unwrap_or("not read")
     );
     for card in &s.cards {
-        let _ = writeln!(
-            out,
-            "\nCard {}: {} IPs, {} assigned, {} free ({} cooling down), {} prefixes, {} ENIs",
-            card.network_card,
-            card.total_ips,
-            card.assigned_ips,
-            card.free_ips,
-            card.cooldown_ips,
-            card.prefixes,
-            card.enis.len()
-        );
-        let mut rows = vec![
-            [
-                "ENI", "DEV", "KIND", "SUBNET", "TABLE", "IPS", "ASSIGNED", "FREE", "COOLDOWN",
-                "PREFIXES", "CIDRS",
-            ]
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
-        ];
-        for e in &card.enis {
-            let cidrs: Vec<String> = e
-                .cidrs
-                .iter()
-                .map(|c| {
-                    if c.prefix {
-                        format!("{}({}/{})", c.cidr, c.assigned_ips, c.ips)
-                    } else {
-                        c.cidr.trim_end_matches("/32").to_string()
-                    }
-                })
-                .collect();
-            rows.push(vec![
-                e.id.clone(),
-                e.device_number.to_string(),
-                eni_kind(e),
-                e.subnet_id.clone(),
-                e.route_table_id.to_string(),
-                e.ips.to_string(),
-                e.assigned_ips.to_string(),
-                e.free_ips.to_string(),
-                e.cooldown_ips.to_string(),
-                e.prefixes.to_string(),
-                if cidrs.is_empty() {
-                    "-".to_string()
-                } else {
-                    cidrs.join(" ")
-                },
-            ]);
-        }
-        out.push_str(&super::table(&rows));
-        if pods {
-            for e in &card.enis {
-                for p in e.cidrs.iter().flat_map(|c| c.pods.iter()) {
-                    let _ = writeln!(out, "  {}  {}  {}/{}", e.id, p.ip, p.namespace, p.name);
-                }
-            }
-        }
+        render_card(&mut out, card, pods);
     }
     match (&s.metrics, &s.metrics_error) {
-        (Some(m), _) => {
-            let _ = writeln!(
-                out,
-                "\nMetrics: ENIs {} of max {}, IPs {} (assigned {}) of max {}, prefixes {}",
-                opt(m.eni_allocated),
-                opt(m.eni_max),
-                opt(m.total_ip_addresses),
-                opt(m.assigned_ip_addresses),
-                opt(m.ip_max),
-                opt(m.total_ipv4_prefixes)
-            );
-            let _ = writeln!(
-                out,
-                "  requests: {} add, {} del; {} adds found no free IP; {} IPs force-removed",
-                opt(m.add_ip_req_count),
-                opt(m.del_ip_req_count),
-                opt(m.no_available_ip_addresses),
-                opt(m.force_removed_ips)
-            );
-            let _ = writeln!(out, "Errors:");
-            render_errors(&mut out, "awscni_aws_api_error_count", &m.aws_api_errors);
-            render_errors(&mut out, "awscni_ipamd_error_count", &m.ipamd_errors);
-            render_errors(&mut out, "awscni_ec2api_error_count", &m.ec2api_errors);
-        }
+        (Some(m), _) => render_metrics(&mut out, m),
         (None, Some(e)) => {
             let _ = writeln!(out, "\nwarning: {e}");
         }
         (None, None) => {}
     }
     out
+}
+
+/// One network card: its summary line, its ENI table and, with `pods`, its pod addresses.
+fn render_card(out: &mut String, card: &CardStatus, pods: bool) {
+    let _ = writeln!(
+        out,
+        "\nCard {}: {} IPs, {} assigned, {} free ({} cooling down), {} prefixes, {} ENIs",
+        card.network_card,
+        card.total_ips,
+        card.assigned_ips,
+        card.free_ips,
+        card.cooldown_ips,
+        card.prefixes,
+        card.enis.len()
+    );
+    let mut rows = vec![
+        [
+            "ENI", "DEV", "KIND", "SUBNET", "TABLE", "IPS", "ASSIGNED", "FREE", "COOLDOWN",
+            "PREFIXES", "CIDRS",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>(),
+    ];
+    rows.extend(card.enis.iter().map(eni_row));
+    out.push_str(&super::table(&rows));
+    if pods {
+        for e in &card.enis {
+            for p in e.cidrs.iter().flat_map(|c| c.pods.iter()) {
+                let _ = writeln!(out, "  {}  {}  {}/{}", e.id, p.ip, p.namespace, p.name);
+            }
+        }
+    }
+}
+
+/// The ENI table row of `e`.
+fn eni_row(e: &EniStatus) -> Vec<String> {
+    let cidrs: Vec<String> = e
+        .cidrs
+        .iter()
+        .map(|c| {
+            if c.prefix {
+                format!("{}({}/{})", c.cidr, c.assigned_ips, c.ips)
+            } else {
+                c.cidr.trim_end_matches("/32").to_string()
+            }
+        })
+        .collect();
+    vec![
+        e.id.clone(),
+        e.device_number.to_string(),
+        eni_kind(e),
+        e.subnet_id.clone(),
+        e.route_table_id.to_string(),
+        e.ips.to_string(),
+        e.assigned_ips.to_string(),
+        e.free_ips.to_string(),
+        e.cooldown_ips.to_string(),
+        e.prefixes.to_string(),
+        if cidrs.is_empty() {
+            "-".to_string()
+        } else {
+            cidrs.join(" ")
+        },
+    ]
+}
+
+/// The metrics summary and the non-zero error counters.
+fn render_metrics(out: &mut String, m: &MetricsSummary) {
+    let _ = writeln!(
+        out,
+        "\nMetrics: ENIs {} of max {}, IPs {} (assigned {}) of max {}, prefixes {}",
+        opt(m.eni_allocated),
+        opt(m.eni_max),
+        opt(m.total_ip_addresses),
+        opt(m.assigned_ip_addresses),
+        opt(m.ip_max),
+        opt(m.total_ipv4_prefixes)
+    );
+    let _ = writeln!(
+        out,
+        "  requests: {} add, {} del; {} adds found no free IP; {} IPs force-removed",
+        opt(m.add_ip_req_count),
+        opt(m.del_ip_req_count),
+        opt(m.no_available_ip_addresses),
+        opt(m.force_removed_ips)
+    );
+    let _ = writeln!(out, "Errors:");
+    render_errors(out, "awscni_aws_api_error_count", &m.aws_api_errors);
+    render_errors(out, "awscni_ipamd_error_count", &m.ipamd_errors);
+    render_errors(out, "awscni_ec2api_error_count", &m.ec2api_errors);
 }

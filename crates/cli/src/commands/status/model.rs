@@ -1,5 +1,6 @@
-//! What `vpc-cni status` reports, built from ipamd's `/v1/enis` document (spec 11.2) and its
-//! Prometheus exposition (spec 11.1). Pure parsing: the caller does the HTTP.
+//! What `vpc-cni status` reports, built from ipamd's `/v1/enis` document (upstream
+//! `pkg/ipamd/introspect.go`) and its Prometheus exposition (docs/metrics.md). Pure parsing:
+//! the caller does the HTTP.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,8 +4,6 @@
 //! its ENIs as moto's DescribeInstances/DescribeNetworkInterfaces report them): every
 //! address and ENI the agent sees comes from moto.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -16,10 +14,9 @@ use aws::token_bucket::RateLimits;
 use aws::{Ec2, Ec2Settings, sdk_ec2::SdkEc2};
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
-use ipamd::agent::{self, AgentOptions};
+use integration_tests::agent::{self, add_pod, del_pod};
 use ipamd::node::tags;
 use ipamd::node_loop::AgentTimers;
-use support::{add_pod, del_pod};
 
 const REGION: &str = MOTO_REGION;
 const AZ: &str = MOTO_AZ;
@@ -132,9 +129,7 @@ async fn pods_get_addresses_from_enis_moto_attached_and_tagged() {
         vpc_cidr: MOTO_VPC_CIDR.into(),
     });
     let imds_endpoint = serve_imds(world.clone()).await;
-    let dir = std::env::temp_dir().join(format!("ipamd-moto-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = agent::test_dir("ipamd", "moto");
     let cfg = config::Config::from_vars([
         ("AWS_EC2_ENDPOINT", endpoint.as_str()),
         (
@@ -151,35 +146,14 @@ async fn pods_get_addresses_from_enis_moto_attached_and_tagged() {
     ])
     .unwrap();
     let socket = dir.join("ipamd.sock");
-    let opts = AgentOptions {
-        grpc_socket: socket.clone(),
-        metrics_addr: None,
-        introspection_addr: None,
-        imds_endpoint: Some(imds_endpoint),
-        static_credentials: Some(("testing".into(), "testing".into())),
-        timers: AgentTimers {
-            pool: Duration::from_millis(200),
-            reconcile: Duration::from_secs(1),
-            ..AgentTimers::default()
-        },
-        host_network: None,
+    let mut opts = agent::options(socket.clone(), &imds_endpoint);
+    opts.timers = AgentTimers {
+        pool: Duration::from_millis(200),
+        reconcile: Duration::from_secs(1),
+        ..AgentTimers::default()
     };
-    let agent = tokio::spawn(agent::run(cfg, opts, std::future::pending()));
-    let mut c = None;
-    for _ in 0..600 {
-        if let Ok(ch) = rpc::client::connect(
-            &format!("unix://{}", socket.display()),
-            Some(Duration::from_millis(200)),
-        )
-        .await
-        {
-            c = Some(rpc::CniBackendClient::new(ch));
-            break;
-        }
-        assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut c = c.expect("ipamd came up against moto");
+    let mut task = agent::spawn(cfg, opts);
+    let mut c = agent::connect(&socket, &mut task, 600).await;
 
     let mut ips = Vec::new();
     for i in 0..14 {
@@ -234,7 +208,7 @@ async fn pods_get_addresses_from_enis_moto_attached_and_tagged() {
                 .iter()
                 .any(|e| e.secondary_ips.contains(&again))
     );
-    assert!(!agent.is_finished(), "the agent is running");
-    agent.abort();
+    assert!(!task.is_finished(), "the agent is running");
+    task.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,18 +2,19 @@
 //! real agent, 2 when nothing listens, 3 when the RPC fails, 4 when the service is not
 //! SERVING, 1 on a bad command line; over a Unix socket and over TCP.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ec2_emulator::testing::EmulatedNode;
+use integration_tests::agent::process_env;
+use integration_tests::{EmulatedNode, free_addr, workspace_bin};
 use rpc::health::{ServingStatus, health_reporter};
-
-const PROBE: &str = env!("CARGO_BIN_EXE_grpc-health-probe");
 
 /// Runs the probe; returns (exit code, stdout, stderr).
 fn probe(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(PROBE).args(args).output().unwrap();
+    let out = Command::new(workspace_bin("grpc-health-probe"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -28,19 +29,6 @@ async fn probe_async(args: Vec<String>) -> (i32, String, String) {
     })
     .await
     .unwrap()
-}
-
-/// A binary built from another workspace crate, next to ours in the target directory.
-fn workspace_bin(name: &str) -> PathBuf {
-    let dir = Path::new(PROBE).parent().unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (`cargo build -p ipamd --bin {name}`; \
-         `cargo test --workspace` builds every binary)",
-        path.display()
-    );
-    path
 }
 
 #[test]
@@ -62,11 +50,7 @@ fn missing_socket_is_a_connection_failure() {
     assert_eq!(rc, 2, "{err}");
     assert!(err.contains("failed to connect"), "{err}");
     // A TCP port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_addr().port();
     let (rc, _, err) = probe(&[&format!("-addr=127.0.0.1:{port}")]);
     assert_eq!(rc, 2, "{err}");
 }
@@ -141,30 +125,8 @@ async fn serving_against_the_real_agent() {
     let node = EmulatedNode::start("m5.large", "10.0.0.0/24").await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ipamd.sock");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string()
-    };
-    let mut child = Command::new(agent)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_EC2_ENDPOINT", &node.ec2_endpoint)
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &node.imds_endpoint)
-        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("IPAMD_GRPC_SOCKET", &socket)
-        .env("METRICS_BIND_ADDRESS", free())
-        .env("INTROSPECTION_BIND_ADDRESS", free())
-        .env(
-            "AWS_VPC_K8S_CNI_BACKING_STORE",
-            dir.path().join("ipam.json"),
-        )
-        .env("ENABLE_IPv4", "true")
-        .env("IPAMD_SKIP_HOST_NETWORKING", "true")
+    let store = dir.path().join("ipam.json");
+    let mut child = process_env(&mut Command::new(agent), &node, &socket, &store)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

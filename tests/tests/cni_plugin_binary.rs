@@ -2,12 +2,11 @@
 //! behind (no link, route, rule, address or neighbour; no address held in ipamd's
 //! checkpoint); with ipamd away, ADD and STATUS say so and DEL still succeeds.
 
-mod support;
-
 use ec2_emulator::faults::FailNext;
 use ec2_emulator::model::ErrorCode;
-use ec2_emulator::testing::TestNetns;
-use support::{Agent, CONF, cni_env, plugin, settled, snapshot};
+use integration_tests::TestNetns;
+use integration_tests::agent::NodeAgent;
+use integration_tests::plugin::{CONF, cni_env, plugin, settled, snapshot};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_about_and_bad_input() {
@@ -196,7 +195,7 @@ async fn ipamd_down_add_and_status_fail_clearly_and_del_still_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiring_failures_release_the_address_and_leave_nothing() {
     let node = TestNetns::new("cni-wf");
-    let agent = Agent::start(&node, "wf", 9, |_| {}).await;
+    let agent = NodeAgent::start(&node, "wf", 9, |_| {}).await;
     let sock = agent.socket.clone();
     let pod = TestNetns::new("cni-wfpod");
     let path = pod.path();
@@ -308,7 +307,7 @@ async fn wiring_failures_release_the_address_and_leave_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipamd_with_an_empty_pool_fails_the_add_cleanly() {
     let node = TestNetns::new("cni-empty");
-    let agent = Agent::start(&node, "empty", 0, |f| {
+    let agent = NodeAgent::start(&node, "empty", 0, |f| {
         for action in [
             "AssignPrivateIpAddresses",
             "CreateNetworkInterface",

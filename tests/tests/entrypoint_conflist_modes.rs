@@ -3,13 +3,12 @@
 //! JSON naming, in upstream's order, plugin types that exist as real binaries, and every one
 //! of them accepts the conflist's cniVersion.
 
-mod common;
-
 use std::process::Command;
 
-use common::{core_plugin, workspace_bin};
 use config::Config;
 use entrypoint::conflist::{ConflistParams, render};
+use integration_tests::bins::core_plugin;
+use integration_tests::workspace_bin;
 use serde_json::Value;
 
 fn render_mode(vars: &[(&str, &str)], node_ip: Option<&str>) -> Value {

@@ -1,20 +1,19 @@
-//! End to end in a node network namespace with the real agent and the EC2 emulator: ADD
-//! changes the node and the pod exactly as spec 6.4 prescribes (nothing more), the pod
-//! carries traffic, CHECK passes and then names what an operator broke, STATUS and GC
-//! answer, the log file gets the ADD line while stdout is only the result, and DEL returns
-//! the node to exactly its state before ADD.
-
-mod support;
+//! End to end in a node network namespace with the real agent and the EC2 emulator: ADD changes
+//! the node and the pod exactly as upstream's `SetupPodNetwork` does (nothing more), the pod
+//! carries traffic, CHECK passes and then names what an operator broke, STATUS and GC answer,
+//! the log file gets the ADD line while stdout is only the result, and DEL returns the node to
+//! exactly its state before ADD.
 
 use std::net::Ipv4Addr;
 
-use ec2_emulator::testing::TestNetns;
+use integration_tests::TestNetns;
+use integration_tests::agent::NodeAgent;
+use integration_tests::plugin::{cni_env, plugin, settled, snapshot};
 use ipnet::Ipv4Net;
 use net::netlink::{Rule, Scope};
 use net::route_table::{MAIN_TABLE, priority};
 use net::state::NetnsState;
 use serde_json::Value;
-use support::{Agent, cni_env, plugin, settled, snapshot};
 
 fn added<T: PartialEq + Clone>(before: &[T], after: &[T]) -> Vec<T> {
     after
@@ -76,7 +75,7 @@ fn assert_node_delta(
     assert!(added(&after.rules, &before.rules).is_empty());
 }
 
-/// The pod's whole state after ADD (spec 6.4 step 6).
+/// The pod's whole state after ADD (as upstream's `SetupPodNetwork` leaves it).
 fn assert_pod_state(pod: &NetnsState, ip: Ipv4Addr, host_mac: Option<net::netlink::Mac>) {
     let gw = Ipv4Addr::new(169, 254, 1, 1);
     let eth0 = pod.link("eth0").expect("eth0");
@@ -107,7 +106,7 @@ fn assert_pod_state(pod: &NetnsState, ip: Ipv4Addr, host_mac: Option<net::netlin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_check_del_against_a_running_agent() {
     let node = TestNetns::new("cni-e2e");
-    let agent = Agent::start(&node, "e2e", 9, |_| {}).await;
+    let agent = NodeAgent::start(&node, "e2e", 9, |_| {}).await;
     let sock = agent.socket.clone();
     let pods = [TestNetns::new("cni-e2e-p0"), TestNetns::new("cni-e2e-p1")];
     let log = agent.dir.join("log/plugin.log");

@@ -17,15 +17,14 @@
 //! `K8S_POD_NAME` (the container name) in CNI_ARGS; the plugin tolerates the missing
 //! namespace (empty, as upstream passes it to ipamd).
 
-mod support;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ec2_emulator::testing::TestNetns;
-use support::Agent;
+use integration_tests::TestNetns;
+use integration_tests::agent::NodeAgent;
+use integration_tests::plugin::aws_cni;
 
 fn need(tool: &str) -> PathBuf {
     let p = ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/lib/cni"]
@@ -94,7 +93,7 @@ async fn podman_runs_a_container_with_aws_cni_and_portmap() {
         need(tool);
     }
     let node = TestNetns::new("cni-podman");
-    let agent = Agent::start(&node, "podman", 9, |_| {}).await;
+    let agent = NodeAgent::start(&node, "podman", 9, |_| {}).await;
     let dir = std::env::temp_dir().join(format!("cni-podman-{}", std::process::id()));
     let pm = Podman {
         dir: dir.clone(),
@@ -128,7 +127,7 @@ async fn podman_runs_a_container_with_aws_cni_and_portmap() {
         format!(
             "#!/bin/sh\nIPAMD_GRPC_SOCKET='{}' exec '{}' \"$@\"\n",
             agent.socket,
-            env!("CARGO_BIN_EXE_aws-cni")
+            tokio::task::block_in_place(aws_cni).display()
         ),
     )
     .unwrap();

@@ -1,12 +1,10 @@
 //! `vpc-cni status` against a live agent (real introspection and metrics endpoints), with
 //! pods added and deleted through gRPC and an EC2 fault injected so error counters move.
 
-mod common;
-
 use std::time::Duration;
 
-use common::LiveNode;
 use ec2_emulator::faults::FailNext;
+use integration_tests::agent::LiveNode;
 use serde_json::Value;
 
 fn args(node: &LiveNode, extra: &[&str]) -> Vec<String> {
@@ -160,10 +158,7 @@ async fn status_shows_the_pool_enis_pods_and_error_counters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoints_are_clear() {
     let node = LiveNode::start("m5.large", "status-down", &[]).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = integration_tests::free_addr();
     // Metrics down: the ENIs are still shown, with a warning.
     let out = node
         .cli(vec![

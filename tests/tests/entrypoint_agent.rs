@@ -4,8 +4,6 @@
 //! partial file. Killing the agent makes the entrypoint fail; SIGTERM to the entrypoint stops
 //! the agent and exits 0. A bad environment is refused before anything is installed.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,11 +12,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ENTRYPOINT, app_dir, free_addr, workspace_bin};
-use ec2_emulator::testing::EmulatedNode;
+use integration_tests::agent::process_env;
+use integration_tests::{EmulatedNode, free_addr, workspace_bin};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+
+/// The entrypoint.
+fn entrypoint() -> PathBuf {
+    workspace_bin("aws-vpc-cni")
+}
+
+/// An app directory as the image's `/app`: links to the workspace's binaries.
+fn app_dir(root: &Path) -> PathBuf {
+    let app = root.join("app");
+    fs::create_dir_all(&app).unwrap();
+    for name in ["aws-k8s-agent", "aws-cni", "egress-cni"] {
+        std::os::unix::fs::symlink(workspace_bin(name), app.join(name)).unwrap();
+    }
+    app
+}
 
 struct Dirs {
     _root: tempfile::TempDir,
@@ -51,21 +64,8 @@ fn dirs() -> Dirs {
 }
 
 fn start(node: &EmulatedNode, d: &Dirs, extra: &[(&str, &str)]) -> Child {
-    Command::new(ENTRYPOINT)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_EC2_ENDPOINT", &node.ec2_endpoint)
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &node.imds_endpoint)
-        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("ENABLE_IPv4", "true")
+    process_env(&mut Command::new(entrypoint()), node, &d.socket, &d.store)
         .env("WARM_IP_TARGET", "3")
-        .env("IPAMD_SKIP_HOST_NETWORKING", "true")
-        .env("IPAMD_GRPC_SOCKET", &d.socket)
-        .env("METRICS_BIND_ADDRESS", free_addr())
-        .env("INTROSPECTION_BIND_ADDRESS", free_addr())
-        .env("AWS_VPC_K8S_CNI_BACKING_STORE", &d.store)
         .env("VPC_CNI_APP_DIR", &d.app)
         .env("HOST_CNI_BIN_PATH", &d.bin)
         .env("HOST_CNI_CONFDIR_PATH", &d.netd)
@@ -263,7 +263,7 @@ async fn installs_atomically_supervises_the_agent_and_stops_on_sigterm() {
 #[test]
 fn bad_environment_is_refused_before_installing_anything() {
     let d = dirs();
-    let out = Command::new(ENTRYPOINT)
+    let out = Command::new(entrypoint())
         .env_clear()
         .env("ENABLE_IPv4", "true")
         .env("AWS_VPC_K8S_CNI_VETHPREFIX", "vlan")
@@ -292,7 +292,7 @@ fn an_agent_that_dies_before_it_is_healthy_fails_the_entrypoint_without_a_confli
     let d = dirs();
     // IMDS and EC2 point at a closed port: the agent cannot initialise and exits.
     let dead = format!("http://{}", free_addr());
-    let out = Command::new(ENTRYPOINT)
+    let out = Command::new(entrypoint())
         .env_clear()
         .env("ENABLE_IPv4", "true")
         .env("AWS_EC2_ENDPOINT", &dead)
@@ -324,7 +324,7 @@ fn an_agent_that_dies_before_it_is_healthy_fails_the_entrypoint_without_a_confli
 #[test]
 fn v4_egress_in_ipv6_clusters_is_refused_at_start() {
     let d = dirs();
-    let out = Command::new(ENTRYPOINT)
+    let out = Command::new(entrypoint())
         .env_clear()
         .env("ENABLE_IPv6", "true")
         .env("ENABLE_IPv4", "false")
@@ -344,7 +344,7 @@ fn v4_egress_in_ipv6_clusters_is_refused_at_start() {
 #[test]
 fn unbuilt_agent_switches_are_refused_before_anything_is_installed() {
     let d = dirs();
-    let out = Command::new(ENTRYPOINT)
+    let out = Command::new(entrypoint())
         .env_clear()
         .env("ENABLE_POD_ENI", "true")
         .env("ENABLE_MULTI_NIC", "true")
@@ -374,7 +374,7 @@ fn v6_egress_in_ipv4_clusters_is_no_longer_refused() {
     // The agent cannot initialise (IMDS/EC2 on a closed port), but the entrypoint gets past
     // the refusal: the plugins are installed before the agent starts.
     let dead = format!("http://{}", free_addr());
-    let out = Command::new(ENTRYPOINT)
+    let out = Command::new(entrypoint())
         .env_clear()
         .env("ENABLE_IPv4", "true")
         .env("ENABLE_V6_EGRESS", "true")

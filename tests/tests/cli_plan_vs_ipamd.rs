@@ -3,15 +3,14 @@
 //! ENIs, secondary IPs and prefixes for the node equal what the plan predicts for the same
 //! instance type, pod count and settings.
 
-mod common;
-
 use std::time::Duration;
 
-use common::LiveNode;
+use integration_tests::agent::LiveNode;
 use serde_json::Value;
 
 /// ipamd without the Kubernetes API takes max pods from the eni-max-pods table (upstream's
-/// fallback, spec 3.1); the plan is given the same value so the inputs are the same.
+/// fallback, `misc/eni-max-pods.txt`); the plan is given the same value so the inputs are the
+/// same.
 fn agent_max_pods(instance_type: &str) -> u32 {
     limits::lookup(instance_type)
         .expect("known type")
@@ -102,7 +101,8 @@ async fn warm_ip_5_minimum_10() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefix_delegation_warm_prefix_1() {
-    // 20 pods: two prefixes hold 32 ≥ max pods 29, so ipamd stops there (spec 3.5 ceiling).
+    // 20 pods: two prefixes hold 32 ≥ max pods 29, so ipamd stops there (the max-pods ceiling of
+    // upstream's `isDatastorePoolTooLow`).
     check(
         "prefix-delegation-warm-prefix-1",
         "m5.large",

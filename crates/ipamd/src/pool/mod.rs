@@ -1,0 +1,364 @@
+//! The warm-pool manager: one tick asks the planner what to do for the node's datastore and
+//! carries it out through [`Ec2`], keeping the datastore equal to what EC2 granted.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws::{Ec2, Tags};
+use ipam::{Datastore, Timestamp};
+use ipnet::Ipv4Net;
+use planner::{Action, NodeCapacity, PoolPolicy, TickPlan, TickTimers};
+use tokio::sync::watch;
+
+use crate::free_eni::{EniFreer, FreeEniSettings};
+use crate::host_net::HostNet;
+use crate::metrics::{InProgress, Metrics};
+use crate::reconcile::{RELEASE_COOLDOWN, RecentlyReleased};
+use net::kernel::Kernel;
+use net::netlink::NetlinkHandle;
+
+mod error;
+mod grow;
+
+pub use error::PoolError;
+
+/// Back-off after `InsufficientFreeAddressesInSubnet`/`InsufficientCidrBlocks` (`increaseDatastorePool`).
+pub const INSUFFICIENT_ADDRESS_BACKOFF: Duration = Duration::from_secs(120);
+
+/// A datastore shared between the pool manager and the gRPC handlers.
+pub type SharedDatastore = Arc<Mutex<Datastore>>;
+
+/// Locks the datastore (a poisoned lock is still usable: its state is consistent after
+/// every operation because operations roll back on failure).
+pub fn lock(ds: &SharedDatastore) -> MutexGuard<'_, Datastore> {
+    ds.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The current time as the datastore's timestamp.
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// Everything that stays fixed for the node.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    pub instance_id: String,
+    pub subnet_id: String,
+    pub security_groups: Vec<String>,
+    pub cluster_name: String,
+    pub additional_tags: Tags,
+    /// CIDR of `subnet_id` (route tables of new ENIs need the gateway).
+    pub subnet_cidr: Option<Ipv4Net>,
+    /// VPC and zone of the node (subnet discovery looks there).
+    pub vpc_id: String,
+    pub availability_zone: String,
+    /// `ENABLE_SUBNET_DISCOVERY`: new ENIs may go to subnets tagged `kubernetes.io/role/cni`.
+    pub subnet_discovery: bool,
+}
+
+/// What a tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickOutcome {
+    pub addresses_added: u32,
+    pub cidrs_released: u32,
+    pub enis_added: u32,
+    pub enis_freed: u32,
+    /// Errors of attempted actions (the tick goes on where upstream does).
+    pub errors: Vec<String>,
+}
+
+/// Why the pool could not grow, for AddNetwork's error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrowthBlocker {
+    SubnetExhausted,
+    EniLimitReached,
+    Throttled,
+    /// `UnauthorizedOperation` on this EC2 action.
+    Unauthorized(String),
+    /// Custom networking without a usable ENIConfig for the node.
+    EniConfig(String),
+    Other(String),
+}
+
+/// Where new ENIs get their subnet and security groups with custom networking.
+#[derive(Clone, Default)]
+pub enum EniConfigSource {
+    /// Custom networking is off: the node's subnet (or discovered ones) and groups.
+    #[default]
+    NotUsed,
+    /// The node's ENIConfig, read from the API server's cache at each new ENI (a changed
+    /// ENIConfig affects new ENIs only, as upstream).
+    Cluster(Arc<dyn k8s::Cluster>),
+    /// Custom networking is on but there is no API server to read the ENIConfig from.
+    Unavailable(String),
+}
+
+/// Runs pool ticks for one network card; new ENIs are wired through kernel `K` (the real
+/// one by default, `net::testing::Recording` in unit tests).
+pub struct PoolManager<E: Ec2, K: Kernel = NetlinkHandle> {
+    ec2: Arc<E>,
+    ds: SharedDatastore,
+    facts: NodeFacts,
+    policy: PoolPolicy,
+    capacity: NodeCapacity,
+    last_decrease: Option<Instant>,
+    insufficient_since: Option<Instant>,
+    /// The last reason growth failed (cleared when growth succeeds); AddNetwork's error
+    /// and the node events read it through [`PoolManager::blocker`].
+    blocker: watch::Sender<Option<GrowthBlocker>>,
+    /// Host networking for new ENIs (`None`: the kernel side is someone else's job).
+    host: Option<Arc<HostNet<K>>>,
+    /// What was given back to EC2 lately (reconcile must not re-add it from a stale view).
+    released: RecentlyReleased,
+    eni_configs: EniConfigSource,
+    /// The subnet of the last ENI creation attempt (for events).
+    pub last_subnet: String,
+    /// `AWS_MANAGE_ENIS_NON_SCHEDULABLE=false` with a Kubernetes API: the Node whose
+    /// `node.kubernetes.io/unschedulable` taint stops growing and freeing.
+    cordon_gate: Option<Arc<dyn k8s::Cluster>>,
+    /// Retries and pauses when freeing an ENI.
+    free_eni: FreeEniSettings,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl<E: Ec2, K: Kernel> PoolManager<E, K> {
+    pub fn new(
+        ec2: Arc<E>,
+        ds: SharedDatastore,
+        facts: NodeFacts,
+        policy: PoolPolicy,
+        capacity: NodeCapacity,
+    ) -> Self {
+        Self {
+            ec2,
+            ds,
+            facts,
+            policy,
+            capacity,
+            last_decrease: None,
+            insufficient_since: None,
+            blocker: watch::Sender::new(None),
+            host: None,
+            released: RecentlyReleased::new(),
+            eni_configs: EniConfigSource::NotUsed,
+            last_subnet: String::new(),
+            cordon_gate: None,
+            free_eni: FreeEniSettings::default(),
+            metrics: None,
+        }
+    }
+
+    /// Retries and pauses when freeing an ENI (upstream's by default), validated.
+    pub fn with_free_eni_settings(
+        mut self,
+        settings: FreeEniSettings,
+    ) -> Result<Self, aws::backoff::InvalidBackoff> {
+        settings.validate()?;
+        self.free_eni = settings;
+        Ok(self)
+    }
+
+    /// Counts `awscni_aws_utils_error_count` when freeing ENIs.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Upstream's `isNodeNonSchedulable` check (with `AWS_MANAGE_ENIS_NON_SCHEDULABLE=false`):
+    /// while the Node carries the unschedulable taint, ENIs and addresses are neither
+    /// added nor freed. The Node is read from the watch cache on every tick.
+    pub fn with_cordon_gate(mut self, cluster: Arc<dyn k8s::Cluster>) -> Self {
+        self.cordon_gate = Some(cluster);
+        self
+    }
+
+    /// Whether the Node is cordoned and the pool must stay as it is.
+    pub fn cordoned(&self) -> bool {
+        self.cordon_gate
+            .as_ref()
+            .and_then(|c| c.node())
+            .is_some_and(|n| n.unschedulable)
+    }
+
+    /// Sets up each new ENI's route table and rule on the host before it serves pods.
+    pub fn with_host_network(mut self, host: Arc<HostNet<K>>) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// Custom networking: new ENIs take subnet and groups from the node's ENIConfig.
+    pub fn with_eni_configs(mut self, source: EniConfigSource) -> Self {
+        self.eni_configs = source;
+        self
+    }
+
+    /// Why the pool last failed to grow, as it changes.
+    pub fn blocker(&self) -> watch::Receiver<Option<GrowthBlocker>> {
+        self.blocker.subscribe()
+    }
+
+    fn set_blocker(&self, blocker: Option<GrowthBlocker>) {
+        self.blocker.send_if_modified(|b| {
+            let changed = *b != blocker;
+            *b = blocker;
+            changed
+        });
+    }
+
+    /// The ENI budget the planner works with.
+    pub fn max_enis(&self) -> u32 {
+        self.capacity.max_enis
+    }
+
+    /// Addresses and prefixes given back to EC2 within [`RELEASE_COOLDOWN`].
+    pub fn recently_released(&mut self) -> &RecentlyReleased {
+        self.released.retain(|_, t| t.elapsed() < RELEASE_COOLDOWN);
+        &self.released
+    }
+
+    /// The security groups new ENIs get (refreshed from IMDS by the agent).
+    pub fn set_security_groups(&mut self, groups: Vec<String>) {
+        self.facts.security_groups = groups;
+    }
+
+    fn timers(&self) -> TickTimers {
+        TickTimers {
+            since_last_decrease: self.last_decrease.map(|t| t.elapsed()),
+            in_insufficient_backoff: self
+                .insufficient_since
+                .is_some_and(|t| t.elapsed() < INSUFFICIENT_ADDRESS_BACKOFF),
+            provisioning_allowed: !self.cordoned(),
+        }
+    }
+
+    /// The plan the planner makes for the pool as it is now.
+    pub fn plan(&self) -> TickPlan {
+        let snapshot = lock(&self.ds).snapshot(now());
+        planner::plan_tick(&self.policy, &self.capacity, &snapshot, &self.timers())
+    }
+
+    /// One pool tick: plan, then act.
+    pub async fn tick(&mut self) -> TickOutcome {
+        let plan = self.plan();
+        let mut out = TickOutcome::default();
+        let mut grew = false;
+        for action in &plan.actions {
+            let _busy = self
+                .metrics
+                .as_deref()
+                .and_then(|m| in_progress_label(action).map(|l| InProgress::start(m, l)));
+            if action.is_grow() {
+                if grew {
+                    continue;
+                }
+                match self.grow(action).await {
+                    Ok(added) => {
+                        if added > 0 {
+                            grew = true;
+                            self.set_blocker(None);
+                            if matches!(action, Action::AllocateEni { .. }) {
+                                out.enis_added += 1;
+                            }
+                            out.addresses_added += added;
+                        }
+                    }
+                    Err(e) => {
+                        self.set_blocker(Some(e.blocker()));
+                        out.errors.push(e.to_string());
+                        if e.is_insufficient_addresses() {
+                            // Try the next candidate; start the back-off.
+                            self.insufficient_since = Some(Instant::now());
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            } else {
+                match self.shrink(action).await {
+                    Ok((cidrs, enis)) => {
+                        out.cidrs_released += cidrs;
+                        out.enis_freed += enis;
+                    }
+                    Err(e) => out.errors.push(e.to_string()),
+                }
+            }
+        }
+        if plan.decrease_ran {
+            self.last_decrease = Some(Instant::now());
+        }
+        if !grew
+            && plan.actions.iter().all(|a| a.is_grow())
+            && !plan.actions.is_empty()
+            && self.blocker.borrow().is_none()
+        {
+            self.set_blocker(Some(GrowthBlocker::Other(
+                "no address could be added".into(),
+            )));
+        }
+        if plan.actions.is_empty()
+            && plan
+                .notes
+                .iter()
+                .any(|n| matches!(n, planner::Note::MaxEniReached { .. }))
+        {
+            self.set_blocker(Some(GrowthBlocker::EniLimitReached));
+        }
+        out
+    }
+
+    async fn shrink(&mut self, action: &Action) -> Result<(u32, u32), PoolError> {
+        match action {
+            Action::ReleaseCidrs { eni, cidrs } => {
+                // Remove from the datastore first (non-forcibly: a concurrent assignment
+                // keeps its CIDR), then give back to EC2 only what was removed.
+                let mut removed = Vec::new();
+                {
+                    let mut ds = lock(&self.ds);
+                    for cidr in cidrs {
+                        if ds.del_ipv4_cidr(eni, *cidr, false).is_ok() {
+                            removed.push(*cidr);
+                        }
+                    }
+                }
+                let (ips, prefixes): (Vec<Ipv4Net>, Vec<Ipv4Net>) =
+                    removed.iter().partition(|c| c.prefix_len() == 32);
+                let ips: Vec<_> = ips.iter().map(|c| c.addr()).collect();
+                let result = async {
+                    self.ec2.unassign_ips(eni, &ips).await?;
+                    self.ec2.unassign_prefixes(eni, &prefixes).await
+                }
+                .await;
+                let at = Instant::now();
+                self.released.extend(removed.iter().map(|c| (*c, at)));
+                result?;
+                Ok((removed.len() as u32, 0))
+            }
+            Action::FreeEni { eni } => {
+                let table = {
+                    let mut ds = lock(&self.ds);
+                    let table = ds.eni(eni).map(|e| e.route_table_id);
+                    ds.remove_eni(eni, false)?;
+                    table.unwrap_or_default()
+                };
+                let freer = EniFreer {
+                    ec2: self.ec2.as_ref(),
+                    settings: &self.free_eni,
+                    host: self.host.as_deref(),
+                    metrics: self.metrics.as_deref(),
+                };
+                freer.free(eni, table).await?;
+                Ok((0, 1))
+            }
+            _ => Ok((0, 0)),
+        }
+    }
+}
+
+/// `awscni_ipamd_action_inprogress` label of an action (upstream's function names).
+fn in_progress_label(action: &Action) -> Option<&'static str> {
+    match action {
+        a if a.is_grow() => Some("increaseDatastorePool"),
+        Action::ReleaseCidrs { .. } => Some("decreaseDatastorePool"),
+        _ => None,
+    }
+}

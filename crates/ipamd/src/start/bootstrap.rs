@@ -1,0 +1,155 @@
+//! Start-up step 3, bootstrap the datastore: EC2's `DescribeNetworkInterfaces` is the truth
+//! for which ENIs, addresses and prefixes the node has (IMDS may lag); managed ENIs get their
+//! missing tags (upstream's `TagENI`); the checkpoint is restored on top, dropping the
+//! allocations whose pod's veth is gone (upstream's `ReadBackingStore`, docs/ipamd.md
+//! "Start").
+
+use std::collections::HashSet;
+
+use aws::{Ec2, EniDescription};
+use config::Config;
+use ipam::{Checkpoint, Datastore, DatastoreConfig};
+use planner::PoolPolicy;
+
+use crate::checkpointer::PendingSink;
+use crate::host_net::{HostNet, HostNetError};
+use crate::node;
+use crate::pool;
+use crate::stale_pods;
+use crate::start::discover::Node;
+
+/// Why the datastore could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("EC2 DescribeNetworkInterfaces: {0}")]
+    Ec2(aws::AwsError),
+    #[error("tagging ENI {eni}: {source}")]
+    Tagging { eni: String, source: aws::AwsError },
+    #[error("datastore: {0}")]
+    Datastore(#[from] ipam::DatastoreError),
+    #[error("checkpoint {0}")]
+    Checkpoint(#[from] ipam::CheckpointError),
+    #[error("stale pods: {0}")]
+    HostNet(#[from] HostNetError),
+}
+
+/// The datastore and what EC2 said about the node's ENIs.
+pub struct Bootstrapped {
+    pub ds: Datastore,
+    pub enis: Vec<EniDescription>,
+    /// ENIs attached to the node that ipamd does not manage (they take ENI slots).
+    pub unmanaged: HashSet<String>,
+}
+
+/// The VPC of the node's ENIs.
+pub fn vpc_id(enis: &[EniDescription]) -> String {
+    enis.first().map(|e| e.vpc_id.clone()).unwrap_or_default()
+}
+
+/// EC2 truth, tags, custom-networking exclusion of the primary ENI, then the checkpoint.
+pub async fn bootstrap_datastore(
+    cfg: &Config,
+    node: &Node,
+    policy: &PoolPolicy,
+    sink: PendingSink,
+    host: Option<&HostNet>,
+) -> Result<Bootstrapped, BootstrapError> {
+    let ds_config = DatastoreConfig {
+        network_card: 0,
+        prefix_delegation: policy.prefix_delegation,
+        ip_cooldown: cfg.pool.ip_cooldown_period,
+    };
+    let mut ds = Datastore::new(ds_config, Box::new(sink));
+    let enis = node
+        .ec2
+        .describe_instance_enis(&node.id.instance_id)
+        .await
+        .map_err(BootstrapError::Ec2)?;
+    let unmanaged = add_managed_enis(cfg, node, &enis, &mut ds).await?;
+    if cfg.eni.custom_networking {
+        // Custom networking: pods get addresses from ENIConfig subnets, never the primary's.
+        if let Err(e) = ds.set_eni_excluded(&node.primary.eni_id, true) {
+            tracing::warn!("excluding the primary ENI: {e}");
+        }
+    }
+    match ipam::read_checkpoint(&cfg.backing_store_path(0))? {
+        Some(doc) => restore(&mut ds, doc, host).await?,
+        None => ds.persist()?,
+    }
+    Ok(Bootstrapped {
+        ds,
+        enis,
+        unmanaged,
+    })
+}
+
+/// Managed ENIs into the datastore (tagged as upstream's `TagENI` unless provisioning is
+/// off or it is the trunk); returns the unmanaged ones.
+async fn add_managed_enis(
+    cfg: &Config,
+    node: &Node,
+    enis: &[EniDescription],
+    ds: &mut Datastore,
+) -> Result<HashSet<String>, BootstrapError> {
+    let instance = &node.id.instance_id;
+    let mut unmanaged = HashSet::new();
+    let now = pool::now();
+    for eni in enis {
+        if !node::is_managed(eni, instance, cfg.eni.manage_untagged_eni) {
+            unmanaged.insert(eni.id.clone());
+            continue;
+        }
+        node::add_eni_from_ec2(ds, eni, now)?;
+        if cfg.provisioning_disabled() || eni.interface_type == "trunk" {
+            continue;
+        }
+        let missing = node::missing_tags(
+            eni,
+            instance,
+            &cfg.eni.cluster_name,
+            &cfg.eni.additional_eni_tags,
+        );
+        node::tag_eni(node.ec2.as_ref(), &eni.id, &missing, &node::TAG_RETRIES)
+            .await
+            .map_err(|source| BootstrapError::Tagging {
+                eni: eni.id.clone(),
+                source,
+            })?;
+    }
+    Ok(unmanaged)
+}
+
+/// Restores the checkpoint. Allocations whose pod's veth is gone were released by a DEL
+/// that could not reach ipamd; they are dropped with their rules instead of leaked.
+async fn restore(
+    ds: &mut Datastore,
+    doc: Checkpoint,
+    host: Option<&HostNet>,
+) -> Result<(), BootstrapError> {
+    let doc = match host {
+        Some(host) => {
+            let (kept, stale) = stale_pods::split_stale(&doc, &host.link_names().await?);
+            for entry in &stale {
+                let pod = format!(
+                    "{}/{}",
+                    entry.metadata.k8s_pod_namespace, entry.metadata.k8s_pod_name
+                );
+                tracing::info!(%pod, ip = %entry.ipv4, "stale allocation dropped: the pod's veth is gone");
+                if let Ok(ip) = entry.ipv4.parse()
+                    && let Err(e) = host.delete_pod_rules(ip).await
+                {
+                    tracing::warn!("rules of stale {ip}: {e}");
+                }
+            }
+            kept
+        }
+        None => doc,
+    };
+    let report = ds.restore(&doc)?;
+    tracing::info!(
+        restored = report.restored,
+        pending = report.dropped.len(),
+        "checkpoint restored"
+    );
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Start-up step 1, discover the node: who we are (IMDS identity, the primary ENI, its
+//! security groups, the VPC CIDRs), an EC2 client for the region, and the instance type's
+//! limits (upstream's `awsutils.New` and `FetchInstanceTypeLimits`).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use aws::sdk_ec2::SdkEc2;
+use aws::sdk_imds::SdkImds;
+use aws::{Ec2, Ec2Settings, Imds, ImdsEni, InstanceIdentity};
+use config::Config;
+use ipnet::Ipv4Net;
+
+use crate::agent::AgentOptions;
+use crate::metrics::Metrics;
+
+/// Why the node could not be discovered.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("instance metadata: {0}")]
+    Imds(aws::AwsError),
+    #[error("EC2 DescribeInstanceTypes: {0}")]
+    Ec2(aws::AwsError),
+    #[error("instance type {0:?} is in neither the limits table nor DescribeInstanceTypes")]
+    UnknownInstanceType(String),
+}
+
+/// What the agent needs to know of its instance type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeLimits {
+    /// ENIs on the default network card.
+    pub eni_limit: u32,
+    pub ipv4_per_eni: u32,
+    /// Nitro or bare metal: /28 prefixes can be delegated.
+    pub prefix_delegation: bool,
+    /// EKS max pods for the type (used when the Node's capacity is unknown).
+    pub max_pods: u32,
+    /// The VPC resource controller can attach a trunk ENI (security groups for pods).
+    pub trunking_compatible: bool,
+}
+
+/// The node as IMDS and the limits table describe it, with the clients to reach AWS.
+pub struct Node {
+    pub imds: Arc<SdkImds>,
+    pub ec2: Arc<SdkEc2>,
+    pub id: InstanceIdentity,
+    pub primary: ImdsEni,
+    pub security_groups: Vec<String>,
+    pub vpc_cidrs: Vec<Ipv4Net>,
+    pub limits: NodeLimits,
+}
+
+impl Node {
+    pub fn primary_ip(&self) -> Ipv4Addr {
+        self.id.local_ipv4
+    }
+}
+
+/// IMDS, then the EC2 client, then the limits.
+pub async fn discover_node(
+    cfg: &Config,
+    opts: &AgentOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<Node, DiscoverError> {
+    let imds = aws::imds_client(opts.imds_endpoint.as_deref(), metrics.clone())
+        .map_err(DiscoverError::Imds)?;
+    let id = imds.identity().await.map_err(DiscoverError::Imds)?;
+    let primary = imds
+        .eni(&id.primary_mac)
+        .await
+        .map_err(DiscoverError::Imds)?;
+    let security_groups = imds
+        .security_group_ids(&id.primary_mac)
+        .await
+        .map_err(DiscoverError::Imds)?;
+    let vpc_cidrs = imds
+        .vpc_ipv4_cidrs(&id.primary_mac)
+        .await
+        .map_err(DiscoverError::Imds)?;
+    let mut settings = Ec2Settings::new(&id.region);
+    settings.endpoint = cfg.aws.ec2_endpoint.clone().or(settings.endpoint);
+    settings.http_timeout = cfg.aws.http_timeout;
+    settings.static_credentials = opts.static_credentials.clone();
+    let ec2 = Arc::new(aws::ec2_client(&settings, metrics.clone()).await);
+    let limits = node_limits(ec2.as_ref(), &id.instance_type).await?;
+    Ok(Node {
+        imds: Arc::new(imds),
+        ec2,
+        id,
+        primary,
+        security_groups,
+        vpc_cidrs,
+        limits,
+    })
+}
+
+/// Limits from the table, else `DescribeInstanceTypes` (default card's interfaces); a type
+/// not in the table is taken as not trunking compatible.
+pub async fn node_limits<E: Ec2>(
+    ec2: &E,
+    instance_type: &str,
+) -> Result<NodeLimits, DiscoverError> {
+    if let Some(l) = limits::lookup(instance_type) {
+        return Ok(NodeLimits {
+            eni_limit: l.eni_limit,
+            ipv4_per_eni: l.ipv4_per_eni,
+            prefix_delegation: l.supports_prefix_delegation(),
+            max_pods: l.eni_max_pods(),
+            trunking_compatible: l.is_trunking_compatible(),
+        });
+    }
+    let d = ec2
+        .describe_instance_type(instance_type)
+        .await
+        .map_err(DiscoverError::Ec2)?;
+    let limit = d
+        .cards
+        .iter()
+        .find(|c| c.0 == d.default_card)
+        .map(|c| c.1)
+        .unwrap_or(d.max_enis);
+    if limit == 0 || d.ipv4_per_eni == 0 {
+        return Err(DiscoverError::UnknownInstanceType(instance_type.to_owned()));
+    }
+    Ok(NodeLimits {
+        eni_limit: limit,
+        ipv4_per_eni: d.ipv4_per_eni,
+        prefix_delegation: d.hypervisor == "nitro" || d.bare_metal,
+        max_pods: limit * (d.ipv4_per_eni - 1) + 2,
+        trunking_compatible: false,
+    })
+}
+
+/// Addresses one ENI can hand to pods (`awscni_ip_max` per ENI, as upstream's
+/// `GetENIIPv4Limit` × 16 with prefix delegation): every slot but the primary address,
+/// each slot a /28 when prefixes are delegated.
+pub fn max_ips_per_eni(ipv4_per_eni: u32, prefix_delegation: bool) -> u32 {
+    let slots = ipv4_per_eni.saturating_sub(1);
+    if prefix_delegation { slots * 16 } else { slots }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_delegation_multiplies_each_slot_by_sixteen() {
+        assert_eq!(max_ips_per_eni(10, false), 9);
+        assert_eq!(max_ips_per_eni(10, true), 144);
+        assert_eq!(max_ips_per_eni(0, true), 0);
+    }
+}

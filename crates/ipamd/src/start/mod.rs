@@ -1,0 +1,6 @@
+//! The agent's start-up steps, one module each (see `agent` for their order).
+
+pub mod bootstrap;
+pub mod discover;
+pub mod host;
+pub mod serve;

@@ -1,0 +1,377 @@
+//! Start-up step 5, serve: the gRPC services on the Unix socket, the node loop (pool tick,
+//! reconcile, security-group and VPC CIDR refresh), the leaked-ENI cleanup, the Kubernetes
+//! reflectors, metrics and introspection; until shutdown, then the checkpoint as it stands.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use config::{CardFacts, Config};
+use planner::{NodeCapacity, PoolPolicy};
+use tokio::sync::{Notify, watch};
+
+use crate::agent::{AgentOptions, Listen};
+use crate::checkpointer::Checkpointer;
+use crate::cluster_link::{self, ClusterLink};
+use crate::cni_server::{CniService, ReplyFacts};
+use crate::host_net::HostNet;
+use crate::introspect::{self, Introspection};
+use crate::metrics::Metrics;
+use crate::node_loop::{self, NodeLoop, SecurityGroupRefresh, VpcCidrRefresh};
+use crate::pool::{self, EniConfigSource, NodeFacts, PoolManager, SharedDatastore};
+use crate::reconcile::{ReconcileFacts, Reconciler};
+use crate::start::bootstrap::Bootstrapped;
+use crate::start::discover::{Node, max_ips_per_eni};
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("checkpoint at shutdown: {0}")]
+    Checkpoint(#[from] ipam::CheckpointError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// Everything start-up produced, ready to serve.
+pub struct Ready {
+    pub cfg: Config,
+    pub opts: AgentOptions,
+    pub node: Node,
+    pub ds: SharedDatastore,
+    /// ENIs attached to the node that ipamd does not manage.
+    pub unmanaged: HashSet<String>,
+    pub vpc_id: String,
+    pub capacity: NodeCapacity,
+    pub host: Option<Arc<HostNet>>,
+    pub link: Option<ClusterLink>,
+    pub policy: PoolPolicy,
+    pub metrics: Arc<Metrics>,
+    pub checkpointer: Checkpointer,
+}
+
+/// Tasks aborted when dropped (a dropped agent future leaves nothing running behind it).
+#[derive(Default)]
+pub struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, f: impl Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(f));
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// The ENI budget of card 0, published as `awscni_eni_max` and `awscni_ip_max`.
+pub fn node_capacity(
+    cfg: &Config,
+    node: &Node,
+    boot: &Bootstrapped,
+    prefix_delegation: bool,
+    metrics: &Metrics,
+) -> NodeCapacity {
+    let unmanaged = boot.unmanaged.len() as u32;
+    let capacity = cfg.node_capacity(&CardFacts {
+        network_card: 0,
+        instance_eni_limit: node.limits.eni_limit,
+        ipv4_per_eni: node.limits.ipv4_per_eni,
+        unmanaged_enis: unmanaged,
+        trunking_compatible: node.limits.trunking_compatible,
+        has_trunk: boot.ds.trunk_eni().is_some(),
+    });
+    let managed_enis = capacity.max_enis.saturating_sub(unmanaged);
+    metrics.eni_max.set(i64::from(managed_enis));
+    let per_eni = max_ips_per_eni(node.limits.ipv4_per_eni, prefix_delegation);
+    metrics.ip_max.set(i64::from(per_eni * managed_enis));
+    capacity
+}
+
+/// Serves until `shutdown`; `serving` runs once the socket and servers are bound.
+pub async fn serve(
+    mut ready: Ready,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    serving: impl FnOnce(),
+) -> Result<(), ServeError> {
+    let ds = ready.ds.clone();
+    let cluster = ready.link.as_ref().map(|l| l.cluster.clone());
+    let manager = pool_manager(&ready, &ds, cluster.as_ref());
+    let shared = Shared {
+        ds: ds.clone(),
+        blocker: manager.blocker(),
+        kick: Arc::new(Notify::new()),
+        cluster,
+    };
+    let service = cni_service(&ready, &shared);
+    let listener = rpc::server::bind_unix(&ready.opts.grpc_socket)
+        .map_err(io(format!("binding {}", ready.opts.grpc_socket.display())))?;
+    let (_health_reporter, health) = rpc::health::serving().await;
+    let writer = ready.checkpointer.spawn_writer();
+    let background = spawn_background(&mut ready, &shared, &service, manager);
+    let servers = spawn_servers(&ready, &shared).await?;
+    tracing::info!(instance = %ready.node.id.instance_id, socket = %ready.opts.grpc_socket.display(), "ipamd serving");
+    serving();
+    let served = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(rpc::CniBackendServer::new(service.clone()))
+        .add_service(rpc::ConfigServerBackendServer::new(service))
+        .serve_with_incoming_shutdown(listener, shutdown)
+        .await;
+    drop(background);
+    drop(servers);
+    drop(writer);
+    // Nothing a running pod holds is released: write the checkpoint as it stands.
+    pool::lock(&ds).persist()?;
+    ready.checkpointer.write_now()?;
+    served?;
+    Ok(())
+}
+
+/// State the gRPC handlers and the node loop share.
+struct Shared {
+    ds: SharedDatastore,
+    blocker: watch::Receiver<Option<pool::GrowthBlocker>>,
+    kick: Arc<Notify>,
+    cluster: Option<Arc<dyn k8s::Cluster>>,
+}
+
+fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
+    let (cfg, node) = (&ready.cfg, &ready.node);
+    let net = &cfg.networking;
+    CniService {
+        ds: shared.ds.clone(),
+        checkpointer: ready.checkpointer.clone(),
+        facts: Arc::new(ReplyFacts {
+            vpc_cidrs: node.vpc_cidrs.iter().map(ToString::to_string).collect(),
+            exclude_snat_cidrs: net
+                .exclude_snat_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            external_snat: net.external_snat,
+            network_policy_mode: net
+                .network_policy_mode
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+            multi_nic: cfg.eni.multi_nic,
+            instance_id: node.id.instance_id.clone(),
+            region: node.id.region.clone(),
+            node_ipv4: node.id.local_ipv4.to_string(),
+        }),
+        metrics: ready.metrics.clone(),
+        blocker: shared.blocker.clone(),
+        kick: shared.kick.clone(),
+        annotate: shared
+            .cluster
+            .clone()
+            .filter(|_| cfg.kubernetes.annotate_pod_ip),
+    }
+}
+
+/// The pool manager for card 0, with custom networking, the cordon gate, host networking.
+fn pool_manager(
+    ready: &Ready,
+    ds: &SharedDatastore,
+    cluster: Option<&Arc<dyn k8s::Cluster>>,
+) -> PoolManager<aws::sdk_ec2::SdkEc2> {
+    let (cfg, node) = (&ready.cfg, &ready.node);
+    let facts = NodeFacts {
+        instance_id: node.id.instance_id.clone(),
+        subnet_id: node.primary.subnet_id.clone(),
+        security_groups: node.security_groups.clone(),
+        cluster_name: cfg.eni.cluster_name.clone(),
+        additional_tags: cfg.eni.additional_eni_tags.clone(),
+        subnet_cidr: node.primary.subnet_cidr,
+        vpc_id: ready.vpc_id.clone(),
+        availability_zone: node.id.availability_zone.clone(),
+        subnet_discovery: cfg.eni.subnet_discovery,
+    };
+    let eni_configs = match (cfg.eni.custom_networking, cluster) {
+        (false, _) => EniConfigSource::NotUsed,
+        (true, Some(c)) => EniConfigSource::Cluster(c.clone()),
+        (true, None) => EniConfigSource::Unavailable(
+            "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true needs the Kubernetes API, but MY_NODE_NAME is not set".into(),
+        ),
+    };
+    let policy = ready.policy;
+    let (ds, capacity) = (ds.clone(), ready.capacity);
+    let mut manager = PoolManager::new(node.ec2.clone(), ds, facts, policy, capacity)
+        .with_eni_configs(eni_configs)
+        .with_metrics(ready.metrics.clone());
+    if let (Some(c), false) = (cluster, cfg.eni.manage_enis_non_schedulable) {
+        manager = manager.with_cordon_gate(c.clone());
+    }
+    if let Some(host) = &ready.host {
+        manager = manager.with_host_network(host.clone());
+    }
+    manager
+}
+
+/// Custom networking: say which ENIConfig new ENIs use (log and a Normal event).
+fn announce_eni_config(cfg: &Config, cluster: Option<&Arc<dyn k8s::Cluster>>) {
+    let Some(c) = cluster.filter(|_| cfg.eni.custom_networking) else {
+        return;
+    };
+    match c.node_eni_config() {
+        Ok(r) => {
+            tracing::info!(name = %r.name, subnet = %r.spec.subnet, "ENIConfig for new ENIs");
+            let event = k8s::NodeEvent::EniConfigSelected {
+                name: r.name.clone(),
+                subnet: r.spec.subnet.clone(),
+            };
+            cluster_link::send_event(c, event);
+        }
+        Err(e) => tracing::error!("custom networking: {e}"),
+    }
+}
+
+/// The node loop, the reflectors' task and the leaked-ENI cleanup.
+fn spawn_background(
+    ready: &mut Ready,
+    shared: &Shared,
+    service: &CniService,
+    manager: PoolManager<aws::sdk_ec2::SdkEc2>,
+) -> Tasks {
+    announce_eni_config(&ready.cfg, shared.cluster.as_ref());
+    let (cfg, node) = (&ready.cfg, &ready.node);
+    let provisioning = !cfg.provisioning_disabled();
+    let imds = node.imds.clone();
+    let facts = ReconcileFacts {
+        instance_id: node.id.instance_id.clone(),
+        manage_untagged: cfg.eni.manage_untagged_eni,
+        provisioning,
+        cluster_name: cfg.eni.cluster_name.clone(),
+        additional_tags: cfg.eni.additional_eni_tags.clone(),
+    };
+    let mut reconciler = Reconciler::new(
+        node.ec2.clone(),
+        imds.clone(),
+        shared.ds.clone(),
+        facts,
+        ready.metrics.clone(),
+        std::mem::take(&mut ready.unmanaged),
+    );
+    if let Some(host) = &ready.host {
+        reconciler = reconciler.with_host_network(host.clone());
+    }
+    let security_groups = (provisioning && !cfg.eni.custom_networking).then(|| {
+        let mut current = node.security_groups.clone();
+        current.sort();
+        SecurityGroupRefresh {
+            primary_mac: node.id.primary_mac.clone(),
+            current,
+        }
+    });
+    let vpc_cidrs = VpcCidrRefresh::new(
+        node.id.primary_mac.clone(),
+        &node.vpc_cidrs,
+        service.facts.vpc_cidrs.clone(),
+        ready.host.clone(),
+    );
+    let mut tasks = Tasks::default();
+    tasks.spawn(
+        NodeLoop {
+            manager,
+            reconciler,
+            ec2: node.ec2.clone(),
+            imds,
+            ds: shared.ds.clone(),
+            metrics: ready.metrics.clone(),
+            blocker: shared.blocker.clone(),
+            kick: shared.kick.clone(),
+            provisioning,
+            security_groups,
+            vpc_cidrs: Some(vpc_cidrs),
+            timers: ready.opts.timers.clone(),
+            cluster: shared.cluster.clone(),
+        }
+        .run(),
+    );
+    if let Some(link) = ready.link.take() {
+        tasks.0.push(link.task);
+    }
+    if !cfg.leaked_eni_cleanup_disabled() {
+        tasks.0.push(node_loop::spawn_leaked_eni_cleanup(
+            node.ec2.clone(),
+            node.id.instance_id.clone(),
+            ready.vpc_id.clone(),
+            cfg.eni.cluster_name.clone(),
+            &ready.opts.timers,
+            ready.metrics.clone(),
+        ));
+    }
+    tasks
+}
+
+/// Metrics and introspection listeners.
+async fn spawn_servers(ready: &Ready, shared: &Shared) -> Result<Tasks, ServeError> {
+    let mut servers = Tasks::default();
+    if let Some(addr) = ready.opts.metrics_addr {
+        let m = ready.metrics.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = m.clone();
+                async move { m.render().unwrap_or_else(|e| format!("# error: {e}\n")) }
+            }),
+        );
+        serve_http(&Listen::Tcp(addr), router, &mut servers).await?;
+    }
+    if let Some(listen) = &ready.opts.introspection_addr {
+        let cfg = &ready.cfg;
+        let router = introspect::router(Introspection {
+            datastores: vec![(0, shared.ds.clone())],
+            ipamd_env: serde_json::to_value(cfg.ipamd_env_settings()).unwrap_or_default(),
+            networkutils_env: serde_json::to_value(cfg.network_utils_env_settings())
+                .unwrap_or_default(),
+            cluster: shared.cluster.clone().filter(|_| cfg.eni.custom_networking),
+        });
+        serve_http(listen, router, &mut servers).await?;
+    }
+    Ok(servers)
+}
+
+/// Binds `listen` and serves `router` on it until the task is aborted. A stale socket file
+/// left by a previous run is replaced (upstream leaves it and then cannot bind).
+async fn serve_http(
+    listen: &Listen,
+    router: axum::Router,
+    tasks: &mut Tasks,
+) -> Result<(), ServeError> {
+    match listen {
+        Listen::Tcp(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io(format!("binding {listen}")))?;
+            tasks.spawn(async move {
+                let _ = axum::serve(l, router).await;
+            });
+        }
+        Listen::Unix(path) => {
+            use std::os::unix::fs::FileTypeExt;
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path).map_err(io(format!("removing stale {listen}")))?;
+            }
+            let l =
+                tokio::net::UnixListener::bind(path).map_err(io(format!("binding {listen}")))?;
+            tasks.spawn(async move {
+                let _ = axum::serve(l, router).await;
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! Root-free unit tests of the wiring written against [`crate::kernel::Kernel`], on the
+//! recording kernel ([`crate::testing::Recording`]): what pod wiring, ENI set-up and the
+//! SNAT firewall reconcile ask of the kernel, call by call.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use crate::firewall::{Family, detect_backend, reconcile_snat};
+use crate::host::{EniSetup, setup_eni, teardown_eni_rules};
+use crate::iptables_backend::Backend;
+use crate::netlink::{Backoff, Mac, NetlinkError, Route, Rule, Scope};
+use crate::pod::{PodNetwork, setup_pod_in, teardown_pod_in};
+use crate::route_table::{MAIN_TABLE, priority};
+use crate::snat::{Randomize, SnatSettings, desired_mangle, desired_nat, restore_batch};
+use crate::testing::{Call, Recording};
+
+const POD_NS: &str = "/var/run/netns/pod";
+
+fn pod(index: u32, table: u32) -> PodNetwork {
+    PodNetwork {
+        host_veth: "enicc21c2d7785".into(),
+        pod_ifname: if index == 0 {
+            "eth0".into()
+        } else {
+            format!("mNicIf{index}")
+        },
+        index,
+        pod_ip: Ipv4Addr::new(10, 0, 1, 15),
+        table,
+        mtu: 9001,
+    }
+}
+
+fn index_of(rec: &Recording, name: &str) -> u32 {
+    rec.model()
+        .links
+        .iter()
+        .find(|l| l.name == name)
+        .map(|l| l.index)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pod_wiring_makes_exactly_the_expected_calls() {
+    let host = Recording::new("node");
+    let p = pod(0, 3);
+    setup_pod_in(&host, Path::new(POD_NS), &p).await.unwrap();
+    let pod_ns = host.namespace(POD_NS);
+    let (eth0, veth) = (index_of(&pod_ns, "eth0"), index_of(&host, &p.host_veth));
+    let host_mac = host.model().links[0].mac.unwrap();
+    let gw = Ipv4Addr::new(169, 254, 1, 1);
+    assert_eq!(
+        pod_ns.calls(),
+        [
+            Call::CreateVeth {
+                name: "eth0".into(),
+                peer_name: p.host_veth.clone(),
+                peer_netns: "node".into(),
+                mtu: 9001,
+            },
+            Call::SetLinkUp {
+                link: "eth0".into(),
+                mtu: None
+            },
+            Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(gw), eth0)),
+            Call::AddRoute(Route::default_via(MAIN_TABLE, gw, eth0)),
+            Call::ReplaceAddress {
+                link: "eth0".into(),
+                addr: Ipv4Net::from(p.pod_ip)
+            },
+            Call::ReplaceNeighbour {
+                link: "eth0".into(),
+                ip: gw,
+                mac: host_mac
+            },
+        ]
+    );
+    let sysctl = |key: &str, value: &str| Call::Sysctl {
+        key: format!("net/ipv6/conf/{}/{key}", p.host_veth),
+        value: value.into(),
+    };
+    assert_eq!(
+        host.calls(),
+        [
+            sysctl("accept_ra", "0"),
+            sysctl("accept_redirects", "1"),
+            sysctl("forwarding", "0"),
+            Call::SetLinkUp {
+                link: p.host_veth.clone(),
+                mtu: None
+            },
+            Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), veth)),
+            Call::AddRule(Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD)),
+            Call::AddRule(Rule::from_ip(p.pod_ip, 3, priority::FROM_POD)),
+        ]
+    );
+
+    host.clear_journal();
+    teardown_pod_in(&host, &p).await.unwrap();
+    let (node, pod_after) = (host.model(), pod_ns.model());
+    assert!(node.links.is_empty() && node.rules.is_empty() && node.routes.is_empty());
+    assert!(
+        pod_after.links.is_empty(),
+        "the pod end goes with the host end"
+    );
+    assert!(
+        host.calls()
+            .contains(&Call::DeleteLink(p.host_veth.clone()))
+    );
+}
+
+#[tokio::test]
+async fn multi_nic_pod_gets_its_own_table_and_rule() {
+    let host = Recording::new("node");
+    let p = pod(1, 1);
+    setup_pod_in(&host, Path::new(POD_NS), &p).await.unwrap();
+    let pod_ns = host.namespace(POD_NS);
+    assert!(pod_ns.calls().contains(&Call::AddRule(Rule::from_ip(
+        p.pod_ip,
+        1,
+        priority::POD_MULTI_NIC
+    ))));
+    let ifindex = index_of(&pod_ns, "mNicIf1");
+    let gw = Ipv4Addr::new(169, 254, 1, 2);
+    assert!(
+        pod_ns
+            .model()
+            .routes
+            .contains(&Route::default_via(1, gw, ifindex))
+    );
+    assert!(
+        host.model()
+            .rules
+            .iter()
+            .all(|r| r.priority != Some(priority::FROM_POD)),
+        "table 1 means main on the host: no from-rule"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_link_with_the_veth_name_is_left_alone() {
+    let host = Recording::new("node");
+    host.add_link("enicc21c2d7785", None, Some("dummy"));
+    let err = setup_pod_in(&host, Path::new(POD_NS), &pod(0, 3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetlinkError::ForeignLink { .. }), "{err}");
+    assert!(host.journal().is_empty(), "nothing changed");
+}
+
+#[tokio::test]
+async fn failed_wiring_removes_the_veth_again() {
+    let host = Recording::new("node");
+    let pod_ns = host.namespace(POD_NS);
+    // A default route already in the pod: `add_route` fails with EEXIST mid-wiring.
+    pod_ns
+        .add_route(&Route::default_via(
+            MAIN_TABLE,
+            Ipv4Addr::new(10, 9, 9, 9),
+            99,
+        ))
+        .await
+        .unwrap();
+    let err = setup_pod_in(&host, Path::new(POD_NS), &pod(0, 3))
+        .await
+        .unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    assert!(host.model().links.is_empty() && pod_ns.model().links.is_empty());
+    assert!(host.model().rules.is_empty());
+}
+
+use crate::kernel::Kernel as _;
+
+#[tokio::test]
+async fn eni_setup_makes_exactly_the_expected_calls() {
+    let node = Recording::new("node");
+    let mac: Mac = "02:00:00:00:00:22".parse().unwrap();
+    let eth1 = node.add_link("eth1", Some(mac), None);
+    node.add_address(eth1, "10.0.2.99/24".parse().unwrap());
+    let subnet: Ipv4Net = "10.0.2.0/24".parse().unwrap();
+    let eni_ip = Ipv4Addr::new(10, 0, 2, 20);
+    let kernel_subnet_route = Route {
+        pref_src: Some(eni_ip),
+        ..Route::link_scope(MAIN_TABLE, subnet, eth1)
+    };
+    node.replace_route(&kernel_subnet_route).await.unwrap();
+    node.clear_journal();
+
+    let mut s = EniSetup::new(mac, eni_ip, subnet, 2, 9001);
+    s.find_interval = Duration::ZERO;
+    s.route_backoff = Backoff {
+        max_attempts: 1,
+        ..crate::netlink::ROUTE_RETRIES
+    };
+    let link = setup_eni(&node, &s).await.unwrap();
+    assert_eq!(link.index, eth1);
+    let gw = Ipv4Addr::new(10, 0, 2, 1);
+    assert_eq!(
+        node.calls(),
+        [
+            Call::SetLinkUp {
+                link: "eth1".into(),
+                mtu: Some(9001)
+            },
+            Call::DeleteAddress {
+                link: "eth1".into(),
+                addr: "10.0.2.99/24".parse().unwrap()
+            },
+            Call::ReplaceAddress {
+                link: "eth1".into(),
+                addr: "10.0.2.20/24".parse().unwrap()
+            },
+            Call::ReplaceRoute(Route::link_scope(2, Route::host(gw), eth1)),
+            Call::ReplaceRoute(Route::default_via(2, gw, eth1)),
+            Call::DeleteRoute(Route {
+                oif: None,
+                ..kernel_subnet_route.clone()
+            }),
+            Call::AddRule(Rule::from_ip(eni_ip, 2, priority::ENI_PRIMARY)),
+        ]
+    );
+    assert_eq!(node.model().routes.len(), 2, "only the ENI table's routes");
+    assert_eq!(teardown_eni_rules(&node, eni_ip).await.unwrap(), 1);
+
+    s.table = MAIN_TABLE;
+    assert!(matches!(
+        setup_eni(&node, &s).await,
+        Err(NetlinkError::Invalid(_))
+    ));
+    s.mac = "02:00:00:00:00:99".parse().unwrap();
+    s.table = 3;
+    s.find_attempts = 2;
+    assert!(matches!(
+        setup_eni(&node, &s).await,
+        Err(NetlinkError::LinkByMacNotFound { attempts: 2, .. })
+    ));
+    assert_eq!(Scope::from_raw(Scope::Host.raw()), Scope::Host);
+}
+
+fn snat() -> SnatSettings {
+    SnatSettings {
+        primary_ip: Ipv4Addr::new(10, 0, 0, 10),
+        primary_if: "eth0".into(),
+        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
+        exclude_cidrs: vec![],
+        external_snat: false,
+        node_port_support: true,
+        randomize: Randomize::Prng,
+        random_fully_supported: true,
+        veth_prefix: "eni".into(),
+        connmark: 0x80,
+    }
+}
+
+#[tokio::test]
+async fn firewall_batch_is_one_restore_per_table_with_wait() {
+    let node = Recording::new("node");
+    let s = snat();
+    assert_eq!(reconcile_snat(&node, Backend::Nft, &s).await.unwrap(), 2);
+    let empty = Default::default();
+    assert_eq!(
+        node.calls(),
+        [
+            Call::FirewallRestore {
+                command: "iptables-nft-restore --wait=10 --noflush".into(),
+                batch: restore_batch("nat", &empty, &desired_nat(&s)).unwrap(),
+            },
+            Call::FirewallRestore {
+                command: "iptables-nft-restore --wait=10 --noflush".into(),
+                batch: restore_batch("mangle", &empty, &desired_mangle(&s)).unwrap(),
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn backend_detection_reads_both_backends_through_the_seam() {
+    let node = Recording::new("node");
+    assert_eq!(
+        detect_backend(&node).await,
+        Backend::Nft,
+        "nothing anywhere"
+    );
+    let rules: String = (0..12)
+        .map(|i| format!("-A POSTROUTING -j R{i}\n"))
+        .collect();
+    node.set_firewall_save(Backend::Legacy, Family::V4, None, &rules);
+    assert_eq!(detect_backend(&node).await, Backend::Legacy, ">= 10 legacy");
+    assert!(node.journal().is_empty(), "reads are not changes");
+}
+
+#[test]
+fn route_retries_are_a_valid_backoff_of_upstreams_shape() {
+    let b = crate::netlink::ROUTE_RETRIES;
+    assert_eq!(b.validate(), Ok(()));
+    let waits: Vec<Duration> = (0..4).map(|n| b.delay(n, 0.5)).collect();
+    assert_eq!(
+        waits,
+        [500, 1000, 2000, 4000].map(Duration::from_millis).to_vec()
+    );
+    assert_eq!(b.delay(10, 0.5), Duration::from_secs(5));
+    assert!(b.should_retry(3) && !b.should_retry(4), "5 attempts in all");
+}

@@ -1,0 +1,26 @@
+//! The harness of the workspace's cross-crate tests (`tests/tests/*.rs`).
+//!
+//! - [`TestNetns`]: the one network-namespace helper of the workspace (created per test,
+//!   deleted on drop); [`EmulatedNode`]: the EC2 + IMDS emulator serving one instance.
+//! - [`agent`]: the real agent (`ipamd::agent::run`) in-process, once per test: on a node
+//!   namespace with host networking ([`agent::NodeAgent`]), or without touching the kernel
+//!   and with metrics and introspection ([`agent::LiveNode`]); gRPC pod helpers.
+//! - [`plugin`]: the real `aws-cni` binary run as a runtime runs it; kernel snapshots.
+//! - [`bins`]: the workspace's binaries, found in (or built into) the target directory, and
+//!   the core CNI plugins.
+//!
+//! Test support only: it panics on failures, with the reason.
+
+pub mod agent;
+pub mod bins;
+pub mod plugin;
+
+pub use bins::workspace_bin;
+pub use ec2_emulator::testing::{EmulatedNode, TestNetns};
+
+/// A free loopback TCP address (`127.0.0.1:<port>`).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
