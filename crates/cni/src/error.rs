@@ -61,6 +61,11 @@ impl CniError {
     pub fn check(msg: impl Into<String>) -> Self {
         Self::new(102, msg)
     }
+    /// The network policy agent could not be reached or did not enforce the pod's
+    /// policies (103 is egress-cni's ip6tables failure).
+    pub fn network_policy(msg: impl Into<String>) -> Self {
+        Self::new(104, msg)
+    }
 
     /// The JSON printed on stdout.
     pub fn to_json(&self, cni_version: &str) -> String {

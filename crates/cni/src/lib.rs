@@ -5,6 +5,7 @@ pub mod check;
 pub mod conf;
 pub mod error;
 pub mod log;
+pub mod network_policy;
 pub mod plugin;
 pub mod result;
 pub mod skel;

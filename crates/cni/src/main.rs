@@ -29,14 +29,14 @@ fn run(env: &CniEnv, stdin: &[u8]) -> cni::skel::Outcome {
         .enable_all()
         .build()
         .map_err(|e| fail(CniError::io(format!("starting the runtime: {e}"))))?;
-    let target = plugin::ipamd_target(|k| std::env::var(k).ok());
+    let peers = plugin::Endpoints::from_lookup(|k| std::env::var(k).ok());
     match env.command.as_str() {
         "ADD" => runtime
-            .block_on(plugin::add(&conf, env, &target))
+            .block_on(plugin::add(&conf, env, &peers))
             .map(Some)
             .map_err(fail),
         "DEL" => runtime
-            .block_on(plugin::del(&conf, env, &target))
+            .block_on(plugin::del(&conf, env, &peers))
             .map(|()| None)
             .map_err(fail),
         "CHECK" => runtime
@@ -44,7 +44,7 @@ fn run(env: &CniEnv, stdin: &[u8]) -> cni::skel::Outcome {
             .map(|()| None)
             .map_err(fail),
         "STATUS" => runtime
-            .block_on(status::status(&target))
+            .block_on(status::status(&peers.ipamd))
             .map(|()| None)
             .map_err(fail),
         "GC" => status::gc(&conf).map(|()| None).map_err(fail),

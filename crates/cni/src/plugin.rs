@@ -14,10 +14,30 @@ use serde_json::{Value, json};
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
+use crate::network_policy;
 use crate::result::{CniResult, Interface, IpConfig};
 
 /// How long to wait for ipamd's socket before calling it "not running".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the plugin's gRPC peers listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// ipamd ([`ipamd_target`]).
+    pub ipamd: String,
+    /// The network policy agent ([`network_policy::npa_target`]).
+    pub npa: String,
+}
+
+impl Endpoints {
+    /// Upstream's sockets, or the overrides in `get` (tests and the demo).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            ipamd: ipamd_target(&get),
+            npa: network_policy::npa_target(&get),
+        }
+    }
+}
 
 /// The gRPC target of ipamd (`IPAMD_GRPC_SOCKET` overrides it for tests and the demo).
 pub fn ipamd_target(get: impl Fn(&str) -> Option<String>) -> String {
@@ -55,7 +75,7 @@ fn pod_network(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> PodNet
 }
 
 /// ADD: returns the CNI result JSON.
-pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, CniError> {
+pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<String, CniError> {
     tracing::info!(
         container = %env.container_id,
         netns = %env.netns,
@@ -64,7 +84,7 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
         "ADD"
     );
     check_add_env(env)?;
-    let mut client = ipamd(target).await?;
+    let mut client = ipamd(&peers.ipamd).await?;
     let granted = request_address(&mut client, conf, env).await?;
     let p = pod_network(conf, env, granted.ip, granted.table);
     wire_or_give_back(&mut client, conf, env, &p).await?;
@@ -75,6 +95,12 @@ pub async fn add(conf: &NetConf, env: &CniEnv, target: &str) -> Result<String, C
     } else {
         String::new()
     };
+    if !granted.network_policy_mode.is_empty() {
+        // The address stays assigned when this fails: kubelet's DEL releases it (upstream).
+        let pod = pod_ref(env);
+        let mode = &granted.network_policy_mode;
+        network_policy::enforce(&peers.npa, &pod, mode, granted.interfaces).await?;
+    }
     Ok(result_json(
         conf,
         env,
@@ -103,6 +129,18 @@ struct Granted {
     ip: Ipv4Addr,
     table: u32,
     device_number: i32,
+    /// Addresses in the reply (`InterfaceCount` for the network policy agent).
+    interfaces: usize,
+    /// `NetworkPolicyMode`: empty when the network policy agent is not to be called.
+    network_policy_mode: String,
+}
+
+/// The pod named in `CNI_ARGS`.
+fn pod_ref(env: &CniEnv) -> network_policy::PodRef<'_> {
+    network_policy::PodRef {
+        name: env.arg("K8S_POD_NAME"),
+        namespace: env.arg("K8S_POD_NAMESPACE"),
+    }
 }
 
 /// AddNetwork: one IPv4 address for the pod, with its ENI's route table.
@@ -148,6 +186,8 @@ async fn request_address(
         ip,
         table: u32::try_from(alloc.route_table_id).unwrap_or(0),
         device_number: alloc.device_number,
+        interfaces: reply.ip_allocation_metadata.len(),
+        network_policy_mode: reply.network_policy_mode.clone(),
     })
 }
 
@@ -287,8 +327,9 @@ pub const DEL_PREV_RESULT_TEARDOWN_FAILED: &str =
 
 /// What ipamd made of `DelNetwork`.
 enum Release {
-    /// Released; the pod's address and route table when ipamd sent a usable one.
-    Released(Option<(Ipv4Addr, u32)>),
+    /// Released; the pod's address and route table when ipamd sent a usable one, and the
+    /// reply's `NetworkPolicyMode`.
+    Released(Option<(Ipv4Addr, u32)>, String),
     /// `datastore: unknown pod`: nothing held (already released).
     UnknownPod,
     /// ipamd unreachable or any other gRPC error (as `cmdDel` treats them).
@@ -331,6 +372,7 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
                         u32::try_from(a.route_table_id).unwrap_or(0),
                     ))
                 }),
+                r.network_policy_mode,
             ))
         }
         Err(s) if s.message().contains(UNKNOWN_POD) => Ok(Release::UnknownPod),
@@ -380,27 +422,32 @@ async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &
 
 /// DEL: idempotent and best effort; succeeds when the pod is already gone and when ipamd
 /// fails (as upstream's `cmdDel` does), so that kubelet never sticks.
-pub async fn del(conf: &NetConf, env: &CniEnv, target: &str) -> Result<(), CniError> {
+pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), CniError> {
     tracing::info!(container = %env.container_id, netns = %env.netns, "DEL");
-    let wiring = match release(del_request(conf, env), target).await? {
+    let (wiring, np_mode) = match release(del_request(conf, env), &peers.ipamd).await? {
         Release::Failed(e) => {
             teardown_after_ipamd_error(conf, env, &e).await;
             return Ok(());
         }
-        Release::Released(Some(w)) => Some(w),
+        Release::Released(Some(w), mode) => (Some(w), mode),
         // Nothing (usable) from ipamd: whatever prevResult describes, best effort.
-        Release::Released(None) => conf.prev_result.as_ref().and_then(from_prev_result),
+        Release::Released(None, mode) => {
+            (conf.prev_result.as_ref().and_then(from_prev_result), mode)
+        }
         // Already released (a repeated DEL): as upstream, touch nothing. The address may
         // belong to another pod by now, and its rules with it.
         Release::UnknownPod => {
             tracing::info!(container = %env.container_id, "DEL: ipamd does not know the pod; nothing to do");
-            None
+            return Ok(());
         }
     };
-    match wiring {
-        Some((ip, table)) => teardown(conf, env, ip, table).await,
-        None => Ok(()),
+    if let Some((ip, table)) = wiring {
+        teardown(conf, env, ip, table).await?;
     }
+    if !np_mode.is_empty() {
+        network_policy::delete(&peers.npa, &pod_ref(env)).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -167,3 +167,32 @@ async fn a_killed_agent_restarts_with_every_pod_keeping_its_ip() {
     assert!(!before.contains(&r.ip_allocation_metadata[0].i_pv4_addr));
     agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_policy_mode_reaches_the_plugin_and_the_policy_agent() {
+    let h = Harness::new("m5.large", "10.0.0.0/24", "npmode").await;
+    let cfg = h.config(&[("NETWORK_POLICY_ENFORCING_MODE", "Strict")]);
+    let agent = h.start(cfg, h.options(Duration::from_secs(60), None));
+    let mut c = h.client().await;
+    wait_for_pool(&h, 1).await;
+    // The plugin calls the policy agent when the mode is in the replies.
+    let added = c.add_network(add(0)).await.unwrap().into_inner();
+    assert!(added.success);
+    assert_eq!(added.network_policy_mode, "strict");
+    let deleted = c.del_network(del(0)).await.unwrap().into_inner();
+    assert_eq!(deleted.network_policy_mode, "strict");
+    // The policy agent reads its settings from ipamd's socket at its start.
+    let socket = format!("unix://{}", h.dir.join("ipamd.sock").display());
+    let channel = rpc::client::connect(&socket, None).await.unwrap();
+    let cfg = rpc::ConfigServerBackendClient::new(channel)
+        .get_network_policy_configs(())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cfg.network_policy_mode, "strict");
+    assert_eq!(cfg.node_i_pv4, h.node.primary_ip.to_string());
+    assert_eq!(cfg.instance_id, h.node.instance_id);
+    assert_eq!(cfg.region, "us-west-2");
+    assert!(cfg.node_i_pv6.is_empty() && !cfg.multi_nic_enabled);
+    agent.abort();
+}
