@@ -33,6 +33,14 @@ if ! python3 -c "import moto,flask,sys; sys.exit(0 if moto.__version__ == '${MOT
 fi
 command -v moto_server >/dev/null 2>&1 || { echo "moto_server is not on PATH after installing moto[server]" >&2; exit 1; }
 
+# Python's grpcio: a gRPC client that sends its own :authority over Unix sockets
+# (crates/rpc/tests/unix_roundtrip.rs).
+GRPCIO_VERSION=1.85.3
+if ! python3 -c "import grpc,sys; sys.exit(0 if grpc.__version__ == '${GRPCIO_VERSION}' else 1)" 2>/dev/null; then
+  python3 -m pip install --quiet "grpcio==${GRPCIO_VERSION}" \
+    || python3 -m pip install --quiet --break-system-packages "grpcio==${GRPCIO_VERSION}"
+fi
+
 for comp in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^${comp}"; then
     rustup component add "$comp"

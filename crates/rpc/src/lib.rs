@@ -172,6 +172,8 @@ pub mod client {
     }
 }
 
+pub mod authority;
+
 /// Server side on a Unix socket (feature `server`).
 #[cfg(feature = "server")]
 pub mod server {
@@ -181,10 +183,30 @@ pub mod server {
 
     pub use tokio_stream::wrappers::UnixListenerStream;
 
+    pub use crate::authority::FixedAuthority;
+
+    /// The connections accepted on a socket from [`bind_unix`].
+    pub struct UnixIncoming(UnixListenerStream);
+
+    impl tokio_stream::Stream for UnixIncoming {
+        type Item = io::Result<FixedAuthority<tokio::net::UnixStream>>;
+
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::pin::Pin::new(&mut self.get_mut().0)
+                .poll_next(cx)
+                .map(|conn| conn.map(|c| c.map(FixedAuthority::new)))
+        }
+    }
+
     /// Binds `path` as upstream ipamd does: create the parent directory (mode 0755), remove a
     /// stale socket file, listen, then `chmod 0660`. Must be called inside a tokio runtime. Serve
-    /// with `tonic::transport::Server::builder()...serve_with_incoming(stream)`.
-    pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<UnixListenerStream> {
+    /// with `tonic::transport::Server::builder()...serve_with_incoming(stream)`. Every
+    /// connection accepts any `:authority`, as upstream's Go server does
+    /// ([`crate::authority`]).
+    pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<UnixIncoming> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::DirBuilder::new()
@@ -198,6 +220,6 @@ pub mod server {
         }
         let listener = tokio::net::UnixListener::bind(path)?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
-        Ok(UnixListenerStream::new(listener))
+        Ok(UnixIncoming(UnixListenerStream::new(listener)))
     }
 }

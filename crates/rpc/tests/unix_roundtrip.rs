@@ -236,3 +236,46 @@ fn socket_path_parsing() {
     assert_eq!(rpc::DEFAULT_NPA_SOCKET, "/var/run/aws-node/npa.sock");
     assert_eq!(rpc::HEALTH_SERVICE_NAME, "grpc.health.v1.aws-node");
 }
+
+/// Python's grpcio (a client upstream's Go server accepts) over the Unix socket, with its
+/// default `:authority` and with `localhost`; `None` when grpcio is not installed.
+fn grpcio_health_check(sock: &Path, authority: Option<&str>) -> Option<(bool, String)> {
+    let script = r#"
+import sys, grpc
+opts = [("grpc.default_authority", sys.argv[2])] if len(sys.argv) > 2 else []
+with grpc.insecure_channel(sys.argv[1], options=opts) as ch:
+    try:
+        print("OK", ch.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=5).hex())
+    except grpc.RpcError as e:
+        print("ERR", e.code(), e.details())
+"#;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", script, &format!("unix://{}", sock.display())]);
+    cmd.args(authority);
+    let out = cmd.output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if String::from_utf8_lossy(&out.stderr).contains("No module named 'grpc'") {
+        return None;
+    }
+    Some((
+        text.starts_with("OK 0801"),
+        format!("{text} {}", String::from_utf8_lossy(&out.stderr)),
+    ))
+}
+
+#[tokio::test]
+async fn grpcio_clients_are_served_whatever_authority_they_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ipamd.sock");
+    let _stop = start_server(&sock).await;
+    for authority in [None, Some("localhost")] {
+        let sock = sock.clone();
+        let got = tokio::task::spawn_blocking(move || grpcio_health_check(&sock, authority))
+            .await
+            .unwrap();
+        let Some((serving, text)) = got else {
+            panic!("python3 with grpcio is needed (scripts/install-deps.sh installs it)");
+        };
+        assert!(serving, "authority {authority:?}: {text}");
+    }
+}
