@@ -4,7 +4,9 @@
 # counter on these VMs) of
 #   - aws-cni VERSION, next to Debian's /usr/lib/cni/ptp and bridge VERSION (reference peers);
 #   - aws-cni ADD and DEL against a running agent (the demo node: emulator + ipamd in a node
-#     network namespace, see scripts/demo-node.sh), one pod namespace, N ADD/DEL cycles.
+#     network namespace, see scripts/demo-node.sh), N ADD/DEL cycles, each in a fresh pod
+#     namespace (as a runtime does), interleaved with Debian's Go ptp + host-local doing the
+#     same (the peer), and the ratio of the medians.
 # Prints figures only; never fails on them. Needs root. Nothing touches the root namespace.
 #
 #   bash scripts/bench-cni.sh          # N=30
@@ -26,6 +28,7 @@ bash scripts/demo-node.sh --keep >/tmp/bench-cni-demo.log 2>&1 || { cat /tmp/ben
 POD=vpccni-bench-pod
 cleanup() {
   ip netns del "$POD" 2>/dev/null || true
+  rm -rf /run/vpc-cni-bench-ipam
   bash scripts/demo-node.sh --teardown >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -95,12 +98,33 @@ def add_timed():
         time.sleep(0.2)
     sys.exit("the warm pool never refilled")
 
+def fresh_pod_netns():
+    # What a runtime does between sandboxes: DEL leaves the veth pair to go with the pod's
+    # namespace (as upstream), and the runtime removes that namespace. Not timed.
+    subprocess.run(["ip", "netns", "del", pod], check=False)
+    subprocess.run(["ip", "netns", "add", pod], check=True)
+
+# The Go peer: Debian's ptp + host-local (a veth pair, an address, routes; DEL deletes the
+# veth), exec'd the same way, interleaved with ours.
+ptp_conf = (b'{"cniVersion":"1.0.0","name":"bench-ptp","type":"ptp","mtu":9001,'
+            b'"ipam":{"type":"host-local","subnet":"10.254.0.0/16","dataDir":"/run/vpc-cni-bench-ipam"}}')
+env_ptp = dict(env_pod, CNI_CONTAINERID="bench-ptp", CNI_PATH="/usr/lib/cni")
+go_adds, go_dels = [], []
 for _ in range(n):
+    fresh_pod_netns()
     adds.append(add_timed())
     dels.append(run(in_node([plugin]), dict(env_pod, CNI_COMMAND="DEL"), conf))
+    fresh_pod_netns()
+    go_adds.append(run(in_node(["/usr/lib/cni/ptp"]), dict(env_ptp, CNI_COMMAND="ADD"), ptp_conf))
+    go_dels.append(run(in_node(["/usr/lib/cni/ptp"]), dict(env_ptp, CNI_COMMAND="DEL"), ptp_conf))
+fresh_pod_netns()
 print(f"  nsenter alone        {fmt(nsenter)}   (included in the figures below)")
-print(f"  ADD                  {fmt(adds)}")
-print(f"  DEL                  {fmt(dels)}")
+print(f"  aws-cni ADD          {fmt(adds)}")
+print(f"  ptp+host-local ADD   {fmt(go_adds)}")
+print(f"  aws-cni DEL          {fmt(dels)}")
+print(f"  ptp+host-local DEL   {fmt(go_dels)}")
+ratio = lambda a, b: statistics.median(a) / statistics.median(b)
+print(f"  ratio of medians, aws-cni / Go peer: ADD {ratio(adds, go_adds):.2f}   DEL {ratio(dels, go_dels):.2f}")
 for _ in range(150):  # until ipamd has an address again (see add_timed)
     add_i = instructions([plugin], dict(env_pod, CNI_COMMAND="ADD"), conf, node_ns=True)
     if not add_i.startswith("n/a"):

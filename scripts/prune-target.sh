@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Keeps the persistent CARGO_TARGET_DIR bounded (it grew to tens of GB across runs): every
 # test build leaves a new test binary beside the old ones. Keeps the newest binary of each
-# test/bin target, and incremental caches used in the last 3 days. Dependencies' compiled
+# test/bin target, and incremental caches used in the last 12 hours. Dependencies' compiled
 # libraries are kept, so nothing slow is rebuilt.
 set -euo pipefail
 T="${CARGO_TARGET_DIR:-$HOME/.cache/vpc-cni-rs/target}"
@@ -17,7 +17,7 @@ for profile in debug release; do
     | awk '{ name = substr($2, 1, length($2) - 17); if (seen[name]++) print $2 }' \
     | while read -r stale; do rm -f "$deps/$stale" "$deps/$stale.d"; done
   if [ -d "$T/$profile/incremental" ]; then
-    find "$T/$profile/incremental" -mindepth 1 -maxdepth 1 -mtime +3 -exec rm -rf {} +
+    find "$T/$profile/incremental" -mindepth 1 -maxdepth 1 -mmin +720 -exec rm -rf {} +
   fi
 done
 after=$(du -sm "$T" | cut -f1)

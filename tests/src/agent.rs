@@ -3,9 +3,10 @@
 //! [`LiveNode`] without touching the kernel and with metrics and introspection (for the
 //! CLI); [`spawn`] and [`connect`] for tests that bring their own EC2 (moto); the gRPC
 //! calls the plugin makes ([`add_pod`], [`del_pod`]); and [`process_env`], the environment
-//! of the agent binary for tests that run it as a process.
+//! of the agent binary for tests that run it as a process. The agent starter itself (options,
+//! task, gRPC client, pod requests) is `ipamd::testing`'s; this module adds the nodes.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -13,41 +14,22 @@ use std::time::Duration;
 use config::Config;
 use ec2_emulator::server::{self, Shared};
 use ipamd::agent::{AgentOptions, HostNetOptions};
-use ipamd::node_loop::AgentTimers;
-use rpc::{AddNetworkRequest, CniBackendClient, DelNetworkRequest};
+use ipamd::testing;
+use rpc::CniBackendClient;
 use serde_json::Value;
 use tonic::transport::Channel;
 
 use crate::bins::workspace_bin;
 use crate::{EmulatedNode, TestNetns, free_addr};
 
+pub use ipamd::testing::{add, add_pod, del, del_pod, options, test_dir};
+
 /// The agent's task; its error as text.
 pub type AgentTask = tokio::task::JoinHandle<Result<(), String>>;
 
-/// Options for an agent on `imds_endpoint` serving gRPC on `grpc_socket`: static test
-/// credentials, a 100 ms pool tick, no metrics, no introspection, no host networking.
-pub fn options(grpc_socket: PathBuf, imds_endpoint: &str) -> AgentOptions {
-    AgentOptions {
-        grpc_socket,
-        metrics_addr: None,
-        introspection_addr: None,
-        imds_endpoint: Some(imds_endpoint.to_string()),
-        static_credentials: Some(("testing".into(), "testing".into())),
-        timers: AgentTimers {
-            pool: Duration::from_millis(100),
-            ..Default::default()
-        },
-        host_network: None,
-    }
-}
-
 /// Starts the agent on the current runtime; it runs until the task is aborted.
 pub fn spawn(cfg: Config, opts: AgentOptions) -> AgentTask {
-    tokio::spawn(async move {
-        ipamd::agent::run(cfg, opts, std::future::pending())
-            .await
-            .map_err(|e| e.to_string())
-    })
+    tokio::spawn(async move { testing::run(cfg, opts).await.map_err(|e| e.to_string()) })
 }
 
 /// A gRPC client of the agent's socket, retried (`attempts` × ≤ 250 ms) while the agent
@@ -57,21 +39,7 @@ pub async fn connect(
     agent: &mut AgentTask,
     attempts: usize,
 ) -> CniBackendClient<Channel> {
-    for _ in 0..attempts {
-        if let Ok(ch) = rpc::client::connect(
-            &format!("unix://{}", socket.display()),
-            Some(Duration::from_millis(200)),
-        )
-        .await
-        {
-            return CniBackendClient::new(ch);
-        }
-        if agent.is_finished() {
-            panic!("the agent stopped at start-up: {:?}", agent.await);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("ipamd never served gRPC on {}", socket.display());
+    testing::connect(socket, agent, attempts).await
 }
 
 /// The environment of the real agent process (`aws-k8s-agent`, directly or under the
@@ -89,77 +57,14 @@ pub fn process_env<'a>(
         .env("AWS_EC2_ENDPOINT", &node.ec2_endpoint)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &node.imds_endpoint)
         .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ACCESS_KEY_ID", testing::CREDENTIALS.0)
+        .env("AWS_SECRET_ACCESS_KEY", testing::CREDENTIALS.1)
         .env("ENABLE_IPv4", "true")
         .env("IPAMD_SKIP_HOST_NETWORKING", "true")
         .env("IPAMD_GRPC_SOCKET", socket)
         .env("METRICS_BIND_ADDRESS", free_addr().to_string())
         .env("INTROSPECTION_BIND_ADDRESS", free_addr().to_string())
         .env("AWS_VPC_K8S_CNI_BACKING_STORE", store)
-}
-
-/// A fresh per-test directory under the system temp dir (`<prefix>-<tag>-<pid>`).
-pub fn test_dir(prefix: &str, tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    dir
-}
-
-/// The AddNetwork the plugin sends for pod `default/pod-<i>` (container `container-<i>`).
-pub fn add(i: usize) -> AddNetworkRequest {
-    AddNetworkRequest {
-        container_id: format!("container-{i}"),
-        if_name: "eth0".into(),
-        network_name: "aws-cni".into(),
-        k8s_pod_name: format!("pod-{i}"),
-        k8s_pod_namespace: "default".into(),
-        ..Default::default()
-    }
-}
-
-/// The DelNetwork for [`add`]`(i)`.
-pub fn del(i: usize) -> DelNetworkRequest {
-    DelNetworkRequest {
-        container_id: format!("container-{i}"),
-        if_name: "eth0".into(),
-        network_name: "aws-cni".into(),
-        reason: "PodDeleted".into(),
-        ..Default::default()
-    }
-}
-
-/// AddNetwork, retried while the pool is still growing; returns the address.
-pub async fn add_pod(c: &mut CniBackendClient<Channel>, i: usize) -> Ipv4Addr {
-    let mut last = String::new();
-    for _ in 0..200 {
-        match c.add_network(add(i)).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                if r.success {
-                    return r.ip_allocation_metadata[0]
-                        .i_pv4_addr
-                        .parse()
-                        .expect("an IPv4 address");
-                }
-                last = format!("{r:?}");
-            }
-            Err(s) => last = s.message().to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("pod {i} got no address: {last}");
-}
-
-/// DelNetwork, which must succeed.
-pub async fn del_pod(c: &mut CniBackendClient<Channel>, i: usize) {
-    let r = c
-        .del_network(del(i))
-        .await
-        .expect("DelNetwork")
-        .into_inner();
-    assert!(r.success, "{r:?}");
 }
 
 /// A running agent with host networking in a node namespace made by the test: the emulator
@@ -290,16 +195,7 @@ impl LiveNode {
         let node = EmulatedNode::start(instance_type, "10.0.0.0/22").await;
         prepare(&mut server::lock(&node.emu));
         let dir = test_dir("cli", tag);
-        let mut vars = vec![
-            ("AWS_EC2_ENDPOINT".to_string(), node.ec2_endpoint.clone()),
-            (
-                "AWS_VPC_K8S_CNI_BACKING_STORE".to_string(),
-                dir.join("ipam.json").display().to_string(),
-            ),
-            ("CLUSTER_NAME".to_string(), "demo".to_string()),
-        ];
-        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let cfg = Config::from_vars(vars).expect("valid test configuration");
+        let cfg = testing::config(&node.ec2_endpoint, &dir.join("ipam.json"), env);
         let (metrics, introspection) = (free_addr(), free_addr());
         let socket = dir.join("ipamd.sock");
         let mut opts = options(socket.clone(), &node.imds_endpoint);

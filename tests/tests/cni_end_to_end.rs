@@ -289,10 +289,31 @@ async fn add_check_del_against_a_running_agent() {
         }
         assert!(!agent.checkpoint_containers().contains(cid));
     }
+    // DEL removed the pods' routes and rules and left their veths to go with their
+    // namespaces, as upstream; the runtime removes those next.
+    let after_del = settled(&node).await;
     assert_eq!(
-        settled(&node).await,
-        before,
-        "node state after DEL == before ADD"
+        (&after_del.routes, &after_del.rules),
+        (&before.routes, &before.rules),
+        "DEL leaves no route or rule of the pods"
+    );
+    assert_eq!(
+        after_del.links.len(),
+        before.links.len() + 2,
+        "the two veths"
+    );
+    drop((ns0, ns1, pods));
+    let mut after = settled(&node).await;
+    for _ in 0..250 {
+        if after == before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = settled(&node).await;
+    }
+    assert_eq!(
+        after, before,
+        "node state once the pods' namespaces are gone == before ADD"
     );
     assert_eq!((rules("nat"), rules("mangle")), firewall);
     let r = run(&cni_env("DEL", "cw", &wpath, wargs, &sock), confs[0]);

@@ -6,7 +6,7 @@ use ec2_emulator::faults::FailNext;
 use ec2_emulator::model::ErrorCode;
 use integration_tests::TestNetns;
 use integration_tests::agent::NodeAgent;
-use integration_tests::plugin::{CONF, cni_env, plugin, settled, snapshot};
+use integration_tests::plugin::{CONF, cni_env, plugin, runtime_removes_netns, settled, snapshot};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_about_and_bad_input() {
@@ -266,6 +266,7 @@ async fn wiring_failures_release_the_address_and_leave_nothing() {
     let r = tokio::task::block_in_place(|| plugin(Some(&node.0), &env, CONF));
     assert_eq!(r.rc, 0, "{}", r.stdout);
     assert!(!agent.checkpoint_containers().contains(&"cwf".to_string()));
+    runtime_removes_netns(&pod, &node, &veth).await;
     for (what, setup, netns, msg) in cases {
         setup();
         let before = (settled(&node).await, snapshot(&pod).await);

@@ -29,6 +29,11 @@ async fn del_with_an_ipamd_error_tears_down_from_prev_result_and_succeeds() {
         r.stdout,
         r.stderr
     );
+    assert!(
+        !b.wired() && b.has_veth(),
+        "routes and rules gone, the veth left to the netns"
+    );
+    b.runtime_removes_pod_netns().await;
     assert_eq!(snapshot(&b.node).await, before.0, "node torn down");
     assert_eq!(snapshot(&b.pod).await, before.1, "pod torn down");
     assert_eq!(b.logged(TORN_DOWN), 1);
@@ -47,6 +52,7 @@ async fn del_with_an_ipamd_error_tears_down_from_prev_result_and_succeeds() {
         Some(&result),
     );
     assert_eq!((r.rc, r.stdout.as_str()), (0, ""), "{}", r.stdout);
+    b.runtime_removes_pod_netns().await;
     assert_eq!(snapshot(&b.node).await, before.0, "node torn down");
     assert_eq!(b.logged(TORN_DOWN), 2);
 
@@ -86,6 +92,8 @@ async fn del_success_false_fails_and_unknown_pod_succeeds() {
     // Released: torn down with what ipamd returned.
     let r = b.del(DelAnswer::Released, &b.socket, None);
     assert_eq!((r.rc, r.stdout.as_str()), (0, ""), "{}", r.stdout);
+    assert!(!b.wired());
+    b.runtime_removes_pod_netns().await;
     assert_eq!(snapshot(&b.node).await, before.0);
     assert_eq!(snapshot(&b.pod).await, before.1);
 }

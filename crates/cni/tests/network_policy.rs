@@ -41,6 +41,7 @@ async fn no_mode_no_call_and_every_mode_is_enforced_then_deleted() {
                 "DeletePodNp default/stuck".to_string()
             ]
         );
+        b.runtime_removes_pod_netns().await;
     }
     assert_eq!(snapshot(&b.node).await, before.0, "node as before");
     assert_eq!(snapshot(&b.pod).await, before.1, "pod as before");

@@ -2,7 +2,6 @@
 //! HTTP in-process, and network namespaces that remove themselves.
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use crate::model::World;
@@ -73,66 +72,5 @@ impl EmulatedNode {
     }
 }
 
-/// A network namespace created for a test and deleted on drop.
-pub struct TestNetns(pub String);
-
-impl TestNetns {
-    /// Creates `<tag>-<pid>` (needs root).
-    pub fn new(tag: &str) -> Self {
-        let name = format!("{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip netns add {name} (needs root)");
-        TestNetns(name)
-    }
-
-    /// `/var/run/netns/<name>`.
-    pub fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
-    }
-
-    /// `ip -n <name> ARGS…`, asserting success; returns stdout.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.0)
-            .args(args)
-            .output()
-            .expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// `ip netns exec <name> ARGS…`; returns stdout.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .expect("run ip netns exec");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// Gives the namespace the node's primary interface: `eth0` with `mac` and `ip/24`, up
-    /// (a veth whose peer `eth0-hv` stays inside), and loopback up.
-    pub fn add_primary_interface(&self, mac: &str, ip: Ipv4Addr) {
-        self.ip(&["link", "set", "lo", "up"]);
-        self.ip(&[
-            "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name", "eth0-hv",
-        ]);
-        self.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-        self.ip(&["link", "set", "eth0", "up"]);
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
+/// A network namespace created for a test and deleted on drop (lives in `net::testing`).
+pub use net::testing::TestNetns;

@@ -23,3 +23,5 @@ pub mod reconcile;
 pub mod stale_pods;
 pub mod start;
 pub mod subnets;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -148,8 +148,10 @@ pub async fn setup_pod_in<K: Kernel>(
     match wire(host, &pod, p, host_mac).await {
         Ok(()) => Ok(()),
         Err(err) => {
-            // Best effort: the error of the setup is what the caller needs to see.
+            // Best effort: the error of the setup is what the caller needs to see. The
+            // veth goes too: a failed ADD leaves nothing behind, namespace or not.
             let _ = teardown_pod_in(host, p).await;
+            let _ = host.delete_link_by_name(&p.host_veth).await;
             Err(err)
         }
     }
@@ -231,9 +233,12 @@ async fn wire<K: Kernel>(
     Ok(())
 }
 
-/// Removes a pod's host-side state (upstream `TeardownPodNetwork`) best effort: the to-pod rule, every from-pod
-/// rule, the host route and the host veth (which takes the pod end with it). Missing
-/// objects are not errors; every other failure is collected.
+/// Removes a pod's host-side state (upstream `TeardownPodNetwork`) best effort: the to-pod
+/// rule, every from-pod rule and the host route. The veth pair is left to go with the pod's
+/// network namespace when the runtime removes it, as upstream does: deleting it here would
+/// wait out the kernel's RCU grace period inside every DEL. A veth of the same name still
+/// there at the pod's next ADD is replaced. Missing objects are not errors; every other
+/// failure is collected.
 pub async fn teardown_pod(host_ns: &Netns, p: &PodNetwork) -> Result<(), TeardownErrors> {
     let host = NetlinkHandle::in_netns(host_ns).map_err(|e| TeardownErrors(vec![e]))?;
     teardown_pod_in(&host, p).await
@@ -257,9 +262,6 @@ pub async fn teardown_pod_in<K: Kernel>(host: &K, p: &PodNetwork) -> Result<(), 
         ..Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), 0)
     };
     if let Err(e) = host.delete_route(&route).await {
-        errors.push(e);
-    }
-    if let Err(e) = host.delete_link_by_name(&p.host_veth).await {
         errors.push(e);
     }
     if errors.is_empty() {

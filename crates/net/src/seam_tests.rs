@@ -100,16 +100,29 @@ async fn pod_wiring_makes_exactly_the_expected_calls() {
 
     host.clear_journal();
     teardown_pod_in(&host, &p).await.unwrap();
-    let (node, pod_after) = (host.model(), pod_ns.model());
-    assert!(node.links.is_empty() && node.rules.is_empty() && node.routes.is_empty());
-    assert!(
-        pod_after.links.is_empty(),
-        "the pod end goes with the host end"
+    let node = host.model();
+    assert!(node.rules.is_empty() && node.routes.is_empty());
+    assert_eq!(
+        host.calls(),
+        [
+            Call::DeleteRule(Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD)),
+            Call::DeleteRule(Rule::from_ip(p.pod_ip, 3, priority::FROM_POD)),
+            Call::DeleteRoute(Route {
+                oif: None,
+                ..Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), 0)
+            }),
+        ],
+        "rules and route only: the veth goes with the pod's namespace"
     );
-    assert!(
-        host.calls()
-            .contains(&Call::DeleteLink(p.host_veth.clone()))
-    );
+    assert_eq!(node.links.len(), 1, "{:?}", node.links);
+
+    // The same pod again before the runtime removed the old namespace: the stale veth is
+    // replaced.
+    host.clear_journal();
+    setup_pod_in(&host, Path::new(POD_NS), &p).await.unwrap();
+    assert_eq!(host.calls()[0], Call::DeleteLink(p.host_veth.clone()));
+    assert_eq!(host.model().links.len(), 1);
+    assert_eq!(pod_ns.model().links.len(), 1);
 }
 
 #[tokio::test]

@@ -5,6 +5,9 @@
 //! their command line. The model follows the kernel where our wiring depends on it: EEXIST
 //! on duplicate links and `add` routes, deleting a veth takes its peer (and the link's
 //! addresses and routes) with it, rule deletion matches on the attributes given.
+//!
+//! For tests with root: [`TestNetns`], a named network namespace deleted on drop (the one
+//! namespace helper of the workspace; `ec2_emulator::testing` re-exports it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -12,6 +15,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod kernel_impl;
+mod netns;
+
+pub use netns::TestNetns;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 

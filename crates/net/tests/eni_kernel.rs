@@ -32,7 +32,7 @@ async fn setup_eni_produces_spec_routes_rules_and_address() {
     let node = Node::new("eni");
     // A stale global address must be replaced.
     node.node.ip(&["addr", "add", "10.9.9.9/24", "dev", "eth1"]);
-    let nl = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
 
     let link = setup_eni(&nl, &eni(2)).await.unwrap();
     assert_eq!(link.name, "eth1");
@@ -95,7 +95,7 @@ async fn setup_eni_produces_spec_routes_rules_and_address() {
 #[tokio::test]
 async fn setup_eni_without_rule_and_error_cases() {
     let node = Node::new("enx");
-    let nl = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
 
     let mut s = eni(5);
     s.add_rule = false;
@@ -122,7 +122,7 @@ async fn setup_eni_without_rule_and_error_cases() {
 #[tokio::test]
 async fn rules_exist_ok_and_delete_missing_ok() {
     let node = Node::new("rul");
-    let nl = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
     let mark = Rule {
         priority: Some(priority::MAIN_ENI_FWMARK),
         fwmark: Some(0x80),

@@ -4,8 +4,6 @@
 //! test runs iptables-legacy inside a namespace made for it (root); the lock file
 //! (`/run/xtables.lock`) is shared by every namespace, so it is held for about a second.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,8 +11,7 @@ use net::firewall::{Family, detect_random_fully, reconcile_snat};
 use net::iptables_backend::{Backend, random_fully_supported};
 use net::netlink::NetlinkHandle;
 use net::snat::{Randomize, SnatSettings};
-use net::testing::{Call, Recording};
-use support::TestNs;
+use net::testing::{Call, Recording, TestNetns};
 
 fn settings() -> SnatSettings {
     SnatSettings {
@@ -75,7 +72,7 @@ async fn restore_batches_wait_for_the_xtables_lock() {
 
 #[tokio::test]
 async fn legacy_batch_waits_while_the_xtables_lock_is_held() {
-    let ns = TestNs::new("xtlock");
+    let ns = TestNetns::new("xtlock");
     let mut holder = Command::new("flock")
         .args(["/run/xtables.lock", "sleep", "1"])
         .spawn()
@@ -94,7 +91,7 @@ async fn legacy_batch_waits_while_the_xtables_lock_is_held() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // The one firewall runner, bound to the test namespace.
-    let nl = NetlinkHandle::in_netns(&ns.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&ns.netns()).unwrap();
     let applied = reconcile_snat(&nl, Backend::Legacy, &settings())
         .await
         .map_err(|e| e.to_string());
@@ -106,7 +103,7 @@ async fn legacy_batch_waits_while_the_xtables_lock_is_held() {
         "both batches went in after the lock was free"
     );
     assert!(waited >= Duration::from_millis(500), "waited {waited:?}");
-    let nat = ns.exec(&["iptables-legacy-save", "-t", "nat"]);
+    let nat = ns.exec_ok(&["iptables-legacy-save", "-t", "nat"]);
     assert!(
         nat.contains("-j SNAT --to-source 10.0.0.10 --random-fully"),
         "{nat}"

@@ -3,59 +3,9 @@
 //! state (so the next reconcile is a no-op), foreign rules survive, and a settings change
 //! converges in one batch. Needs root and iptables (installed by scripts/install-deps.sh).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use net::iptables_save::parse_table;
 use net::snat::{Randomize, SnatSettings, desired_mangle, desired_nat, restore_batch};
-
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("net-{tag}-{}", std::process::id());
-        assert!(
-            Command::new("ip")
-                .args(["netns", "add", &name])
-                .status()
-                .unwrap()
-                .success()
-        );
-        Netns(name)
-    }
-
-    fn exec(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
+use net::testing::TestNetns;
 
 fn settings() -> SnatSettings {
     SnatSettings {
@@ -73,12 +23,13 @@ fn settings() -> SnatSettings {
 }
 
 /// Applies our desired state for both tables; returns how many batches were needed.
-fn reconcile(ns: &Netns, s: &SnatSettings) -> usize {
+fn reconcile(ns: &TestNetns, s: &SnatSettings) -> usize {
     let mut batches = 0;
     for (table, desired) in [("nat", desired_nat(s)), ("mangle", desired_mangle(s))] {
-        let current = parse_table(&ns.exec(&["iptables-save", "-t", table], None), table);
+        let current = parse_table(&ns.exec_ok(&["iptables-save", "-t", table]), table);
         if let Some(batch) = restore_batch(table, &current, &desired) {
-            ns.exec(&["iptables-restore", "--noflush"], Some(&batch));
+            ns.try_exec(&["iptables-restore", "--noflush"], Some(&batch))
+                .unwrap_or_else(|e| panic!("{e}"));
             batches += 1;
         }
     }
@@ -87,25 +38,22 @@ fn reconcile(ns: &Netns, s: &SnatSettings) -> usize {
 
 #[test]
 fn batches_converge_and_leave_foreign_rules_alone() {
-    let ns = Netns::new("snat");
+    let ns = TestNetns::new("snat");
     // A kube-proxy-like rule that must survive.
-    ns.exec(&["iptables", "-t", "nat", "-N", "KUBE-POSTROUTING"], None);
-    ns.exec(
-        &[
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-m",
-            "comment",
-            "--comment",
-            "kubernetes postrouting rules",
-            "-j",
-            "KUBE-POSTROUTING",
-        ],
-        None,
-    );
+    ns.exec_ok(&["iptables", "-t", "nat", "-N", "KUBE-POSTROUTING"]);
+    ns.exec_ok(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-m",
+        "comment",
+        "--comment",
+        "kubernetes postrouting rules",
+        "-j",
+        "KUBE-POSTROUTING",
+    ]);
 
     let s = settings();
     assert_eq!(reconcile(&ns, &s), 2, "first run writes nat and mangle");
@@ -115,13 +63,13 @@ fn batches_converge_and_leave_foreign_rules_alone() {
         "what the kernel prints equals our desired state"
     );
 
-    let nat = ns.exec(&["iptables-save", "-t", "nat"], None);
+    let nat = ns.exec_ok(&["iptables-save", "-t", "nat"]);
     assert!(nat.contains("kubernetes postrouting rules"), "{nat}");
     assert!(
         nat.contains("-j SNAT --to-source 10.0.0.10 --random-fully"),
         "{nat}"
     );
-    let mangle = ns.exec(&["iptables-save", "-t", "mangle"], None);
+    let mangle = ns.exec_ok(&["iptables-save", "-t", "mangle"]);
     assert!(mangle.contains("--limit-iface-in"), "{mangle}");
 
     // A VPC CIDR change converges in one batch per table that changed.
@@ -129,7 +77,7 @@ fn batches_converge_and_leave_foreign_rules_alone() {
     s2.vpc_cidrs.push("100.64.0.0/16".parse().unwrap());
     assert_eq!(reconcile(&ns, &s2), 1, "only nat changes");
     assert_eq!(reconcile(&ns, &s2), 0);
-    let nat = ns.exec(&["iptables-save", "-t", "nat"], None);
+    let nat = ns.exec_ok(&["iptables-save", "-t", "nat"]);
     assert_eq!(
         nat.matches("-d 100.64.0.0/16").count(),
         2,
@@ -141,7 +89,7 @@ fn batches_converge_and_leave_foreign_rules_alone() {
     off.external_snat = true;
     off.node_port_support = false;
     assert_eq!(reconcile(&ns, &off), 2);
-    let nat = ns.exec(&["iptables-save", "-t", "nat"], None);
+    let nat = ns.exec_ok(&["iptables-save", "-t", "nat"]);
     assert!(!nat.contains("AWS"), "{nat}");
     assert!(nat.contains("kubernetes postrouting rules"));
     assert_eq!(reconcile(&ns, &off), 0);

@@ -1,10 +1,8 @@
 //! Namespace switching: the thread always returns to its namespace, sockets keep theirs.
 
-mod support;
-
 use net::netlink::{NetlinkError, NetlinkHandle};
 use net::netns::{Netns, NetnsError};
-use support::TestNs;
+use net::testing::TestNetns;
 
 fn current_ns_id() -> std::path::PathBuf {
     std::fs::read_link("/proc/thread-self/ns/net").unwrap()
@@ -12,17 +10,18 @@ fn current_ns_id() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn handle_lives_in_target_namespace_and_thread_returns() {
-    let ns = TestNs::new("ns");
+    let ns = TestNetns::new("ns");
     ns.ip(&[
         "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
     ]);
     let home = current_ns_id();
 
-    let inside = ns.ns.run(current_ns_id).unwrap();
+    let handle = ns.netns();
+    let inside = handle.run(current_ns_id).unwrap();
     assert_ne!(inside, home);
     assert_eq!(current_ns_id(), home);
 
-    let nl = NetlinkHandle::in_netns(&ns.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&handle).unwrap();
     assert_eq!(current_ns_id(), home);
     let names: Vec<String> = nl
         .links()
@@ -60,4 +59,39 @@ async fn non_namespace_files_and_missing_paths_fail_clearly() {
 fn handle_outside_runtime_is_an_error_not_a_panic() {
     let err = NetlinkHandle::current().unwrap_err();
     assert!(matches!(err, NetlinkError::NoRuntime), "{err}");
+}
+
+#[test]
+fn test_netns_names_are_unique_per_process_and_removed_on_drop() {
+    let a = TestNetns::new("dup");
+    let b = TestNetns::new("dup");
+    assert_ne!(a.0, b.0, "same tag, two namespaces");
+    assert_eq!(a.name(), a.0);
+    assert_eq!(a.path(), format!("/var/run/netns/{}", a.0));
+    assert_eq!(a.netns().path(), a.path_buf());
+
+    // Separate namespaces: a link made in one is not in the other.
+    a.ip(&[
+        "link", "add", "only0", "type", "veth", "peer", "name", "only1",
+    ]);
+    assert!(a.ip(&["link", "show"]).contains("only0"));
+    assert!(!b.ip(&["link", "show"]).contains("only0"));
+
+    // Checked and unchecked exec, with and without stdin.
+    assert_eq!(a.try_exec(&["cat"], Some("batch\n")).unwrap(), "batch\n");
+    assert_eq!(a.exec_ok(&["echo", "hi"]), "hi\n");
+    let err = a
+        .try_exec(&["sh", "-c", "echo oops >&2; exit 3"], None)
+        .unwrap_err();
+    assert!(err.contains("oops") && err.contains(&a.0), "{err}");
+    assert_eq!(a.exec(&["sh", "-c", "echo out; exit 1"]), "out\n");
+    let panicked = std::panic::catch_unwind(|| a.exec_ok(&["false"]));
+    assert!(panicked.is_err(), "exec_ok panics on failure");
+
+    let (path_a, path_b) = (a.path_buf(), b.path_buf());
+    drop(a);
+    assert!(!path_a.exists(), "{} removed on drop", path_a.display());
+    assert!(path_b.exists());
+    drop(b);
+    assert!(!path_b.exists());
 }

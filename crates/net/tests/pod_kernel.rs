@@ -14,7 +14,8 @@ use net::netns::NetnsError;
 use net::pod::{PodNetwork, setup_pod, teardown_pod};
 use net::route_table::priority;
 use net::state::NetnsState;
-use support::{ENI_MAC, NODE_IP, Node, TestNs, tcp_exchange};
+use net::testing::TestNetns;
+use support::{ENI_MAC, NODE_IP, Node, tcp_exchange};
 
 fn pod(host_veth: &str, ip: Ipv4Addr, table: u32) -> PodNetwork {
     PodNetwork {
@@ -29,7 +30,7 @@ fn pod(host_veth: &str, ip: Ipv4Addr, table: u32) -> PodNetwork {
 
 async fn node_with_eni(tag: &str) -> Node {
     let node = Node::new(tag);
-    let nl = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
     let mut s = EniSetup::new(
         ENI_MAC.parse().unwrap(),
         Ipv4Addr::new(10, 0, 2, 20),
@@ -63,22 +64,58 @@ fn assert_pod_view(st: &NetnsState, ip: Ipv4Addr, host_mac: Option<net::netlink:
     assert_eq!(st.neighbours[0].mac, host_mac);
 }
 
+/// After a teardown: the node's routes, rules, addresses and neighbours are exactly as
+/// `before`; only the pods' host veths are left, to go with their namespaces (upstream's
+/// `TeardownPodNetwork` leaves them to the runtime too).
+async fn assert_torn_down(host: &NetlinkHandle, before: &NetnsState, veths: &[&str]) {
+    let now = NetnsState::capture(host).await.unwrap();
+    assert_eq!(
+        (&now.routes, &now.rules, &now.addresses, &now.neighbours),
+        (
+            &before.routes,
+            &before.rules,
+            &before.addresses,
+            &before.neighbours
+        )
+    );
+    let mut names: Vec<&str> = now.links.iter().map(|l| l.name.as_str()).collect();
+    names.retain(|n| !veths.contains(n));
+    let before_names: Vec<&str> = before.links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, before_names, "only the veths {veths:?} are left");
+    assert_eq!(now.links.len(), before.links.len() + veths.len());
+}
+
+/// What the runtime does after DEL: removes the pods' namespaces; the veth pairs go with
+/// them and the node is exactly as `before` (waits up to 5 s for the kernel's cleanup).
+async fn namespaces_removed(host: &NetlinkHandle, pods: Vec<TestNetns>, before: &NetnsState) {
+    drop(pods);
+    let mut now = NetnsState::capture(host).await.unwrap();
+    for _ in 0..250 {
+        if now == *before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        now = NetnsState::capture(host).await.unwrap();
+    }
+    assert_eq!(now, *before);
+}
+
 #[tokio::test]
 async fn two_pods_wired_traffic_flows_and_teardown_restores_node() {
     let node = node_with_eni("pod").await;
-    let pod1_ns = TestNs::new("p1");
-    let pod2_ns = TestNs::new("p2");
-    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let pod1_ns = TestNetns::new("p1");
+    let pod2_ns = TestNetns::new("p2");
+    let host = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
     let before = NetnsState::capture(&host).await.unwrap();
 
     let ip1 = Ipv4Addr::new(10, 0, 0, 50);
     let ip2 = Ipv4Addr::new(10, 0, 2, 30);
     let p1 = pod("enib5faff8a083", ip1, 254); // primary ENI: main, no from-rule
     let p2 = pod("enicc21c2d7785", ip2, 2); // secondary ENI table 2
-    setup_pod(&node.node.ns, &pod1_ns.path(), &p1)
+    setup_pod(&node.node.netns(), &pod1_ns.path_buf(), &p1)
         .await
         .unwrap();
-    setup_pod(&node.node.ns, &pod2_ns.path(), &p2)
+    setup_pod(&node.node.netns(), &pod2_ns.path_buf(), &p2)
         .await
         .unwrap();
 
@@ -126,13 +163,13 @@ async fn two_pods_wired_traffic_flows_and_teardown_restores_node() {
         ("forwarding", "0"),
     ] {
         let path = format!("/proc/sys/net/ipv6/conf/{}/{key}", p2.host_veth);
-        assert_eq!(node.node.exec(&["cat", &path]).trim(), want, "{key}");
+        assert_eq!(node.node.exec_ok(&["cat", &path]).trim(), want, "{key}");
     }
 
     // Pod side.
-    let pod1 = NetnsState::capture_in(&pod1_ns.ns).await.unwrap();
+    let pod1 = NetnsState::capture_in(&pod1_ns.netns()).await.unwrap();
     assert_pod_view(&pod1, ip1, st.link(&p1.host_veth).unwrap().mac);
-    let pod2 = NetnsState::capture_in(&pod2_ns.ns).await.unwrap();
+    let pod2 = NetnsState::capture_in(&pod2_ns.netns()).await.unwrap();
     assert_pod_view(&pod2, ip2, st.link(&p2.host_veth).unwrap().mac);
     let r = pod1_ns.ip(&["route"]);
     assert!(r.contains("default via 169.254.1.1 dev eth0"), "{r}");
@@ -144,32 +181,35 @@ async fn two_pods_wired_traffic_flows_and_teardown_restores_node() {
     );
 
     // Real traffic: pod -> pod both ways, pod -> node primary address.
-    tcp_exchange(&pod1_ns.ns, &pod2_ns.ns, "10.0.2.30").unwrap();
-    tcp_exchange(&pod2_ns.ns, &pod1_ns.ns, "10.0.0.50").unwrap();
-    tcp_exchange(&pod1_ns.ns, &node.node.ns, NODE_IP).unwrap();
-    tcp_exchange(&pod2_ns.ns, &node.node.ns, NODE_IP).unwrap();
+    tcp_exchange(&pod1_ns.netns(), &pod2_ns.netns(), "10.0.2.30").unwrap();
+    tcp_exchange(&pod2_ns.netns(), &pod1_ns.netns(), "10.0.0.50").unwrap();
+    tcp_exchange(&pod1_ns.netns(), &node.node.netns(), NODE_IP).unwrap();
+    tcp_exchange(&pod2_ns.netns(), &node.node.netns(), NODE_IP).unwrap();
 
-    // Teardown restores the node exactly; a second teardown is a no-op.
-    teardown_pod(&node.node.ns, &p1).await.unwrap();
-    teardown_pod(&node.node.ns, &p2).await.unwrap();
-    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
-    teardown_pod(&node.node.ns, &p1).await.unwrap();
-    teardown_pod(&node.node.ns, &p2).await.unwrap();
-    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
-    // The pod ends went with the host veths.
-    let pod1_after = NetnsState::capture_in(&pod1_ns.ns).await.unwrap();
-    assert!(pod1_after.link("eth0").is_none());
-    assert!(tcp_exchange(&pod1_ns.ns, &pod2_ns.ns, "10.0.2.30").is_err());
+    // Teardown removes every route and rule; a second teardown is a no-op.
+    let veths = [p1.host_veth.as_str(), p2.host_veth.as_str()];
+    teardown_pod(&node.node.netns(), &p1).await.unwrap();
+    teardown_pod(&node.node.netns(), &p2).await.unwrap();
+    assert_torn_down(&host, &before, &veths).await;
+    teardown_pod(&node.node.netns(), &p1).await.unwrap();
+    teardown_pod(&node.node.netns(), &p2).await.unwrap();
+    assert_torn_down(&host, &before, &veths).await;
+    // The pods are cut off at once; their namespaces take the veths with them.
+    assert!(tcp_exchange(&pod1_ns.netns(), &pod2_ns.netns(), "10.0.2.30").is_err());
+    assert!(tcp_exchange(&pod1_ns.netns(), &node.node.netns(), NODE_IP).is_err());
+    namespaces_removed(&host, vec![pod1_ns, pod2_ns], &before).await;
 }
 
 #[tokio::test]
 async fn teardown_removes_duplicate_from_rules() {
     let node = node_with_eni("dup").await;
-    let pod_ns = TestNs::new("d1");
-    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let pod_ns = TestNetns::new("d1");
+    let host = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
     let before = NetnsState::capture(&host).await.unwrap();
     let p = pod("eni0000000dup", Ipv4Addr::new(10, 0, 2, 31), 2);
-    setup_pod(&node.node.ns, &pod_ns.path(), &p).await.unwrap();
+    setup_pod(&node.node.netns(), &pod_ns.path_buf(), &p)
+        .await
+        .unwrap();
     // Old versions left several identical from-rules per pod: add a true duplicate (a
     // request without NLM_F_EXCL, which the kernel accepts).
     host.append_rule(&Rule::from_ip(p.pod_ip, 2, 1536))
@@ -183,20 +223,23 @@ async fn teardown_removes_duplicate_from_rules() {
             .len(),
         2
     );
-    teardown_pod(&node.node.ns, &p).await.unwrap();
-    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    teardown_pod(&node.node.netns(), &p).await.unwrap();
+    assert_torn_down(&host, &before, &[&p.host_veth]).await;
+    namespaces_removed(&host, vec![pod_ns], &before).await;
 }
 
 #[tokio::test]
 async fn setup_errors_are_clear_and_leave_nothing_behind() {
     let node = node_with_eni("err").await;
-    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let host = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
     let before = NetnsState::capture(&host).await.unwrap();
     let p = pod("eni00000000err", Ipv4Addr::new(10, 0, 0, 60), 254);
 
     // Missing pod netns.
     let missing = Path::new("/var/run/netns/vcni-does-not-exist");
-    let err = setup_pod(&node.node.ns, missing, &p).await.unwrap_err();
+    let err = setup_pod(&node.node.netns(), missing, &p)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, NetlinkError::Netns(NetnsError::Open { .. })),
         "{err}"
@@ -205,25 +248,25 @@ async fn setup_errors_are_clear_and_leave_nothing_behind() {
     assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
 
     // The pod already has an eth0.
-    let pod_ns = TestNs::new("e1");
+    let pod_ns = TestNetns::new("e1");
     pod_ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "x0"]);
-    let pod_before = NetnsState::capture_in(&pod_ns.ns).await.unwrap();
-    let err = setup_pod(&node.node.ns, &pod_ns.path(), &p)
+    let pod_before = NetnsState::capture_in(&pod_ns.netns()).await.unwrap();
+    let err = setup_pod(&node.node.netns(), &pod_ns.path_buf(), &p)
         .await
         .unwrap_err();
     assert!(
         matches!(err, NetlinkError::NameInUse { ref name, .. } if name == "eth0"),
         "{err}"
     );
-    assert!(err.to_string().contains(&pod_ns.name), "{err}");
+    assert!(err.to_string().contains(&pod_ns.0), "{err}");
     assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
     assert_eq!(
-        NetnsState::capture_in(&pod_ns.ns).await.unwrap(),
+        NetnsState::capture_in(&pod_ns.netns()).await.unwrap(),
         pod_before
     );
 
     // A stale host veth of the same name is replaced (as upstream's `SetupPodNetwork` does).
-    let pod2_ns = TestNs::new("e2");
+    let pod2_ns = TestNetns::new("e2");
     node.node.ip(&[
         "link",
         "add",
@@ -234,17 +277,20 @@ async fn setup_errors_are_clear_and_leave_nothing_behind() {
         "name",
         "stale0",
     ]);
-    setup_pod(&node.node.ns, &pod2_ns.path(), &p).await.unwrap();
+    setup_pod(&node.node.netns(), &pod2_ns.path_buf(), &p)
+        .await
+        .unwrap();
     let st = NetnsState::capture(&host).await.unwrap();
     assert!(st.link("stale0").is_none(), "stale pair must be gone");
     assert!(st.link(&p.host_veth).unwrap().up);
-    tcp_exchange(&pod2_ns.ns, &node.node.ns, NODE_IP).unwrap();
-    teardown_pod(&node.node.ns, &p).await.unwrap();
-    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    tcp_exchange(&pod2_ns.netns(), &node.node.netns(), NODE_IP).unwrap();
+    teardown_pod(&node.node.netns(), &p).await.unwrap();
+    assert_torn_down(&host, &before, &[&p.host_veth]).await;
+    namespaces_removed(&host, vec![pod2_ns], &before).await;
 
     // Teardown of a pod that never existed is fine.
     teardown_pod(
-        &node.node.ns,
+        &node.node.netns(),
         &pod("eni000000never", Ipv4Addr::new(10, 0, 2, 99), 2),
     )
     .await
@@ -254,8 +300,8 @@ async fn setup_errors_are_clear_and_leave_nothing_behind() {
 #[tokio::test]
 async fn second_interface_uses_its_own_gateway_table_and_rule() {
     let node = node_with_eni("nic").await;
-    let pod_ns = TestNs::new("m1");
-    let host = NetlinkHandle::in_netns(&node.node.ns).unwrap();
+    let pod_ns = TestNetns::new("m1");
+    let host = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
     let before = NetnsState::capture(&host).await.unwrap();
     let eth0 = pod("eni3a52ce78095", Ipv4Addr::new(10, 0, 0, 70), 254);
     let nic1 = PodNetwork {
@@ -266,14 +312,14 @@ async fn second_interface_uses_its_own_gateway_table_and_rule() {
         table: 2,
         mtu: 9001,
     };
-    setup_pod(&node.node.ns, &pod_ns.path(), &eth0)
+    setup_pod(&node.node.netns(), &pod_ns.path_buf(), &eth0)
         .await
         .unwrap();
-    setup_pod(&node.node.ns, &pod_ns.path(), &nic1)
+    setup_pod(&node.node.netns(), &pod_ns.path_buf(), &nic1)
         .await
         .unwrap();
 
-    let st = NetnsState::capture_in(&pod_ns.ns).await.unwrap();
+    let st = NetnsState::capture_in(&pod_ns.netns()).await.unwrap();
     let gw2 = Ipv4Addr::new(169, 254, 1, 2);
     let t1 = st.unicast_routes(1);
     assert_eq!(t1.len(), 2, "{t1:?}");
@@ -295,9 +341,10 @@ async fn second_interface_uses_its_own_gateway_table_and_rule() {
             .any(|n| n.ip == gw2 && n.dev == "mNicIf1")
     );
     // With both interfaces wired the pod still reaches the node (through eth0).
-    tcp_exchange(&pod_ns.ns, &node.node.ns, NODE_IP).unwrap();
+    tcp_exchange(&pod_ns.netns(), &node.node.netns(), NODE_IP).unwrap();
 
-    teardown_pod(&node.node.ns, &eth0).await.unwrap();
-    teardown_pod(&node.node.ns, &nic1).await.unwrap();
-    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    teardown_pod(&node.node.netns(), &eth0).await.unwrap();
+    teardown_pod(&node.node.netns(), &nic1).await.unwrap();
+    assert_torn_down(&host, &before, &[&eth0.host_veth, &nic1.host_veth]).await;
+    namespaces_removed(&host, vec![pod_ns], &before).await;
 }

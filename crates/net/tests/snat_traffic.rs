@@ -12,7 +12,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use net::firewall::{detect_backend, reconcile_snat};
@@ -23,7 +22,8 @@ use net::netns::Netns;
 use net::pod::{PodNetwork, setup_pod};
 use net::route_table::{MAIN_TABLE, priority};
 use net::snat::{Randomize, SnatSettings};
-use support::{ENI_MAC, NODE_IP, Node, TestNs};
+use net::testing::TestNetns;
+use support::{ENI_MAC, NODE_IP, Node};
 
 const INTERNET: &str = "203.0.113.5";
 const EXCLUDED: &str = "192.168.7.5";
@@ -62,31 +62,6 @@ fn seen_source(src: &Netns, dst: &Netns, dst_ip: &str) -> Result<String, String>
     Ok(seen)
 }
 
-/// `ip netns exec <ns> args…` with optional stdin; stdout or the error text.
-fn exec_in(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{args:?}: {e}"))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .map_err(|e| e.to_string())?;
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 fn settings(external_snat: bool) -> SnatSettings {
     SnatSettings {
         primary_ip: NODE_IP.parse().unwrap(),
@@ -102,8 +77,8 @@ fn settings(external_snat: bool) -> SnatSettings {
     }
 }
 
-fn tx_packets(ns: &TestNs, dev: &str) -> u64 {
-    ns.exec(&[
+fn tx_packets(ns: &TestNetns, dev: &str) -> u64 {
+    ns.exec_ok(&[
         "cat",
         &format!("/sys/class/net/{dev}/statistics/tx_packets"),
     ])
@@ -114,9 +89,9 @@ fn tx_packets(ns: &TestNs, dev: &str) -> u64 {
 
 struct Topology {
     node: Node,
-    peer: TestNs,
-    pod_a: TestNs,
-    pod_b: TestNs,
+    peer: TestNetns,
+    pod_a: TestNetns,
+    pod_b: TestNetns,
 }
 
 async fn topology(tag: &str) -> Topology {
@@ -125,13 +100,13 @@ async fn topology(tag: &str) -> Topology {
     // IPv4 only: a fresh link's IPv6 chatter (router solicitations, MLD reports) would make
     // the per-ENI packet counts below racy.
     for key in ["all", "default"] {
-        n.exec(&[
+        n.exec_ok(&[
             "sysctl",
             "-qw",
             &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
         ]);
     }
-    let nl = NetlinkHandle::in_netns(&n.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&n.netns()).unwrap();
     let mut eni = EniSetup::new(
         ENI_MAC.parse().unwrap(),
         Ipv4Addr::new(10, 0, 2, 20),
@@ -142,7 +117,7 @@ async fn topology(tag: &str) -> Topology {
     eni.find_interval = Duration::from_millis(10);
     setup_eni(&nl, &eni).await.unwrap();
     // Loose reverse-path filtering, as aws-node's init container sets it (`cmd/aws-vpc-cni-init`).
-    n.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
+    n.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
     // ipamd's main-ENI rule (upstream's `SetupHostNetwork`).
     let fwmark = Rule {
         priority: Some(priority::MAIN_ENI_FWMARK),
@@ -155,8 +130,8 @@ async fn topology(tag: &str) -> Topology {
 
     // The outside: VPC router for 10.0.0.0/24 and 10.0.2.0/24, the Internet host, a host in
     // an excluded CIDR, and the VPC peer behind it.
-    o.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    o.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    o.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    o.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
     o.ip(&["addr", "add", "10.0.2.1/24", "dev", "out1"]);
     // (On loopback: this kernel has no dummy links.)
     o.ip(&["addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
@@ -180,10 +155,10 @@ async fn topology(tag: &str) -> Topology {
         "dev",
         "out1",
     ]);
-    let peer = TestNs::new(&format!("{tag}v"));
+    let peer = TestNetns::new(&format!("{tag}v"));
     peer.ip(&["link", "set", "lo", "up"]);
     o.ip(&[
-        "link", "add", "out2", "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
+        "link", "add", "out2", "type", "veth", "peer", "name", "eth0", "netns", &peer.0,
     ]);
     o.ip(&["addr", "add", "10.0.5.1/24", "dev", "out2"]);
     o.ip(&["link", "set", "out2", "up"]);
@@ -191,8 +166,8 @@ async fn topology(tag: &str) -> Topology {
     peer.ip(&["link", "set", "eth0", "up"]);
     peer.ip(&["route", "add", "default", "via", "10.0.5.1"]);
 
-    let pod_a = TestNs::new(&format!("{tag}a"));
-    let pod_b = TestNs::new(&format!("{tag}b"));
+    let pod_a = TestNetns::new(&format!("{tag}a"));
+    let pod_b = TestNetns::new(&format!("{tag}b"));
     for (ns, veth, ip, table) in [(&pod_a, "enia", POD_A, 254), (&pod_b, "enib", POD_B, 2)] {
         let p = PodNetwork {
             host_veth: veth.into(),
@@ -202,7 +177,7 @@ async fn topology(tag: &str) -> Topology {
             table,
             mtu: 9001,
         };
-        setup_pod(&n.ns, &ns.path(), &p).await.unwrap();
+        setup_pod(&n.netns(), &ns.path_buf(), &p).await.unwrap();
     }
     Topology {
         node,
@@ -213,7 +188,7 @@ async fn topology(tag: &str) -> Topology {
 }
 
 async fn apply(t: &Topology, backend: Backend, s: &SnatSettings) {
-    let nl = NetlinkHandle::in_netns(&t.node.node.ns).unwrap();
+    let nl = NetlinkHandle::in_netns(&t.node.node.netns()).unwrap();
     reconcile_snat(&nl, backend, s).await.unwrap();
     // Converged: a second reconcile applies nothing.
     assert_eq!(reconcile_snat(&nl, backend, s).await.unwrap(), 0);
@@ -223,16 +198,16 @@ async fn scenario(backend: Backend) {
     let t = topology(&format!("s{}", &backend.name()[..1])).await;
     let (n, o) = (&t.node.node, &t.node.outside);
     apply(&t, backend, &settings(false)).await;
-    let (a, b) = (&t.pod_a.ns, &t.pod_b.ns);
+    let (a, b) = (&t.pod_a.netns(), &t.pod_b.netns());
 
     // Off-VPC: SNAT to the node's primary IP, for a primary-ENI pod and (via the connmark
     // and the fwmark rule) for a secondary-ENI pod, whose flow leaves by eth0, not eth1.
-    assert_eq!(seen_source(a, &o.ns, INTERNET).unwrap(), NODE_IP);
+    assert_eq!(seen_source(a, &o.netns(), INTERNET).unwrap(), NODE_IP);
     let (eth0, eth1) = (tx_packets(n, "eth0"), tx_packets(n, "eth1"));
-    assert_eq!(seen_source(b, &o.ns, INTERNET).unwrap(), NODE_IP);
+    assert_eq!(seen_source(b, &o.netns(), INTERNET).unwrap(), NODE_IP);
     assert!(tx_packets(n, "eth0") > eth0, "B's off-VPC flow uses eth0");
     assert_eq!(tx_packets(n, "eth1"), eth1, "and not its own ENI");
-    let conntrack = n.exec(&["cat", "/proc/net/nf_conntrack"]);
+    let conntrack = n.exec_ok(&["cat", "/proc/net/nf_conntrack"]);
     assert!(
         conntrack
             .lines()
@@ -241,20 +216,20 @@ async fn scenario(backend: Backend) {
     );
 
     // VPC destinations: no SNAT, the pod's own IP; B's flow uses its own ENI.
-    assert_eq!(seen_source(a, &t.peer.ns, VPC_PEER).unwrap(), POD_A);
+    assert_eq!(seen_source(a, &t.peer.netns(), VPC_PEER).unwrap(), POD_A);
     let eth1 = tx_packets(n, "eth1");
-    assert_eq!(seen_source(b, &t.peer.ns, VPC_PEER).unwrap(), POD_B);
+    assert_eq!(seen_source(b, &t.peer.netns(), VPC_PEER).unwrap(), POD_B);
     assert!(tx_packets(n, "eth1") > eth1, "B's VPC flow uses eth1");
     // Excluded CIDR: no SNAT either.
-    assert_eq!(seen_source(a, &o.ns, EXCLUDED).unwrap(), POD_A);
-    assert_eq!(seen_source(b, &o.ns, EXCLUDED).unwrap(), POD_B);
+    assert_eq!(seen_source(a, &o.netns(), EXCLUDED).unwrap(), POD_A);
+    assert_eq!(seen_source(b, &o.netns(), EXCLUDED).unwrap(), POD_B);
     // Pod to node and pod to pod: unchanged addresses.
-    assert_eq!(seen_source(a, &n.ns, NODE_IP).unwrap(), POD_A);
+    assert_eq!(seen_source(a, &n.netns(), NODE_IP).unwrap(), POD_A);
     assert_eq!(seen_source(a, b, POD_B).unwrap(), POD_A);
     assert_eq!(seen_source(b, a, POD_A).unwrap(), POD_B);
 
     // The connmark rules (upstream's `iptables_connmark.go`) as the backend shows them.
-    let nat = exec_in(&n.name, &[backend.save(), "-t", "nat"], None).unwrap();
+    let nat = n.exec_ok(&[backend.save(), "-t", "nat"]);
     for line in [
         r#"-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0"#,
         r#"-A AWS-CONNMARK-CHAIN-0 -d 10.0.0.0/16 -m comment --comment "AWS CONNMARK CHAIN" -j RETURN"#,
@@ -263,7 +238,7 @@ async fn scenario(backend: Backend) {
     ] {
         assert!(nat.contains(line), "{line} missing in:\n{nat}");
     }
-    let mangle = exec_in(&n.name, &[backend.save(), "-t", "mangle"], None).unwrap();
+    let mangle = n.exec_ok(&[backend.save(), "-t", "mangle"]);
     assert!(
         mangle.contains(r#"-A PREROUTING -i eni+ -m comment --comment "AWS, primary ENI" -j CONNMARK --restore-mark"#),
         "{mangle}"
@@ -271,10 +246,10 @@ async fn scenario(backend: Backend) {
 
     // External SNAT: our nat and mangle rules go; the pod's own IP leaves by its ENI.
     apply(&t, backend, &settings(true)).await;
-    let nat = exec_in(&n.name, &[backend.save(), "-t", "nat"], None).unwrap();
+    let nat = n.exec_ok(&[backend.save(), "-t", "nat"]);
     assert!(!nat.contains("AWS"), "{nat}");
-    assert_eq!(seen_source(a, &o.ns, INTERNET).unwrap(), POD_A);
-    assert_eq!(seen_source(b, &o.ns, INTERNET).unwrap(), POD_B);
+    assert_eq!(seen_source(a, &o.netns(), INTERNET).unwrap(), POD_A);
+    assert_eq!(seen_source(b, &o.netns(), INTERNET).unwrap(), POD_B);
 }
 
 #[tokio::test]
@@ -289,8 +264,8 @@ async fn snat_and_connmark_with_real_traffic_legacy() {
 
 #[tokio::test]
 async fn backend_detection_counts_rules_like_kube_proxy() {
-    let fresh = TestNs::new("ipb");
-    let nl = NetlinkHandle::in_netns(&fresh.ns).unwrap();
+    let fresh = TestNetns::new("ipb");
+    let nl = NetlinkHandle::in_netns(&fresh.netns()).unwrap();
     assert_eq!(
         detect_backend(&nl).await,
         Backend::Nft,
@@ -298,42 +273,32 @@ async fn backend_detection_counts_rules_like_kube_proxy() {
     );
     // Rules programmed through legacy (an older kube-proxy): legacy wins.
     for i in 0..3 {
-        exec_in(
-            &fresh.name,
-            &[
-                "iptables-legacy",
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-d",
-                &format!("10.9.{i}.0/24"),
-                "-j",
-                "RETURN",
-            ],
-            None,
-        )
-        .unwrap();
+        fresh.exec_ok(&[
+            "iptables-legacy",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-d",
+            &format!("10.9.{i}.0/24"),
+            "-j",
+            "RETURN",
+        ]);
     }
     assert_eq!(detect_backend(&nl).await, Backend::Legacy);
     // More rules in nft than in legacy (and fewer than 10 legacy ones): nft.
     for i in 0..5 {
-        exec_in(
-            &fresh.name,
-            &[
-                "iptables-nft",
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-d",
-                &format!("10.8.{i}.0/24"),
-                "-j",
-                "RETURN",
-            ],
-            None,
-        )
-        .unwrap();
+        fresh.exec_ok(&[
+            "iptables-nft",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-d",
+            &format!("10.8.{i}.0/24"),
+            "-j",
+            "RETURN",
+        ]);
     }
     assert_eq!(detect_backend(&nl).await, Backend::Nft);
 }

@@ -294,10 +294,36 @@ impl Bench {
         self.run("DEL", socket, &conf.to_string())
     }
 
-    /// Whether the pod's host veth is on the node.
+    /// Whether the node routes the pod's address (to its veth): the pod is wired.
     pub fn wired(&self) -> bool {
+        self.node
+            .ip(&["route", "show", "table", "main"])
+            .lines()
+            .any(|l| l.starts_with(&format!("{POD_IP} ")))
+    }
+
+    /// Whether the pod's host veth is on the node (DEL leaves it to go with the namespace).
+    pub fn has_veth(&self) -> bool {
         let veth = net::names::host_veth_name("eni", "default", "stuck", 0);
         self.node.ip(&["-o", "link"]).contains(&veth)
+    }
+
+    /// What the runtime does after a successful DEL: removes the pod's network namespace
+    /// (here: a fresh one of the same name takes its place). Waits until the kernel has
+    /// destroyed the veth pair with it.
+    pub async fn runtime_removes_pod_netns(&self) {
+        let name = self.pod.0.as_str();
+        for args in [["netns", "del", name], ["netns", "add", name]] {
+            let ok = Command::new("ip").args(args).status().unwrap().success();
+            assert!(ok, "ip {args:?}");
+        }
+        for _ in 0..250 {
+            if !self.has_veth() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the veth outlived its namespace by 5 s");
     }
 
     /// Lines of the plugin log with `text`.

@@ -1,73 +1,12 @@
-//! Test harness: named network namespaces that are removed on drop, and a stand-in node
-//! (primary NIC and secondary ENI as veths to an "outside" namespace). Everything happens
-//! inside namespaces created here; the root namespace is never touched.
+//! Test harness: a stand-in node (primary NIC and secondary ENI as veths to an "outside"
+//! namespace) built on `net::testing::TestNetns`, and a real TCP exchange between
+//! namespaces. Everything happens inside namespaces created here; the root namespace is
+//! never touched.
 
 #![allow(dead_code)]
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use net::netns::Netns;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A named namespace (`/var/run/netns/<name>`), deleted on drop.
-pub struct TestNs {
-    pub name: String,
-    pub ns: Netns,
-}
-
-impl TestNs {
-    /// Creates `vcni<pid>-<tag><n>`.
-    pub fn new(tag: &str) -> TestNs {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("vcni{}-{tag}{n}", std::process::id());
-        run(&["ip", "netns", "add", &name]);
-        let ns = Netns::open_named(&name).expect("open test netns");
-        TestNs { name, ns }
-    }
-
-    /// Path of the namespace file.
-    pub fn path(&self) -> std::path::PathBuf {
-        self.ns.path().to_path_buf()
-    }
-
-    /// `ip -n <ns> <args>`; panics on failure; returns stdout.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "-n", &self.name];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-
-    /// `ip netns exec <ns> <args>`.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Runs a command, panicking with its stderr on failure.
-pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn command");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use net::testing::TestNetns;
 
 pub const NODE_IP: &str = "10.0.0.10";
 pub const ENI_MAC: &str = "02:00:00:00:01:01";
@@ -76,41 +15,22 @@ pub const ENI_MAC: &str = "02:00:00:00:01:01";
 /// secondary ENI `eth1` (MAC [`ENI_MAC`]), both veths into an "outside" namespace.
 /// Field order: `node` is dropped before `outside`.
 pub struct Node {
-    pub node: TestNs,
-    pub outside: TestNs,
+    pub node: TestNetns,
+    pub outside: TestNetns,
 }
 
 impl Node {
     pub fn new(tag: &str) -> Node {
-        let node = TestNs::new(&format!("{tag}n"));
-        let outside = TestNs::new(&format!("{tag}o"));
+        let node = TestNetns::new(&format!("{tag}n"));
+        let outside = TestNetns::new(&format!("{tag}o"));
         node.ip(&["link", "set", "lo", "up"]);
         outside.ip(&["link", "set", "lo", "up"]);
         node.ip(&[
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "out0",
-            "netns",
-            &outside.name,
+            "link", "add", "eth0", "type", "veth", "peer", "name", "out0", "netns", &outside.0,
         ]);
         node.ip(&[
-            "link",
-            "add",
-            "eth1",
-            "address",
-            ENI_MAC,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "out1",
-            "netns",
-            &outside.name,
+            "link", "add", "eth1", "address", ENI_MAC, "type", "veth", "peer", "name", "out1",
+            "netns", &outside.0,
         ]);
         node.ip(&["addr", "add", "10.0.0.10/24", "dev", "eth0"]);
         node.ip(&["link", "set", "eth0", "up"]);
@@ -118,7 +38,7 @@ impl Node {
         outside.ip(&["addr", "add", "10.0.0.1/24", "dev", "out0"]);
         outside.ip(&["link", "set", "out0", "up"]);
         outside.ip(&["link", "set", "out1", "up"]);
-        node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        node.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         Node { node, outside }
     }
 }
@@ -135,23 +55,49 @@ pub fn tcp_exchange(src: &Netns, dst: &Netns, dst_ip: &str) -> Result<(), String
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("bind {dst_ip}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // The server gives up when the client does (`stop`), so no thread outlives this call
+    // holding a socket, and with it the namespace, open.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_server = stop.clone();
     let server = std::thread::spawn(move || -> Result<(), String> {
-        let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if stop_server.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Err("the client gave up".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        s.set_nonblocking(false).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?;
         let mut b = [0u8; 1];
         s.read_exact(&mut b).map_err(|e| e.to_string())?;
         s.write_all(&[b[0] + 1]).map_err(|e| e.to_string())
     });
-    let mut stream = src
-        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    stream.write_all(&[41]).map_err(|e| e.to_string())?;
-    let mut b = [0u8; 1];
-    stream.read_exact(&mut b).map_err(|e| e.to_string())?;
-    server.join().map_err(|_| "server panicked".to_string())??;
+    let exchange = || -> Result<u8, String> {
+        let mut stream = src
+            .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?;
+        stream.write_all(&[41]).map_err(|e| e.to_string())?;
+        let mut b = [0u8; 1];
+        stream.read_exact(&mut b).map_err(|e| e.to_string())?;
+        Ok(b[0])
+    };
+    let reply = exchange();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let served = server.join().map_err(|_| "server panicked".to_string())?;
+    let b = [reply?];
+    served?;
     if b[0] == 42 {
         Ok(())
     } else {
