@@ -108,7 +108,8 @@ def fresh_pod_netns():
 # veth), exec'd the same way, interleaved with ours.
 ptp_conf = (b'{"cniVersion":"1.0.0","name":"bench-ptp","type":"ptp","mtu":9001,'
             b'"ipam":{"type":"host-local","subnet":"10.254.0.0/16","dataDir":"/run/vpc-cni-bench-ipam"}}')
-env_ptp = dict(env_pod, CNI_CONTAINERID="bench-ptp", CNI_PATH="/usr/lib/cni")
+env_ptp = dict(env_pod, CNI_CONTAINERID="bench-ptp", CNI_PATH="/usr/lib/cni",
+               CNI_ARGS="IgnoreUnknown=1;" + env_pod["CNI_ARGS"])
 go_adds, go_dels = [], []
 for _ in range(n):
     fresh_pod_netns()

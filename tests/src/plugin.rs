@@ -1,13 +1,9 @@
 //! The real `aws-cni` binary, run (optionally inside a node namespace) with a CNI environment
 //! and a network configuration on stdin; kernel snapshots of test namespaces.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use net::netns::Netns;
 use net::state::NetnsState;
-use serde_json::Value;
 
 use crate::TestNetns;
 use crate::bins::workspace_bin;
@@ -20,61 +16,11 @@ pub fn aws_cni() -> std::path::PathBuf {
     workspace_bin("aws-cni")
 }
 
-/// One plugin run.
-pub struct Run {
-    pub rc: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// The CNI error code printed on stdout.
-    pub fn code(&self) -> u64 {
-        serde_json::from_str::<Value>(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))["code"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no code: {}", self.stdout))
-    }
-
-    /// stdout as JSON (the whole of stdout must be one document).
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
-    }
-}
+pub use cni::testing::Run;
 
 /// Runs the plugin (inside `netns` when given).
 pub fn plugin(netns: Option<&str>, env: &[(&str, &str)], stdin: &str) -> Run {
-    let bin = aws_cni();
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(&bin);
-            c
-        }
-        None => Command::new(&bin),
-    };
-    let mut child = cmd
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run aws-cni");
-    child
-        .stdin
-        .take()
-        .expect("the plugin's stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write the network configuration");
-    let out = child.wait_with_output().expect("the plugin's output");
-    Run {
-        rc: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+    cni::testing::run_plugin(&aws_cni(), netns, env, stdin)
 }
 
 /// The CNI environment of one command for pod `default/<pod>` in container `cid`.
@@ -97,9 +43,7 @@ pub fn cni_env<'a>(
 
 /// Kernel state of a named test namespace.
 pub async fn snapshot(ns: &TestNetns) -> NetnsState {
-    NetnsState::capture_in(&Netns::open(ns.path()).expect("open the test namespace"))
-        .await
-        .expect("capture the namespace's state")
+    ns.state().await
 }
 
 /// Snapshots until three in a row, 500 ms apart, agree (the agent may still be wiring ENIs).

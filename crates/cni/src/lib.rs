@@ -10,3 +10,5 @@ pub mod plugin;
 pub mod result;
 pub mod skel;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;

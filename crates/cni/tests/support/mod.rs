@@ -3,13 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use ec2_emulator::testing::TestNetns;
-use net::netns::Netns;
 use net::state::NetnsState;
 use rpc::{
     AddNetworkReply, AddNetworkRequest, CniBackend, CniBackendServer, DelNetworkReply,
@@ -27,61 +25,18 @@ pub const ARGS: &str = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=stuck";
 /// The stable log message of the teardown (operators grep and count it).
 pub const TORN_DOWN: &str = "DEL: ipamd error, torn down from prevResult";
 
-/// One plugin run.
-pub struct Run {
-    pub rc: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// The CNI error code printed on stdout.
-    pub fn code(&self) -> u64 {
-        serde_json::from_str::<Value>(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))["code"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no code: {}", self.stdout))
-    }
-
-    /// stdout as JSON (the whole of stdout must be one document).
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
-    }
-}
+pub use cni::testing::Run;
 
 /// Runs this package's `aws-cni` binary inside the network namespace `netns` with `env` and
 /// `stdin`, as a runtime would.
 pub fn plugin(netns: &str, env: &[(&str, &str)], stdin: &str) -> Run {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_aws-cni")])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        rc: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_aws-cni"));
+    cni::testing::run_plugin(bin, Some(netns), env, stdin)
 }
 
 /// Kernel state of a test namespace.
 pub async fn snapshot(ns: &TestNetns) -> NetnsState {
-    NetnsState::capture_in(&Netns::open(ns.path()).unwrap())
-        .await
-        .unwrap()
+    ns.state().await
 }
 
 /// How the stand-in answers `DelNetwork`.

@@ -57,6 +57,13 @@ impl TestNetns {
             .unwrap_or_else(|e| panic!("open test netns {}: {e}", self.0))
     }
 
+    /// The namespace's kernel state now (links, addresses, routes, rules, neighbours).
+    pub async fn state(&self) -> crate::state::NetnsState {
+        crate::state::NetnsState::capture_in(&self.netns())
+            .await
+            .unwrap_or_else(|e| panic!("capture the state of {}: {e}", self.0))
+    }
+
     /// `ip -n <name> ARGS…`, asserting success; returns stdout.
     pub fn ip(&self, args: &[&str]) -> String {
         let out = Command::new("ip")
