@@ -229,3 +229,25 @@ fn help_works() {
         assert!(text.contains(flag), "{flag} missing from help:\n{text}");
     }
 }
+
+/// Upstream v1.23.1's instance limits table, all its types.
+const UPSTREAM_V1_23_1: &str =
+    include_str!("../../limits/data/sources/upstream-v1.23.1-vpc-ip-limits.tsv");
+
+#[test]
+fn show_max_allowed_agrees_with_upstreams_calculator_for_every_type() {
+    let mut checked = 0;
+    for line in UPSTREAM_V1_23_1
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (enis, ips): (u32, u32) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        // max-pods-calculator.sh --show-max-allowed, prefix delegation off.
+        let want = enis * (ips - 1) + 2;
+        let got = number(&["max-pods", "--instance-type", f[0], "--show-max-allowed"]);
+        assert_eq!(got, want, "{}", f[0]);
+        checked += 1;
+    }
+    assert_eq!(checked, 1391);
+}

@@ -23,7 +23,7 @@ pub struct Introspection {
     pub ipamd_env: Value,
     /// `/v1/networkutils-env-settings` body.
     pub networkutils_env: Value,
-    /// Custom networking: the API whose cache says which ENIConfig the node uses.
+    /// The API whose cache holds the Node (which ENIConfig it selects).
     pub cluster: Option<Arc<dyn k8s::Cluster>>,
 }
 
@@ -134,18 +134,16 @@ async fn enis(State(s): State<Arc<Introspection>>) -> Response {
     axum::Json(Value::Object(body)).into_response()
 }
 
+/// The name of the ENIConfig the node selects, as a JSON string (upstream's
+/// `eniConfigRequestHandler`); 404 when the Node cannot be read.
 async fn eni_configs(State(s): State<Arc<Introspection>>) -> Response {
-    let Some(cluster) = &s.cluster else {
-        return (StatusCode::NOT_FOUND, "custom networking is off").into_response();
-    };
-    match cluster.node_eni_config() {
-        Ok(r) => axum::Json(json!({
-            "name": r.name,
-            "subnet": r.spec.subnet,
-            "securityGroups": r.spec.security_groups,
-        }))
-        .into_response(),
-        Err(e) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+    match s.cluster.as_ref().and_then(|c| c.node_eni_config_name()) {
+        Some(name) => axum::Json(Value::String(name)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "the Node is not known (no API server or MY_NODE_NAME)",
+        )
+            .into_response(),
     }
 }
 

@@ -14,7 +14,7 @@ use ec2_emulator::server;
 use ipnet::Ipv4Net;
 use k8s::testing::FakeApiServer;
 use serde_json::{Value, json};
-use support::{Harness, add, add_pod, del_pod};
+use support::{Harness, add, add_pod, del_pod, free_port, http_get};
 
 const NODE: &str = "ip-10-0-0-4.us-west-2.compute.internal";
 const ZONE: &str = "us-west-2a";
@@ -179,11 +179,18 @@ async fn a_missing_eniconfig_is_an_error_and_an_event_not_a_fallback() {
     // The node's zone label names an ENIConfig nobody created.
     api.apply(node(ZONE));
     api.apply(pod(0));
+    let introspection = free_port();
     let agent = h.start(
         agent_config(&h, &api),
-        h.options(Duration::from_secs(60), None),
+        h.options(Duration::from_secs(60), Some(introspection)),
     );
     let mut c = h.client().await;
+    // Introspection names the ENIConfig the node selects, as a JSON string (upstream), even
+    // though it does not exist.
+    assert_eq!(
+        http_get(introspection, "/v1/eni-configs").await,
+        format!("\"{ZONE}\"")
+    );
     let mut message = String::new();
     for _ in 0..100 {
         match c.add_network(add(0)).await {

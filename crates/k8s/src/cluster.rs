@@ -32,6 +32,9 @@ pub trait Cluster: Send + Sync {
     fn node(&self) -> Option<NodeInfo>;
     /// The node's ENIConfig (custom networking), from the caches.
     fn node_eni_config(&self) -> Result<ResolvedEniConfig, EniConfigError>;
+    /// The name of the ENIConfig the node's labels and annotations select (`default` when
+    /// none), whether or not it exists; `None` while the Node is unknown.
+    fn node_eni_config_name(&self) -> Option<String>;
     /// The SecurityGroupPolicies (in name order) that select a pod, from the cache (empty
     /// without `ENABLE_POD_ENI`).
     fn sgp_for_pod(&self, pod: &PodIdentity) -> Vec<PolicyMatch>;
@@ -327,6 +330,12 @@ impl Cluster for ClusterHandle {
             &settings.keys,
             |name| self.eni_config_spec(name),
         )
+    }
+
+    fn node_eni_config_name(&self) -> Option<String> {
+        let node = self.node()?;
+        let keys = &self.inner.settings.keys;
+        Some(crate::selection::select_eni_config_name(&node.labels, &node.annotations, keys).name)
     }
 
     fn sgp_for_pod(&self, pod: &PodIdentity) -> Vec<PolicyMatch> {

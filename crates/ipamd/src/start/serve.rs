@@ -338,7 +338,7 @@ async fn spawn_servers(ready: &Ready, shared: &Shared) -> Result<Tasks, ServeErr
             ipamd_env: serde_json::to_value(cfg.ipamd_env_settings()).unwrap_or_default(),
             networkutils_env: serde_json::to_value(cfg.network_utils_env_settings())
                 .unwrap_or_default(),
-            cluster: shared.cluster.clone().filter(|_| cfg.eni.custom_networking),
+            cluster: shared.cluster.clone(),
         });
         serve_http(listen, router, &mut servers).await?;
     }
