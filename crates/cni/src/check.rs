@@ -151,10 +151,11 @@ pub fn problems(host: &NetnsState, pod: &NetnsState, e: &Expected) -> Vec<String
 /// CHECK: success or a CNI error naming everything that is missing or different.
 pub async fn check(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
     if !conf.version_at_least(0, 4) {
-        return Err(CniError::incompatible(&format!(
-            "{} (CHECK needs 0.4.0 or later)",
-            conf.cni_version
-        )));
+        let version = format!("{} (CHECK needs 0.4.0 or later)", conf.cni_version);
+        return Err(CniError::incompatible(
+            &version,
+            &crate::conf::SUPPORTED_VERSIONS,
+        ));
     }
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_NETNS", &env.netns)?;

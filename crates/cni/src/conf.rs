@@ -65,7 +65,10 @@ impl NetConf {
             ))
         })?;
         if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
-            return Err(CniError::incompatible(&conf.cni_version));
+            return Err(CniError::incompatible(
+                &conf.cni_version,
+                &SUPPORTED_VERSIONS,
+            ));
         }
         if conf.veth_prefix.is_empty()
             || conf.veth_prefix.len() > 4

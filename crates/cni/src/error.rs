@@ -20,12 +20,13 @@ impl CniError {
             details: String::new(),
         }
     }
-    pub fn incompatible(version: &str) -> Self {
+    /// `version` is not one of `supported`.
+    pub fn incompatible(version: &str, supported: &[&str]) -> Self {
         Self::new(
             1,
             format!(
                 "incompatible CNI version {version:?}; aws-cni supports {}",
-                crate::conf::SUPPORTED_VERSIONS.join(", ")
+                supported.join(", ")
             ),
         )
     }

@@ -20,6 +20,7 @@ pub mod node;
 pub mod node_loop;
 pub mod pool;
 pub mod reconcile;
+pub mod shared_datastore;
 pub mod stale_pods;
 pub mod start;
 pub mod subnets;

@@ -21,7 +21,7 @@ use planner::{HeldEni, ListedEni, ReconcileInput, ReconcilePlan, Suspect};
 use crate::host_net::HostNet;
 use crate::metrics::Metrics;
 use crate::node;
-use crate::pool::{self, SharedDatastore};
+use crate::shared_datastore::{SharedDatastore, lock, now};
 
 pub use planner::RELEASE_COOLDOWN;
 
@@ -109,7 +109,7 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
 
     /// The datastore's ENIs and their CIDRs.
     fn datastore_view(&self) -> HashMap<String, CidrView> {
-        pool::lock(&self.ds)
+        lock(&self.ds)
             .enis()
             .iter()
             .map(|e| (e.id.clone(), e.ipv4_cidrs.keys().copied().collect()))
@@ -214,7 +214,7 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
         ds_view: &HashMap<String, CidrView>,
         released: &RecentlyReleased,
     ) -> ReconcilePlan {
-        let ds = pool::lock(&self.ds);
+        let ds = lock(&self.ds);
         let held: BTreeMap<String, HeldEni> = ds_view
             .iter()
             .map(|(id, cidrs)| {
@@ -253,7 +253,7 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
 
     /// Adds and removes what the plan says (force: EC2 no longer has it).
     fn change_datastore(&self, plan: &ReconcilePlan, out: &mut ReconcileOutcome) {
-        let mut ds = pool::lock(&self.ds);
+        let mut ds = lock(&self.ds);
         for (eni, c) in &plan.add {
             if ds.add_ipv4_cidr(eni, *c).is_ok() {
                 out.cidrs_added += 1;
@@ -312,7 +312,7 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
             .secondary_ips
             .retain(|ip| keep.contains(&Ipv4Net::from(*ip)));
         filtered.prefixes.retain(|p| keep.contains(p));
-        let mut ds = pool::lock(&self.ds);
-        node::add_eni_from_ec2(&mut ds, &filtered, pool::now()).map_err(|e| e.to_string())
+        let mut ds = lock(&self.ds);
+        node::add_eni_from_ec2(&mut ds, &filtered, now()).map_err(|e| e.to_string())
     }
 }

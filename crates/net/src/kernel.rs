@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::firewall::{self, Family};
+use crate::firewall::runner::{self, Family};
 use crate::iptables_backend::Backend;
 use crate::netlink::link::VethPair;
 use crate::netlink::{
@@ -419,7 +419,7 @@ impl Kernel for NetlinkHandle {
             if let Some(t) = table {
                 args.extend(["-t", t]);
             }
-            firewall::run(netns.as_deref(), &args, None).await
+            runner::run(netns.as_deref(), &args, None).await
         }
     }
     fn firewall_restore(
@@ -430,8 +430,8 @@ impl Kernel for NetlinkHandle {
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
         let netns = self.netns().map(|ns| ns.path().to_path_buf());
         async move {
-            let args = firewall::restore_args(backend, family);
-            firewall::run(netns.as_deref(), &args, Some(batch))
+            let args = runner::restore_args(backend, family);
+            runner::run(netns.as_deref(), &args, Some(batch))
                 .await
                 .map(drop)
         }
@@ -441,6 +441,6 @@ impl Kernel for NetlinkHandle {
         backend: Backend,
     ) -> impl Future<Output = Result<String, KernelError>> + Send {
         let netns = self.netns().map(|ns| ns.path().to_path_buf());
-        async move { firewall::run(netns.as_deref(), &[backend.iptables(), "--version"], None).await }
+        async move { runner::run(netns.as_deref(), &[backend.iptables(), "--version"], None).await }
     }
 }

@@ -1,11 +1,10 @@
 //! The warm-pool manager: one tick asks the planner what to do for the node's datastore and
 //! carries it out through [`Ec2`], keeping the datastore equal to what EC2 granted.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws::{Ec2, Tags};
-use ipam::{Datastore, Timestamp};
 use ipnet::Ipv4Net;
 use planner::{Action, NodeCapacity, PoolPolicy, TickPlan, TickTimers};
 use tokio::sync::watch;
@@ -25,19 +24,7 @@ pub use error::PoolError;
 /// Back-off after `InsufficientFreeAddressesInSubnet`/`InsufficientCidrBlocks` (`increaseDatastorePool`).
 pub const INSUFFICIENT_ADDRESS_BACKOFF: Duration = Duration::from_secs(120);
 
-/// A datastore shared between the pool manager and the gRPC handlers.
-pub type SharedDatastore = Arc<Mutex<Datastore>>;
-
-/// Locks the datastore (a poisoned lock is still usable: its state is consistent after
-/// every operation because operations roll back on failure).
-pub fn lock(ds: &SharedDatastore) -> MutexGuard<'_, Datastore> {
-    ds.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The current time as the datastore's timestamp.
-pub fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
+pub use crate::shared_datastore::{SharedDatastore, lock, now};
 
 /// Everything that stays fixed for the node.
 #[derive(Debug, Clone)]

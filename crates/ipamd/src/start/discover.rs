@@ -11,8 +11,8 @@ use aws::{Ec2, Ec2Settings, Imds, ImdsEni, InstanceIdentity};
 use config::Config;
 use ipnet::Ipv4Net;
 
-use crate::agent::AgentOptions;
 use crate::metrics::Metrics;
+use crate::start::options::AgentOptions;
 
 /// Why the node could not be discovered.
 #[derive(Debug, thiserror::Error)]

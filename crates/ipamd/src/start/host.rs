@@ -8,11 +8,11 @@ use std::sync::Arc;
 use aws::{Ec2, EniDescription, Imds};
 use config::Config;
 
-use crate::agent::HostNetOptions;
 use crate::host_net::{HostNet, HostNetError, HostNetSettings};
 use crate::metrics::Metrics;
 use crate::start::bootstrap::vpc_id;
 use crate::start::discover::Node;
+use crate::start::options::HostNetOptions;
 
 /// The host network handle in the node's namespace, when the agent manages it.
 pub fn open_host_net(

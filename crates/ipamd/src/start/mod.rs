@@ -3,4 +3,5 @@
 pub mod bootstrap;
 pub mod discover;
 pub mod host;
+pub mod options;
 pub mod serve;

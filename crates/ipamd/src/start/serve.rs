@@ -10,7 +10,6 @@ use config::{CardFacts, Config};
 use planner::{NodeCapacity, PoolPolicy};
 use tokio::sync::{Notify, watch};
 
-use crate::agent::{AgentOptions, Listen};
 use crate::checkpointer::Checkpointer;
 use crate::cluster_link::{self, ClusterLink};
 use crate::cni_server::{CniService, ReplyFacts};
@@ -22,6 +21,7 @@ use crate::pool::{self, EniConfigSource, NodeFacts, PoolManager, SharedDatastore
 use crate::reconcile::{ReconcileFacts, Reconciler};
 use crate::start::bootstrap::Bootstrapped;
 use crate::start::discover::{Node, max_ips_per_eni};
+use crate::start::options::{AgentOptions, Listen};
 
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,23 +1,16 @@
 //! The one firewall runner of the workspace: `iptables-save`/`iptables-restore` (and their
-//! `ip6tables` twins) of the node's backend (legacy or nft, [`crate::iptables_backend`]),
-//! run inside a network namespace (`nsenter --net=`) through `tokio::process`, so a batch
-//! waiting for the xtables lock never blocks an async worker. Every restore batch is
-//! `--wait=10 --noflush` ([`XTABLES_LOCK_WAIT`]). [`crate::kernel::Kernel`] exposes it; the
-//! drivers here (backend detection, the SNAT reconcile of upstream's
-//! `updateHostIptablesRules`) are written against that trait.
+//! `ip6tables` twins) of the node's backend, run inside a network namespace (`nsenter
+//! --net=`) through `tokio::process`, so a batch waiting for the xtables lock never blocks an
+//! async worker. Every restore batch is `--wait=10 --noflush` ([`XTABLES_LOCK_WAIT`]).
+//! [`crate::kernel::Kernel`]'s firewall methods run through it.
 
 use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::iptables_backend::{
-    Backend, XTABLES_LOCK_WAIT, choose, count_rules, random_fully_supported,
-};
-use crate::iptables_save::parse_table;
-use crate::kernel::Kernel;
+use crate::iptables_backend::{Backend, XTABLES_LOCK_WAIT};
 use crate::netlink::KernelError;
-use crate::snat::{SnatSettings, desired_mangle, desired_nat, restore_batch};
 
 /// IP family of a firewall batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -105,47 +98,4 @@ pub async fn run(
     }
     tracing::debug!(cmd = %shown, "firewall command ok");
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The node's backend, chosen as kube-proxy's `iptables-wrapper` does
-/// ([`crate::iptables_backend::choose`]); a backend whose tools fail counts as missing.
-pub async fn detect_backend<K: Kernel>(k: &K) -> Backend {
-    let mut counts = [None, None];
-    for (slot, b) in counts.iter_mut().zip([Backend::Legacy, Backend::Nft]) {
-        if let Ok(v4) = k.firewall_save(b, Family::V4, None).await {
-            let v6 = k
-                .firewall_save(b, Family::V6, None)
-                .await
-                .unwrap_or_default();
-            *slot = Some(count_rules(&v4) + count_rules(&v6));
-        }
-    }
-    choose(counts[0], counts[1])
-}
-
-/// Whether `backend`'s iptables has `--random-fully` (go-iptables' `HasRandomFully`); a
-/// failing `--version` counts as no.
-pub async fn detect_random_fully<K: Kernel>(k: &K, backend: Backend) -> bool {
-    k.firewall_version(backend)
-        .await
-        .is_ok_and(|out| random_fully_supported(&out))
-}
-
-/// Takes the `nat` and `mangle` tables to the desired state of `s` with one restore batch
-/// per table that differs (upstream `updateHostIptablesRules`). Returns the batches applied.
-pub async fn reconcile_snat<K: Kernel>(
-    k: &K,
-    backend: Backend,
-    s: &SnatSettings,
-) -> Result<usize, KernelError> {
-    let mut applied = 0;
-    for (table, desired) in [("nat", desired_nat(s)), ("mangle", desired_mangle(s))] {
-        let saved = k.firewall_save(backend, Family::V4, Some(table)).await?;
-        let current = parse_table(&saved, table);
-        if let Some(batch) = restore_batch(table, &current, &desired) {
-            k.firewall_restore(backend, Family::V4, &batch).await?;
-            applied += 1;
-        }
-    }
-    Ok(applied)
 }

@@ -1,0 +1,57 @@
+//! The firewall: the workspace's one runner ([`runner`]: `iptables-save`/`iptables-restore`
+//! of the node's backend, legacy or nft, [`crate::iptables_backend`], with `--wait=10`),
+//! which [`crate::kernel::Kernel`] exposes, and the drivers written against that trait
+//! (backend detection, the SNAT reconcile of upstream's `updateHostIptablesRules`).
+
+pub mod runner;
+
+pub use runner::{Family, restore_args, run};
+
+use crate::iptables_backend::{Backend, choose, count_rules, random_fully_supported};
+use crate::iptables_save::parse_table;
+use crate::kernel::Kernel;
+use crate::netlink::KernelError;
+use crate::snat::{SnatSettings, desired_mangle, desired_nat, restore_batch};
+
+/// The node's backend, chosen as kube-proxy's `iptables-wrapper` does
+/// ([`crate::iptables_backend::choose`]); a backend whose tools fail counts as missing.
+pub async fn detect_backend<K: Kernel>(k: &K) -> Backend {
+    let mut counts = [None, None];
+    for (slot, b) in counts.iter_mut().zip([Backend::Legacy, Backend::Nft]) {
+        if let Ok(v4) = k.firewall_save(b, Family::V4, None).await {
+            let v6 = k
+                .firewall_save(b, Family::V6, None)
+                .await
+                .unwrap_or_default();
+            *slot = Some(count_rules(&v4) + count_rules(&v6));
+        }
+    }
+    choose(counts[0], counts[1])
+}
+
+/// Whether `backend`'s iptables has `--random-fully` (go-iptables' `HasRandomFully`); a
+/// failing `--version` counts as no.
+pub async fn detect_random_fully<K: Kernel>(k: &K, backend: Backend) -> bool {
+    k.firewall_version(backend)
+        .await
+        .is_ok_and(|out| random_fully_supported(&out))
+}
+
+/// Takes the `nat` and `mangle` tables to the desired state of `s` with one restore batch
+/// per table that differs (upstream `updateHostIptablesRules`). Returns the batches applied.
+pub async fn reconcile_snat<K: Kernel>(
+    k: &K,
+    backend: Backend,
+    s: &SnatSettings,
+) -> Result<usize, KernelError> {
+    let mut applied = 0;
+    for (table, desired) in [("nat", desired_nat(s)), ("mangle", desired_mangle(s))] {
+        let saved = k.firewall_save(backend, Family::V4, Some(table)).await?;
+        let current = parse_table(&saved, table);
+        if let Some(batch) = restore_batch(table, &current, &desired) {
+            k.firewall_restore(backend, Family::V4, &batch).await?;
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
