@@ -19,8 +19,4 @@ pub use bins::workspace_bin;
 pub use ec2_emulator::testing::{EmulatedNode, TestNetns};
 
 /// A free loopback TCP address (`127.0.0.1:<port>`).
-pub fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
+pub use ipamd::testing::free_port as free_addr;

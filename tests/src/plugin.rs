@@ -66,26 +66,10 @@ pub async fn settled(ns: &TestNetns) -> NetnsState {
     panic!("node state never settled: {last:#?}");
 }
 
-/// What a runtime does after a successful DEL: removes the pod's network namespace (here a
-/// fresh one of the same name takes its place, for the test's next ADD). DEL leaves the
-/// pod's veth pair to go with the namespace; this waits (up to 5 s) until the kernel has
-/// destroyed `host_veth` on `node`.
+/// What a runtime does after a successful DEL: removes the pod's network namespace (a fresh
+/// one of the same name takes its place, for the test's next ADD). DEL leaves the pod's veth
+/// pair to go with the namespace; this waits until `host_veth` has left `node`.
 pub async fn runtime_removes_netns(pod: &TestNetns, node: &TestNetns, host_veth: &str) {
-    for args in [
-        ["netns", "del", pod.0.as_str()],
-        ["netns", "add", pod.0.as_str()],
-    ] {
-        let ok = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip {args:?}");
-    }
-    for _ in 0..250 {
-        if !node.ip(&["-o", "link"]).contains(host_veth) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{host_veth} outlived its pod's namespace by 5 s");
+    pod.recreate();
+    node.wait_link_gone(host_veth).await;
 }

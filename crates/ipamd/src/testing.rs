@@ -184,3 +184,29 @@ pub fn test_dir(prefix: &str, tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("test dir {}: {e}", dir.display()));
     dir
 }
+
+/// Host networking settings for tests: a node in VPC `10.0.0.0/16` with upstream's defaults
+/// (MTU 9001, SNAT with `--random-fully`, NodePort support, veth prefix `eni`, connmark
+/// `0x80`), in `netns` (`None`: the given kernel's own), waiting `link_attempts` ×
+/// `link_interval` for a hot-plugged ENI link.
+pub fn host_settings(
+    netns: Option<PathBuf>,
+    link_attempts: u32,
+    link_interval: Duration,
+) -> crate::host_net::HostNetSettings {
+    crate::host_net::HostNetSettings {
+        netns,
+        eni_mtu: 9001,
+        vpc_cidrs: vec![ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 16).expect("a /16")],
+        exclude_snat_cidrs: vec![],
+        external_service_cidrs: vec![],
+        external_snat: false,
+        node_port_support: true,
+        randomize: net::snat::Randomize::Prng,
+        veth_prefix: "eni".into(),
+        connmark: 0x80,
+        v6_egress: false,
+        link_attempts,
+        link_interval,
+    }
+}

@@ -279,21 +279,7 @@ fn free_eni_settings_are_validated() {
 }
 
 fn host_settings(ns: &TestNetns) -> HostNetSettings {
-    HostNetSettings {
-        netns: Some(ns.path().into()),
-        eni_mtu: 9001,
-        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
-        exclude_snat_cidrs: vec![],
-        external_service_cidrs: vec![],
-        external_snat: false,
-        node_port_support: true,
-        randomize: net::snat::Randomize::Prng,
-        veth_prefix: "eni".into(),
-        connmark: 0x80,
-        v6_egress: false,
-        link_attempts: 50,
-        link_interval: Duration::from_millis(100),
-    }
+    ipamd::testing::host_settings(Some(ns.path().into()), 50, Duration::from_millis(100))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

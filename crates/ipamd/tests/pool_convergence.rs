@@ -10,7 +10,7 @@ use aws::{Ec2, Ec2Settings, token_bucket::RateLimits};
 use ec2_emulator::server::{self, Shared};
 use ec2_emulator::testing::EmulatedNode;
 use ipam::{Datastore, DatastoreConfig, IpamKey, IpamMetadata, NullSink};
-use ipamd::host_net::{HostNet, HostNetSettings};
+use ipamd::host_net::HostNet;
 use ipamd::node;
 use ipamd::pool::{self, NodeFacts, PoolManager, SharedDatastore};
 use net::kernel::Kernel;
@@ -252,21 +252,8 @@ fn recorded_host(
     kernel: net::testing::Recording,
     attempts: u32,
 ) -> Arc<HostNet<net::testing::Recording>> {
-    let settings = HostNetSettings {
-        netns: None,
-        eni_mtu: 9001,
-        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
-        exclude_snat_cidrs: vec![],
-        external_service_cidrs: vec![],
-        external_snat: false,
-        node_port_support: true,
-        randomize: net::snat::Randomize::Prng,
-        veth_prefix: "eni".into(),
-        connmark: 0x80,
-        v6_egress: false,
-        link_attempts: attempts,
-        link_interval: std::time::Duration::from_millis(10),
-    };
+    let settings =
+        ipamd::testing::host_settings(None, attempts, std::time::Duration::from_millis(10));
     Arc::new(HostNet::with_kernel(kernel, settings))
 }
 

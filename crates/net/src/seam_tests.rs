@@ -14,7 +14,7 @@ use crate::iptables_backend::Backend;
 use crate::netlink::{Backoff, Mac, NetlinkError, Route, Rule, Scope};
 use crate::pod::{PodNetwork, setup_pod_in, teardown_pod_in};
 use crate::route_table::{MAIN_TABLE, priority};
-use crate::snat::{Randomize, SnatSettings, desired_mangle, desired_nat, restore_batch};
+use crate::snat::{desired_mangle, desired_nat, restore_batch};
 use crate::testing::{Call, Recording};
 
 const POD_NS: &str = "/var/run/netns/pod";
@@ -253,25 +253,10 @@ async fn eni_setup_makes_exactly_the_expected_calls() {
     assert_eq!(Scope::from_raw(Scope::Host.raw()), Scope::Host);
 }
 
-fn snat() -> SnatSettings {
-    SnatSettings {
-        primary_ip: Ipv4Addr::new(10, 0, 0, 10),
-        primary_if: "eth0".into(),
-        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
-        exclude_cidrs: vec![],
-        external_snat: false,
-        node_port_support: true,
-        randomize: Randomize::Prng,
-        random_fully_supported: true,
-        veth_prefix: "eni".into(),
-        connmark: 0x80,
-    }
-}
-
 #[tokio::test]
 async fn firewall_batch_is_one_restore_per_table_with_wait() {
     let node = Recording::new("node");
-    let s = snat();
+    let s = crate::testing::snat_settings();
     assert_eq!(reconcile_snat(&node, Backend::Nft, &s).await.unwrap(), 2);
     let empty = Default::default();
     assert_eq!(

@@ -368,3 +368,21 @@ impl Recording {
 fn ready<T: Send>(v: T) -> impl Future<Output = T> + Send {
     std::future::ready(v)
 }
+
+/// SNAT settings for tests: a node at 10.0.0.10 on `eth0` in VPC `10.0.0.0/16`, with
+/// upstream's defaults (no excluded CIDRs, on-node SNAT with `--random-fully`, NodePort
+/// support, veth prefix `eni`, connmark `0x80`).
+pub fn snat_settings() -> crate::snat::SnatSettings {
+    crate::snat::SnatSettings {
+        primary_ip: Ipv4Addr::new(10, 0, 0, 10),
+        primary_if: "eth0".into(),
+        vpc_cidrs: vec![Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 16).expect("a /16")],
+        exclude_cidrs: vec![],
+        external_snat: false,
+        node_port_support: true,
+        randomize: crate::snat::Randomize::Prng,
+        random_fully_supported: true,
+        veth_prefix: "eni".into(),
+        connmark: 0x80,
+    }
+}

@@ -10,23 +10,7 @@ use std::time::{Duration, Instant};
 use net::firewall::{Family, detect_random_fully, reconcile_snat};
 use net::iptables_backend::{Backend, random_fully_supported};
 use net::netlink::NetlinkHandle;
-use net::snat::{Randomize, SnatSettings};
-use net::testing::{Call, Recording, TestNetns};
-
-fn settings() -> SnatSettings {
-    SnatSettings {
-        primary_ip: "10.0.0.10".parse().unwrap(),
-        primary_if: "eth0".into(),
-        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
-        exclude_cidrs: vec![],
-        external_snat: false,
-        node_port_support: true,
-        randomize: Randomize::Prng,
-        random_fully_supported: true,
-        veth_prefix: "eni".into(),
-        connmark: 0x80,
-    }
-}
+use net::testing::{Call, Recording, TestNetns, snat_settings};
 
 #[tokio::test]
 async fn random_fully_needs_iptables_1_6_2() {
@@ -48,7 +32,7 @@ async fn random_fully_needs_iptables_1_6_2() {
 #[tokio::test]
 async fn restore_batches_wait_for_the_xtables_lock() {
     let rec = Recording::new("node");
-    let applied = reconcile_snat(&rec, Backend::Legacy, &settings())
+    let applied = reconcile_snat(&rec, Backend::Legacy, &snat_settings())
         .await
         .unwrap();
     assert_eq!(applied, 2, "nat and mangle");
@@ -92,7 +76,7 @@ async fn legacy_batch_waits_while_the_xtables_lock_is_held() {
     }
     // The one firewall runner, bound to the test namespace.
     let nl = NetlinkHandle::in_netns(&ns.netns()).unwrap();
-    let applied = reconcile_snat(&nl, Backend::Legacy, &settings())
+    let applied = reconcile_snat(&nl, Backend::Legacy, &snat_settings())
         .await
         .map_err(|e| e.to_string());
     let waited = started.elapsed();

@@ -4,21 +4,13 @@
 //! converges in one batch. Needs root and iptables (installed by scripts/install-deps.sh).
 
 use net::iptables_save::parse_table;
-use net::snat::{Randomize, SnatSettings, desired_mangle, desired_nat, restore_batch};
+use net::snat::{SnatSettings, desired_mangle, desired_nat, restore_batch};
 use net::testing::TestNetns;
 
 fn settings() -> SnatSettings {
     SnatSettings {
-        primary_ip: "10.0.0.10".parse().unwrap(),
-        primary_if: "eth0".into(),
-        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
         exclude_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
-        external_snat: false,
-        node_port_support: true,
-        randomize: Randomize::Prng,
-        random_fully_supported: true,
-        veth_prefix: "eni".into(),
-        connmark: 0x80,
+        ..net::testing::snat_settings()
     }
 }
 

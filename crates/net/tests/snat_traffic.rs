@@ -21,7 +21,7 @@ use net::netlink::{NetlinkHandle, Rule};
 use net::netns::Netns;
 use net::pod::{PodNetwork, setup_pod};
 use net::route_table::{MAIN_TABLE, priority};
-use net::snat::{Randomize, SnatSettings};
+use net::snat::SnatSettings;
 use net::testing::TestNetns;
 use support::{ENI_MAC, NODE_IP, Node};
 
@@ -65,15 +65,10 @@ fn seen_source(src: &Netns, dst: &Netns, dst_ip: &str) -> Result<String, String>
 fn settings(external_snat: bool) -> SnatSettings {
     SnatSettings {
         primary_ip: NODE_IP.parse().unwrap(),
-        primary_if: "eth0".into(),
-        vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
         exclude_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
         external_snat,
         node_port_support: false,
-        randomize: Randomize::Prng,
-        random_fully_supported: true,
-        veth_prefix: "eni".into(),
-        connmark: 0x80,
+        ..net::testing::snat_settings()
     }
 }
 

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use ec2_emulator::testing::TestNetns;
@@ -259,26 +258,18 @@ impl Bench {
 
     /// Whether the pod's host veth is on the node (DEL leaves it to go with the namespace).
     pub fn has_veth(&self) -> bool {
-        let veth = net::names::host_veth_name("eni", "default", "stuck", 0);
-        self.node.ip(&["-o", "link"]).contains(&veth)
+        self.node.has_link(&Self::veth())
+    }
+
+    fn veth() -> String {
+        net::names::host_veth_name("eni", "default", "stuck", 0)
     }
 
     /// What the runtime does after a successful DEL: removes the pod's network namespace
-    /// (here: a fresh one of the same name takes its place). Waits until the kernel has
-    /// destroyed the veth pair with it.
+    /// (a fresh one of the same name takes its place); waits until the veth pair went with it.
     pub async fn runtime_removes_pod_netns(&self) {
-        let name = self.pod.0.as_str();
-        for args in [["netns", "del", name], ["netns", "add", name]] {
-            let ok = Command::new("ip").args(args).status().unwrap().success();
-            assert!(ok, "ip {args:?}");
-        }
-        for _ in 0..250 {
-            if !self.has_veth() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("the veth outlived its namespace by 5 s");
+        self.pod.recreate();
+        self.node.wait_link_gone(&Self::veth()).await;
     }
 
     /// Lines of the plugin log with `text`.

@@ -80,6 +80,42 @@ impl TestNetns {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// What a runtime does when a sandbox goes: removes the namespace. A fresh, empty one of
+    /// the same name takes its place, for the test's next pod.
+    pub fn recreate(&self) {
+        for args in [
+            ["netns", "del", self.0.as_str()],
+            ["netns", "add", self.0.as_str()],
+        ] {
+            let ok = Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip {args:?}");
+        }
+    }
+
+    /// Whether a link named `name` is in this namespace.
+    pub fn has_link(&self, name: &str) -> bool {
+        self.ip(&["-o", "link"]).lines().any(|l| {
+            l.split(": ")
+                .nth(1)
+                .is_some_and(|n| n.split('@').next() == Some(name))
+        })
+    }
+
+    /// Waits (up to 5 s) until the link `name` has left this namespace: a veth pair goes
+    /// asynchronously once the namespace of its other end is removed.
+    pub async fn wait_link_gone(&self, name: &str) {
+        for _ in 0..250 {
+            if !self.has_link(name) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{name} is still in {} after 5 s", self.0);
+    }
+
     /// `ip netns exec <name> ARGS…`; returns stdout whether or not the command succeeded
     /// (see [`Self::exec_ok`] and [`Self::try_exec`] for checked variants).
     pub fn exec(&self, args: &[&str]) -> String {
