@@ -9,6 +9,7 @@ apt_missing=()
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
 command -v iptables-restore >/dev/null 2>&1 || apt_missing+=(iptables)
+command -v nft >/dev/null 2>&1 || apt_missing+=(nftables)   # the nftables connmark backend
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 # The CNI runtime peer (tests/tests/cni_podman_runtime.rs) and Debian's reference plugins.
 command -v podman >/dev/null 2>&1 || apt_missing+=(podman)

@@ -209,7 +209,7 @@ async fn add_check_del_against_a_running_agent() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.lines()
-            .any(|l| l.contains("ADD") && l.contains("container=c0")),
+            .any(|l| l.contains("ADD") && l.contains(r#""container":"c0""#)),
         "{text}"
     );
     assert!(text.contains("ADD ok"), "{text}");

@@ -1,13 +1,13 @@
-//! The plugin's log: the conflist's `pluginLogFile` at `pluginLogLevel`, as upstream.
+//! The plugins' log (`aws-cni`, `egress-cni`): the conflist's `pluginLogFile` at
+//! `pluginLogLevel`, as upstream's `logger.New` in `LoadNetConf`: zap's JSON lines, a file
+//! rotating as lumberjack's (the `logfile` crate; docs/configuration.md "Logs").
 //!
 //! stdout is the CNI result channel, so nothing is ever logged there: `stdout` as the log
 //! file is treated as `stderr` (upstream's entrypoint refuses it). An empty value means
 //! `stderr`, as upstream. A log file that cannot be opened (read-only directory, ...) falls
 //! back to stderr with one warning line: logging never fails a command.
 
-use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
 
 use tracing::Level;
 
@@ -37,38 +37,32 @@ pub fn level(value: &str) -> Level {
     }
 }
 
-fn open(path: &Path) -> std::io::Result<std::fs::File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    OpenOptions::new().create(true).append(true).open(path)
-}
+/// Crates whose events the configured level applies to; the gRPC/HTTP2 stack's and the
+/// netlink helpers' are logged from warn up.
+const OWN_CRATES: [&str; 3] = ["cni", "aws_cni", "egress_cni"];
 
-/// Installs the global logger. Returns a warning when the file could not be opened (the
-/// logger then writes to stderr).
-pub fn init(file: &str, level_name: &str) -> Option<String> {
+/// Installs the global logger for `program` (the name the warning starts with). Returns a
+/// warning when the file could not be opened (the logger then writes to stderr).
+pub fn init(program: &str, file: &str, level_name: &str) -> Option<String> {
     let max = level(level_name);
-    // Our own events at the configured level; the gRPC/HTTP2 stack's only from warn up.
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,cni={max},aws_cni={max}"));
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(filter);
-    let (result, warning) = match destination(file) {
-        Destination::Stderr => (builder.with_writer(std::io::stderr).try_init(), None),
-        Destination::File(path) => match open(&path) {
-            Ok(f) => (builder.with_writer(Mutex::new(f)).try_init(), None),
-            Err(e) => (
-                builder.with_writer(std::io::stderr).try_init(),
-                Some(format!(
-                    "aws-cni: cannot open log file {}: {e}; logging to stderr",
-                    path.display()
-                )),
-            ),
-        },
+    let own: Vec<String> = OWN_CRATES.iter().map(|c| format!("{c}={max}")).collect();
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,{}", own.join(",")));
+    let dest = destination(file);
+    let sink = match &dest {
+        Destination::Stderr => logfile::Sink::Stderr,
+        Destination::File(path) => logfile::Sink::File(path),
     };
+    let rotation = logfile::Rotation::upstream_or_test_override(|k| std::env::var(k).ok());
+    // Inline: the plugin exits right after its command, which would cut a background mill
+    // pass short.
+    let (writer, warning) = logfile::make_writer(sink, rotation, logfile::Mill::Inline);
     // A logger already installed (tests calling twice) is not an error worth reporting.
-    let _ = result;
+    let _ = tracing_subscriber::fmt()
+        .event_format(logfile::ZapJson)
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .try_init();
+    let warning = warning.map(|w| format!("{program}: {w}"));
     if let Some(w) = &warning {
         tracing::warn!("{w}");
     }

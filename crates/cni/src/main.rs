@@ -24,7 +24,7 @@ fn run(env: &CniEnv, stdin: &[u8]) -> cni::skel::Outcome {
         tracing::error!(command = %env.command, code = e.code, "{}", e.msg);
         (version.clone(), e)
     };
-    log::init(&conf.plugin_log_file, &conf.plugin_log_level);
+    log::init("aws-cni", &conf.plugin_log_file, &conf.plugin_log_level);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

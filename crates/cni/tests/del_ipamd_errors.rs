@@ -39,8 +39,9 @@ async fn del_with_an_ipamd_error_tears_down_from_prev_result_and_succeeds() {
     assert_eq!(b.logged(TORN_DOWN), 1);
     let log = std::fs::read_to_string(&b.log).unwrap();
     assert!(
-        log.lines()
-            .any(|l| l.contains(TORN_DOWN) && l.contains("WARN") && l.contains("boom")),
+        log.lines().any(|l| l.contains(TORN_DOWN)
+            && l.contains(r#""level":"warn""#)
+            && l.contains("boom")),
         "{log}"
     );
 

@@ -17,10 +17,6 @@ const IPV6: &str = "IPv6 mode (/80 prefixes, IPv6 pod wiring) is not built in th
     run IPv4 clusters (ENABLE_IPv6=false) or keep upstream aws-node (see docs/migration.md)";
 const MULTI_NIC: &str = "only network card 0 is managed in this release; multi-NIC pods are not \
     built. Set ENABLE_MULTI_NIC=false (see docs/migration.md)";
-const IMDS_ONLY: &str = "IMDS-only mode is not built in this release: the agent reads EC2 \
-    (DescribeNetworkInterfaces) at start and in reconciliation. Set ENABLE_IMDS_ONLY_MODE=false \
-    and DISABLE_NETWORK_RESOURCE_PROVISIONING=true if ipamd must not change ENIs \
-    (see docs/migration.md)";
 
 impl Config {
     /// Refuses every setting this build accepts syntactically but does not implement; all
@@ -35,7 +31,6 @@ impl Config {
         refuse(self.eni.pod_eni, n::ENABLE_POD_ENI, POD_ENI);
         refuse(self.ip_family == IpFamily::V6, n::ENABLE_IPV6, IPV6);
         refuse(self.eni.multi_nic, n::ENABLE_MULTI_NIC, MULTI_NIC);
-        refuse(self.eni.imds_only_mode, n::ENABLE_IMDS_ONLY_MODE, IMDS_ONLY);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -58,6 +53,14 @@ mod tests {
     }
 
     #[test]
+    fn imds_only_mode_is_built() {
+        assert_eq!(
+            cfg(&[("ENABLE_IMDS_ONLY_MODE", "true")]).check_built(),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn each_unbuilt_switch_is_refused_by_name() {
         for (vars, variable) in [
             (vec![("ENABLE_POD_ENI", "true")], n::ENABLE_POD_ENI),
@@ -70,10 +73,6 @@ mod tests {
                 n::ENABLE_IPV6,
             ),
             (vec![("ENABLE_MULTI_NIC", "true")], n::ENABLE_MULTI_NIC),
-            (
-                vec![("ENABLE_IMDS_ONLY_MODE", "true")],
-                n::ENABLE_IMDS_ONLY_MODE,
-            ),
         ] {
             let err = cfg(&vars).check_built().unwrap_err();
             assert_eq!(err.errors.len(), 1, "{err}");

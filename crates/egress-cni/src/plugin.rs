@@ -54,7 +54,28 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
         return Ok(Some(v.to_string()));
     }
     let conf = EgressConf::parse(stdin).map_err(|e| ("1.0.0".to_owned(), e))?;
-    let fail = |e: CniError| (conf.cni_version.clone(), e);
+    // Upstream's `LoadConf`: the log the conflist names (empty: stderr).
+    cni::log::init(
+        "egress-cni",
+        conf.plugin_log_file.as_deref().unwrap_or_default(),
+        conf.plugin_log_level.as_deref().unwrap_or_default(),
+    );
+    tracing::debug!(
+        command = %env.command,
+        container = %env.container_id,
+        netns = %env.netns,
+        enabled = conf.is_enabled(),
+        "Received {} request",
+        match env.command.as_str() {
+            "ADD" => "an Add",
+            "DEL" => "a Del",
+            _ => "a",
+        }
+    );
+    let fail = |e: CniError| {
+        tracing::error!(command = %env.command, code = e.code, "{}", e.msg);
+        (conf.cni_version.clone(), e)
+    };
     if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
         return Err(fail(error(
             1,

@@ -44,7 +44,7 @@ fn disabled_conf(prev: &str) -> String {
         r#"{{"cniVersion":"1.0.0","name":"aws-cni","type":"egress-cni","mtu":"9001","enabled":"false",
         "randomizeSNAT":"prng","nodeIP":"",
         "ipam":{{"type":"host-local","ranges":[[{{"subnet":"fd00::ac:00/118"}}]],"routes":[{{"dst":"::/0"}}],"dataDir":"/run/cni/v4pd/egress-v6-ipam"}},
-        "pluginLogFile":"/var/log/aws-routed-eni/egress-v6-plugin.log","pluginLogLevel":"Debug",
+        "pluginLogFile":"stderr","pluginLogLevel":"Debug",
         "prevResult":{prev}}}"#
     )
 }

@@ -131,7 +131,7 @@ impl Testbed {
             r#"{{"cniVersion":"1.0.0","name":"aws-cni","type":"egress-cni","mtu":"9001","enabled":"true",
             "randomizeSNAT":"prng","nodeIP":"{node_ip}",
             "ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}"}}]],"routes":[{{"dst":"::/0"}}],"dataDir":"{}"}},
-            "pluginLogFile":"/var/log/aws-routed-eni/egress-v6-plugin.log","pluginLogLevel":"Debug",
+            "pluginLogFile":"stderr","pluginLogLevel":"Debug",
             "prevResult":{prev}}}"#,
             self.data_dir.path().display()
         )

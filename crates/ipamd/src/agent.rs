@@ -100,11 +100,19 @@ async fn start_and_serve(
     let init_busy = InProgress::start(&metrics, "nodeInit");
     let node = discover::discover_node(&cfg, &opts, &metrics).await?;
     let link = cluster_link::start(&cfg).await?;
-    note(&progress, |p| p.with_api_server = link.is_some());
+    let with_api_server = link.as_ref().is_some_and(|l| l.reachable);
+    note(&progress, |p| p.with_api_server = with_api_server);
     let node_max_pods = link
         .as_ref()
         .and_then(|l| l.cluster.node())
         .and_then(|n| n.max_pods);
+    if let (Some(l), None) = (&link, node_max_pods) {
+        // Started without the Node: follow it when the API server comes back.
+        drop(cluster_link::watch_max_pods(
+            l.cluster.clone(),
+            node.limits.max_pods,
+        ));
+    }
     let policy = cfg.pool_policy(
         node_max_pods.unwrap_or(node.limits.max_pods),
         node.limits.prefix_delegation,
@@ -122,6 +130,7 @@ async fn start_and_serve(
     } = boot;
     if let Some(host) = &host {
         host::converge_host_network(host, &node, &enis, &unmanaged, &metrics).await?;
+        crate::start::pod_rules::collapse_restored(host, &ds).await;
     }
     metrics.observe_node_init(started.elapsed(), true);
     note(&progress, |p| p.node_initialised = true);
@@ -140,7 +149,6 @@ async fn start_and_serve(
         metrics: metrics.clone(),
         checkpointer,
     };
-    let with_api_server = ready.link.is_some();
     serve::serve(ready, shutdown, || {
         metrics.observe_startup(started.elapsed(), with_api_server, None);
         note(&progress, |p| p.ready = true);

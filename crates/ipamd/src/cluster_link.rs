@@ -5,6 +5,12 @@
 //! Without `MY_NODE_NAME` (the downward API sets it in the DaemonSet) the agent runs
 //! without the API: no custom networking, no annotations, no events. That is how the demo
 //! node and most tests run.
+//!
+//! Reaching the API server at start (upstream's `_main` in `cmd/aws-k8s-agent/main.go`,
+//! docs/kubernetes.md "Start without the API server"): when security groups for pods,
+//! custom networking or `ANNOTATE_POD_IP` is on, start-up waits until `GET /version`
+//! answers; otherwise it tries for 30 s and goes on without, the reflectors reconnecting in
+//! the background and max pods coming from the limits table until the Node is read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +23,24 @@ use crate::pool::GrowthBlocker;
 /// How long start-up waits for the first lists (upstream proceeds after 30 s).
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a required API server is asked (upstream's `CheckAPIServerConnectivity`: 2 s).
+pub const REQUIRED_POLL: Duration = Duration::from_secs(2);
+
+/// How often an optional API server is asked at start, and for how long (upstream's
+/// `pollInterval` and `pollTimeout`).
+pub const OPTIONAL_POLL: Duration = Duration::from_secs(5);
+pub const OPTIONAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The time one `GET /version` may take (upstream's `restCfgTimeout`).
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A running link: the handle and the reflectors' task.
 pub struct ClusterLink {
     pub cluster: Arc<dyn Cluster>,
     pub task: tokio::task::JoinHandle<()>,
+    /// The API server answered at start (upstream's `withApiServer`, the start-up
+    /// histogram's `with_api_server` label).
+    pub reachable: bool,
 }
 
 /// Connects and starts the reflectors, or `None` without `MY_NODE_NAME`. A connection that
@@ -52,15 +72,98 @@ pub async fn start(cfg: &Config) -> Result<Option<ClusterLink>, k8s::K8sError> {
         annotation: cfg.eni.eni_config_annotation_def.clone(),
         label: cfg.eni.eni_config_label_def.clone(),
     };
+    let reachable = if cfg.requires_api_server_at_startup() {
+        tracing::info!(
+            "security groups for pods, custom networking or pod IP annotation is on: waiting for the API server"
+        );
+        wait_for_api_server(&conn, REQUIRED_POLL, None).await?;
+        true
+    } else {
+        tracing::info!("waiting up to {OPTIONAL_TIMEOUT:?} for the API server");
+        wait_for_api_server(&conn, OPTIONAL_POLL, Some(OPTIONAL_TIMEOUT)).await?
+    };
     let (handle, task) = ClusterWatch::start(&conn, settings);
     let cluster: Arc<dyn Cluster> = Arc::new(handle);
-    if !cluster.wait_synced(SYNC_TIMEOUT).await {
+    if !reachable {
         tracing::warn!(
             url = conn.url(),
-            "the Kubernetes API server did not answer within {SYNC_TIMEOUT:?}; continuing with what is known"
+            "proceeding without the API server; the reflectors keep reconnecting in the background"
+        );
+    } else if !cluster.wait_synced(SYNC_TIMEOUT).await {
+        tracing::warn!(
+            url = conn.url(),
+            "the Kubernetes API server did not list within {SYNC_TIMEOUT:?}; continuing with what is known"
         );
     }
-    Ok(Some(ClusterLink { cluster, task }))
+    Ok(Some(ClusterLink {
+        cluster,
+        task,
+        reachable,
+    }))
+}
+
+/// Asks `GET /version` every `every` until it answers: `Ok(true)`. With a `limit`, gives up
+/// after it: `Ok(false)`. A server that answers with an HTTP error (bad credentials, RBAC)
+/// is an error at once, as upstream's `CheckAPIServerConnectivity` exits on non-timeout
+/// errors; a server that cannot be reached (refused, timed out) is asked again.
+pub async fn wait_for_api_server(
+    conn: &Connection,
+    every: Duration,
+    limit: Option<Duration>,
+) -> Result<bool, k8s::K8sError> {
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        match tokio::time::timeout(VERSION_TIMEOUT, conn.server_version()).await {
+            Ok(Ok(version)) => {
+                tracing::info!(url = conn.url(), %version, "API server connectivity established");
+                return Ok(true);
+            }
+            Ok(Err(e)) if e.status_code().is_some() => return Err(e),
+            Ok(Err(e)) => tracing::warn!(url = conn.url(), "unable to reach the API server: {e}"),
+            Err(_) => tracing::warn!(
+                url = conn.url(),
+                "unable to reach the API server: no answer within {VERSION_TIMEOUT:?}"
+            ),
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() + every > d) {
+            return Ok(false);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Max pods from the Node once the API server lists it (upstream's
+/// `SetAPIServerConnectivity(true)` after a start without the API server): logs the change
+/// from `fallback` (the limits table, as `eni-max-pods.txt`) and publishes it on the
+/// returned channel.
+pub fn watch_max_pods(
+    cluster: Arc<dyn Cluster>,
+    fallback: u32,
+) -> (
+    tokio::sync::watch::Receiver<u32>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(fallback);
+    let task = tokio::spawn(async move {
+        loop {
+            if let Some(max_pods) = cluster.node().and_then(|n| n.max_pods) {
+                if max_pods != fallback {
+                    tracing::info!(
+                        "updated max pods from {fallback} to {max_pods} (Node capacity)"
+                    );
+                }
+                let _ = tx.send(max_pods);
+                return;
+            }
+            if !cluster.wait_synced(OPTIONAL_POLL).await {
+                continue;
+            }
+            if cluster.node().is_none() {
+                tokio::time::sleep(OPTIONAL_POLL).await;
+            }
+        }
+    });
+    (rx, task)
 }
 
 /// The Node event for a growth blocker, if it is one an operator must act on.

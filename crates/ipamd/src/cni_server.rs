@@ -1,16 +1,19 @@
 //! The gRPC services ipamd serves on its Unix socket: `rpc.CNIBackend` (AddNetwork,
 //! DelNetwork with upstream's semantics, `pkg/ipamd/rpc_handler.go`) and `rpc.ConfigServerBackend`.
 //! AddNetwork never waits on EC2: it is served from the warm pool, and when the pool has no
-//! address the error says why in words an operator can act on.
+//! address the error says why in words an operator can act on. Neither waits on the
+//! Kubernetes API ([`PodIpAnnotator`]).
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, RwLock};
 
 use ipam::{DatastoreError, IpamKey, IpamMetadata};
 use rpc::{
     AddNetworkReply, AddNetworkRequest, CniBackend, ConfigServerBackend, DelNetworkReply,
     DelNetworkRequest, IpAllocationMetadata, NetworkPolicyAgentConfigReply,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tonic::{Request, Response, Status};
 
 use crate::checkpointer::Checkpointer;
@@ -66,8 +69,92 @@ pub struct CniService {
     pub blocker: watch::Receiver<Option<GrowthBlocker>>,
     /// Wakes the pool loop at once when an ADD finds the pool low or empty.
     pub kick: Arc<Notify>,
-    /// `ANNOTATE_POD_IP`: the API to patch `vpc.amazonaws.com/pod-ips` through.
-    pub annotate: Option<Arc<dyn k8s::Cluster>>,
+    /// `ANNOTATE_POD_IP`: sets `vpc.amazonaws.com/pod-ips` on ADD, clears it on DEL.
+    pub annotate: Option<PodIpAnnotator>,
+}
+
+/// `ANNOTATE_POD_IP` (upstream `AnnotatePod`, called from `AddNetwork` and `DelNetwork` in
+/// `pkg/ipamd/rpc_handler.go`), off the request's path: a slow or absent API server never
+/// holds up a pod's network. The patches of one pod run one after the other in the order
+/// the requests were served, so a DEL's clear is never overtaken by the set of the ADD
+/// before it; different pods do not wait for each other.
+#[derive(Clone)]
+pub struct PodIpAnnotator {
+    cluster: Arc<dyn k8s::Cluster>,
+    queues: Arc<Mutex<PodQueues>>,
+}
+
+/// Per pod (namespace, name): the sequence number of the last patch queued and the signal
+/// that it is done, for the next one to wait on.
+#[derive(Default)]
+struct PodQueues {
+    next: u64,
+    tails: HashMap<(String, String), (u64, oneshot::Receiver<()>)>,
+}
+
+/// What to write.
+enum PodIpPatch {
+    Set(String),
+    Clear { released: String },
+}
+
+impl PodIpAnnotator {
+    pub fn new(cluster: Arc<dyn k8s::Cluster>) -> Self {
+        Self {
+            cluster,
+            queues: Arc::default(),
+        }
+    }
+
+    /// ADD: set the annotation to `ip`.
+    pub fn set(&self, namespace: &str, name: &str, ip: Ipv4Addr) {
+        self.enqueue(namespace, name, PodIpPatch::Set(ip.to_string()));
+    }
+
+    /// DEL: set it to `""` if it still holds `released` (upstream leaves another value alone).
+    pub fn clear(&self, namespace: &str, name: &str, released: Ipv4Addr) {
+        let released = released.to_string();
+        self.enqueue(namespace, name, PodIpPatch::Clear { released });
+    }
+
+    fn enqueue(&self, namespace: &str, name: &str, patch: PodIpPatch) {
+        let pod = (namespace.to_string(), name.to_string());
+        let (done, done_rx) = oneshot::channel();
+        let (seq, before) = {
+            let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            let seq = q.next;
+            q.next += 1;
+            (seq, q.tails.insert(pod.clone(), (seq, done_rx)))
+        };
+        let (cluster, queues) = (self.cluster.clone(), self.queues.clone());
+        tokio::spawn(async move {
+            if let Some((_, previous)) = before {
+                // Err: the previous task is gone; either way it no longer runs.
+                let _ = previous.await;
+            }
+            let (ns, name) = (&pod.0, &pod.1);
+            let result = match &patch {
+                PodIpPatch::Set(ip) => cluster.annotate_pod_ip(ns, name, ip).await,
+                PodIpPatch::Clear { released } => cluster.clear_pod_ip(ns, name, released).await,
+            };
+            match (result, &patch) {
+                (Ok(outcome), _) => {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), ?outcome, "pod IP annotation")
+                }
+                (Err(e), PodIpPatch::Set(_)) => {
+                    tracing::warn!(pod = %format!("{ns}/{name}"), "annotating pod IP: {e}")
+                }
+                (Err(e), PodIpPatch::Clear { .. }) => {
+                    tracing::warn!(pod = %format!("{ns}/{name}"), "clearing pod IP annotation: {e}")
+                }
+            }
+            let _ = done.send(());
+            let mut q = queues.lock().unwrap_or_else(|e| e.into_inner());
+            if q.tails.get(&pod).is_some_and(|(s, _)| *s == seq) {
+                q.tails.remove(&pod);
+            }
+        });
+    }
 }
 
 fn version_ok(client: &str) -> bool {
@@ -108,6 +195,14 @@ impl CniService {
             .await
             .map_err(|e| Status::internal(format!("writing the checkpoint: {e}")))
     }
+}
+
+/// Whether releasing `u` left a CIDR of the other prefix-delegation mode without pods.
+fn emptied_other_mode_cidr(ds: &ipam::Datastore, u: &ipam::Unassignment) -> bool {
+    let pd = ds.config().prefix_delegation;
+    ds.eni(&u.eni_id)
+        .and_then(|e| e.cidr_containing(u.ip))
+        .is_some_and(|c| !c.in_mode(pd) && c.assigned_count() == 0)
 }
 
 #[tonic::async_trait]
@@ -158,19 +253,8 @@ impl CniBackend for CniService {
             let _ = self.on_datastore(|ds| ds.unassign_pod(&key, pool::now()));
             return Err(e);
         }
-        if let Some(cluster) = &self.annotate {
-            // In the background: a slow API server never holds up a pod's network.
-            let (cluster, ns, name, ip) = (
-                cluster.clone(),
-                req.k8s_pod_namespace.clone(),
-                req.k8s_pod_name.clone(),
-                a.ip.to_string(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = cluster.annotate_pod_ip(&ns, &name, &ip).await {
-                    tracing::warn!(pod = %format!("{ns}/{name}"), "annotating pod IP: {e}");
-                }
-            });
+        if let Some(annotator) = &self.annotate {
+            annotator.set(&req.k8s_pod_namespace, &req.k8s_pod_name, a.ip);
         }
         let mut cidrs = self.facts.vpc_cidrs.get();
         if !self.facts.external_snat {
@@ -207,9 +291,23 @@ impl CniBackend for CniService {
             )));
         }
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
-        let (released, generation) = self.on_datastore(|ds| ds.unassign_pod(&key, pool::now()));
-        if released.is_ok() {
+        let ((released, leftover), generation) = self.on_datastore(|ds| {
+            let released = ds.unassign_pod(&key, pool::now());
+            let leftover = released
+                .as_ref()
+                .is_ok_and(|u| emptied_other_mode_cidr(ds, u));
+            (released, leftover)
+        });
+        if leftover {
+            // Prefix delegation was switched: the pool loop gives the CIDR back to EC2 now
+            // (`pool::leftovers`), as upstream's DelNetwork does, without this DEL waiting.
+            self.kick.notify_one();
+        }
+        if let Ok(u) = &released {
             self.durable(generation).await?;
+            if let Some(annotator) = &self.annotate {
+                annotator.clear(&req.k8s_pod_namespace, &req.k8s_pod_name, u.ip);
+            }
         }
         match released {
             Ok(u) => Ok(Response::new(DelNetworkReply {

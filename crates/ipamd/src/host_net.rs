@@ -1,8 +1,10 @@
 //! Host networking done by ipamd (upstream `SetupHostNetwork`, `setupENINetwork` and
 //! `updateHostIptablesRules` in `pkg/networkutils/network.go`): the primary ENI's MTU and
 //! main-ENI fwmark rule, the external-service rules, the SNAT/NodePort/connmark firewall (one
-//! `iptables-restore --wait` batch per table, re-run when the VPC's CIDRs change), each
-//! secondary ENI's route table and rule once its link shows up, and the rules of a freed ENI.
+//! `iptables-restore --wait` batch per table, the connmark rules in iptables or, when the
+//! node's iptables is nf_tables, one `nft -f` batch for table `ip aws-cni`; re-run when the
+//! VPC's CIDRs change), each secondary ENI's route table and rule once its link shows up,
+//! and the rules of a freed ENI.
 //! Every kernel side effect goes through `net`'s [`Kernel`] seam (the real kernel by default,
 //! `net::testing::Recording` in unit tests), optionally inside a given network namespace
 //! (the demo node and the tests).
@@ -14,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use net::connmark::ConnmarkBackend;
 use net::firewall::{self, Family};
 use net::host::{EniSetup, setup_eni};
 use net::iptables_backend::Backend;
@@ -145,6 +148,28 @@ impl<K: Kernel> HostNet<K> {
             .await?)
     }
 
+    /// Restored pods' from-pod rules, each collapsed into one `from <ip>/32 lookup <table>
+    /// priority 1536` (upstream's `configureIPRulesForPods` → `UpdateRuleListBySrc`; see
+    /// [`net::host::collapse_from_pod_rules`]). The rule list is read once; a pod whose
+    /// rules cannot be rewritten is logged and skipped, as upstream. Returns how many pods'
+    /// rules were rewritten.
+    pub async fn collapse_pod_rules(&self, ips: &[Ipv4Addr]) -> Result<usize, HostNetError> {
+        use net::host::FromPodRules;
+        let rules = self.nl.rules().await?;
+        let mut rewritten = 0;
+        for &ip in ips {
+            match net::host::collapse_from_pod_rules(&self.nl, &rules, ip).await {
+                Ok(FromPodRules::Rewritten { table, deleted }) => {
+                    tracing::info!(%ip, table, deleted, "from-pod rules rewritten to one priority-1536 rule");
+                    rewritten += 1;
+                }
+                Ok(FromPodRules::None | FromPodRules::Converged { .. }) => {}
+                Err(e) => tracing::warn!(%ip, "rewriting the from-pod rules at start: {e}"),
+            }
+        }
+        Ok(rewritten)
+    }
+
     /// Node set-up (upstream's `SetupHostNetwork`): primary link MTU, the fwmark rule, the
     /// external-service rules, SNAT/connmark/mangle. Returns how many firewall batches were
     /// applied (0 when already converged).
@@ -170,17 +195,13 @@ impl<K: Kernel> HostNet<K> {
         if s.node_port_support || !s.external_snat {
             self.nl.add_rule(&fwmark).await?;
         }
-        net::host::set_external_service_rules(&self.nl, &s.external_service_cidrs).await?;
-        // The host's iptables flavour (legacy or nft), as kube-proxy picks it.
-        let backend = firewall::detect_backend(&self.nl).await;
-        tracing::info!(backend = backend.name(), "iptables backend");
-        let random_fully_supported = firewall::detect_random_fully(&self.nl, backend).await;
-        if s.randomize == Randomize::Prng && !random_fully_supported {
-            tracing::warn!(
-                "{} does not support --random-fully (iptables < 1.6.2): SNAT uses --random",
-                backend.iptables()
-            );
+        // A failure is logged and start-up goes on (upstream's `configureIPRulesForPods`).
+        if let Err(e) =
+            net::host::set_external_service_rules(&self.nl, &s.external_service_cidrs).await
+        {
+            tracing::warn!("AWS_EXTERNAL_SERVICE_CIDRS rules at start: {e}");
         }
+        let (backend, random_fully_supported, connmark_backend) = self.detect_firewall().await;
         let snat = SnatSettings {
             primary_ip,
             primary_if: link.name.clone(),
@@ -192,6 +213,7 @@ impl<K: Kernel> HostNet<K> {
             random_fully_supported,
             veth_prefix: s.veth_prefix.clone(),
             connmark: s.connmark,
+            connmark_backend,
         };
         let mut applied = self.program_snat(backend, snat).await?;
         if s.v6_egress {
@@ -200,8 +222,31 @@ impl<K: Kernel> HostNet<K> {
         Ok(applied)
     }
 
-    /// Takes the SNAT/connmark tables to `snat` and remembers it; counts the outcome in
-    /// `awscni_connmark_reconcile_total` (and the backend in `awscni_connmark_backend`).
+    /// The host's iptables flavour (legacy or nft, as kube-proxy picks it), whether it has
+    /// `--random-fully`, and the connmark backend (upstream's `NewConnmark`: chosen once at
+    /// start, `awscni_connmark_backend` set at once).
+    async fn detect_firewall(&self) -> (Backend, bool, ConnmarkBackend) {
+        let backend = firewall::detect_backend(&self.nl).await;
+        tracing::info!(backend = backend.name(), "iptables backend");
+        let random_fully_supported = firewall::detect_random_fully(&self.nl, backend).await;
+        if self.settings.randomize == Randomize::Prng && !random_fully_supported {
+            tracing::warn!(
+                "{} does not support --random-fully (iptables < 1.6.2): SNAT uses --random",
+                backend.iptables()
+            );
+        }
+        let connmark = firewall::detect_connmark_backend(&self.nl, backend).await;
+        tracing::info!(backend = connmark.name(), "connmark backend");
+        if let Some(m) = self.metrics.get() {
+            m.connmark_backend
+                .with_label_values(&[connmark.name()])
+                .set(1.0);
+        }
+        (backend, random_fully_supported, connmark)
+    }
+
+    /// Takes the SNAT/connmark tables (and the nftables connmark table) to `snat` and
+    /// remembers it; counts the outcome in `awscni_connmark_reconcile_total`.
     async fn program_snat(
         &self,
         backend: Backend,
@@ -213,9 +258,6 @@ impl<K: Kernel> HostNet<K> {
             m.connmark_reconcile_total
                 .with_label_values(&[outcome])
                 .inc();
-            if result.is_ok() {
-                m.connmark_backend.with_label_values(&["iptables"]).set(1.0);
-            }
         }
         let applied = result?;
         *self.snat.lock().unwrap_or_else(|e| e.into_inner()) = Some((backend, snat));
@@ -322,7 +364,13 @@ mod tests {
             .setup_node("02:00:00:00:00:01", Ipv4Addr::new(10, 0, 0, 10))
             .await
             .unwrap();
-        assert_eq!(applied, 3, "nat, mangle and the IPv6 egress block");
+        assert_eq!(
+            applied, 4,
+            "the nft connmark table (iptables says nf_tables), nat, mangle and the IPv6 egress block"
+        );
+        assert!(
+            matches!(&node.calls()[..], [.., Call::NftApply(b), _, _, _] if b.contains("ip daddr 10.0.0.0/16"))
+        );
         let rules = node.model().rules;
         assert!(
             rules
@@ -357,9 +405,133 @@ mod tests {
             "10.0.0.0/16".parse().unwrap(),
             "100.64.0.0/16".parse().unwrap(),
         ];
-        assert_eq!(host.update_vpc_cidrs(&cidrs).await.unwrap(), 2);
+        assert_eq!(host.update_vpc_cidrs(&cidrs).await.unwrap(), 3);
         let (_, nat) = &restores(&node)[0];
         assert!(nat.contains("-d 100.64.0.0/16"), "{nat}");
+        assert!(!nat.contains("CONNMARK"), "connmark is in nftables: {nat}");
+        assert!(
+            node.calls().iter().any(
+                |c| matches!(c, Call::NftApply(b) if b.contains("counter ip daddr 100.64.0.0/16 return"))
+            ),
+            "the exempt rule follows"
+        );
+    }
+
+    #[tokio::test]
+    async fn legacy_iptables_keeps_connmark_in_iptables_and_the_gauge_says_so() {
+        let node = Recording::new("node");
+        node.add_link("eth0", Some(mac("02:00:00:00:00:01").unwrap()), None);
+        node.set_firewall_version("iptables v1.8.7 (legacy)\n");
+        // A table left by an nftables-backend run: removed (upstream's cleanupNFTStaleRules).
+        node.set_nft_list(
+            "tables ip",
+            r#"{"nftables": [{"table": {"family": "ip", "name": "aws-cni"}}]}"#,
+        );
+        let metrics = Arc::new(Metrics::new("v0").unwrap());
+        let host = HostNet::with_kernel(node.clone(), settings());
+        host.set_metrics(metrics.clone());
+        host.setup_node("02:00:00:00:00:01", Ipv4Addr::new(10, 0, 0, 10))
+            .await
+            .unwrap();
+        let (_, nat) = &restores(&node)[0];
+        assert!(nat.contains("-j AWS-CONNMARK-CHAIN-0"), "{nat}");
+        let calls = node.calls();
+        let delete = Call::NftApply("delete table ip aws-cni\n".into());
+        let nft_at = calls.iter().position(|c| *c == delete);
+        let nat_at = calls
+            .iter()
+            .position(|c| matches!(c, Call::FirewallRestore { .. }));
+        assert!(
+            nft_at > nat_at && nat_at.is_some(),
+            "after the nat batch: {calls:?}"
+        );
+        let text = metrics.render().unwrap();
+        for line in [
+            r#"awscni_connmark_backend{backend="iptables"} 1"#,
+            r#"awscni_connmark_reconcile_total{result="success"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains(r#"backend="nftables""#), "{text}");
+    }
+
+    /// The rule calls at priority 1535 since the journal was last cleared.
+    fn external_rule_calls(rec: &Recording) -> Vec<Call> {
+        rec.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::AddRule(r) | Call::DeleteRule(r) if r.priority == Some(priority::EXTERNAL_SERVICE)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn external_service_rules_replace_the_main_table_ones_at_1535() {
+        let ext = |cidr: &str, table| Rule {
+            priority: Some(priority::EXTERNAL_SERVICE),
+            dst: Some(cidr.parse().unwrap()),
+            table,
+            ..Rule::default()
+        };
+        let node = Recording::new("node");
+        node.add_link("eth0", Some(mac("02:00:00:00:00:01").unwrap()), None);
+        // Left by an earlier AWS_EXTERNAL_SERVICE_CIDRS: goes. Another table's: stays.
+        let stale = ext("203.0.113.0/24", MAIN_TABLE);
+        let other = ext("100.64.0.0/16", 100);
+        node.add_rule(&stale).await.unwrap();
+        node.add_rule(&other).await.unwrap();
+        node.clear_journal();
+        let wanted = ext("172.16.0.0/12", MAIN_TABLE);
+        let start = || async {
+            HostNet::with_kernel(node.clone(), settings())
+                .setup_node("02:00:00:00:00:01", Ipv4Addr::new(10, 0, 0, 10))
+                .await
+                .unwrap()
+        };
+        start().await;
+        assert_eq!(
+            external_rule_calls(&node),
+            [Call::DeleteRule(stale), Call::AddRule(wanted.clone())]
+        );
+        // A restart with the same setting: the same rule set (upstream deletes and adds back).
+        node.clear_journal();
+        start().await;
+        assert_eq!(
+            external_rule_calls(&node),
+            [
+                Call::DeleteRule(wanted.clone()),
+                Call::AddRule(wanted.clone())
+            ]
+        );
+        // The setting changed (restart): the old CIDR goes, the new ones come.
+        node.clear_journal();
+        let mut changed = settings();
+        changed.external_service_cidrs = vec![
+            "192.0.2.0/24".parse().unwrap(),
+            "198.51.100.7/24".parse().unwrap(),
+        ];
+        HostNet::with_kernel(node.clone(), changed)
+            .setup_node("02:00:00:00:00:01", Ipv4Addr::new(10, 0, 0, 10))
+            .await
+            .unwrap();
+        let (a, b) = (
+            ext("192.0.2.0/24", MAIN_TABLE),
+            ext("198.51.100.0/24", MAIN_TABLE),
+        );
+        assert_eq!(
+            external_rule_calls(&node),
+            [
+                Call::DeleteRule(wanted),
+                Call::AddRule(a.clone()),
+                Call::AddRule(b.clone())
+            ]
+        );
+        let mut at_1535: Vec<Rule> = node
+            .model()
+            .rules
+            .into_iter()
+            .filter(|r| r.priority == Some(priority::EXTERNAL_SERVICE))
+            .collect();
+        at_1535.sort_by_key(|r| r.dst);
+        assert_eq!(at_1535, [other, a, b]);
     }
 
     #[tokio::test]

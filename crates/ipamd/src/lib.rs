@@ -23,6 +23,7 @@ pub mod reconcile;
 pub mod shared_datastore;
 pub mod stale_pods;
 pub mod start;
+pub mod subnet_exclusion;
 pub mod subnets;
 #[cfg(feature = "testing")]
 pub mod testing;

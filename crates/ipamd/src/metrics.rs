@@ -72,8 +72,8 @@ metric_table! {
     assigned_ip_per_eni: GaugeVec = ("awscni_assigned_ip_per_eni", "The number of IP addresses assigned per ENI", ["eni"]);
     startup_duration_seconds: HistogramVec = ("awscni_ipamd_startup_duration_seconds", "Time taken from ipamd process start to readiness", ["success", "with_api_server", "failure_reason"]);
     node_initialization_duration_seconds: HistogramVec = ("awscni_ipamd_node_initialization_duration_seconds", "Time taken to initialize the node", ["success"]);
-    connmark_backend: GaugeVec = ("awscni_connmark_backend", "Active connmark backend", ["backend"]);
-    connmark_reconcile_total: IntCounterVec = ("awscni_connmark_reconcile_total", "Connmark reconcile outcomes", ["result"]);
+    connmark_backend: GaugeVec = ("awscni_connmark_backend", "The connmark backend in use; the active backend's series is set to 1", ["backend"]);
+    connmark_reconcile_total: IntCounterVec = ("awscni_connmark_reconcile_total", "The number of connmark Setup/Cleanup reconciliations by result", ["result"]);
 }
 
 /// A metric type that can be created and registered from a name, help text and labels.

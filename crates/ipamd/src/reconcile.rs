@@ -22,6 +22,7 @@ use crate::host_net::HostNet;
 use crate::metrics::Metrics;
 use crate::node;
 use crate::shared_datastore::{SharedDatastore, lock, now};
+use crate::subnet_exclusion::{REFRESH_EVERY_ROUNDS, SubnetExclusion, tag_map};
 
 pub use planner::RELEASE_COOLDOWN;
 
@@ -41,6 +42,8 @@ pub struct ReconcileOutcome {
     pub pods_unassigned: u32,
     /// Removals EC2 suggested once and that wait for a second confirmation.
     pub suspected: u32,
+    /// ENIs whose subnet-exclusion flag changed (`crate::subnet_exclusion`).
+    pub exclusions_changed: u32,
     pub errors: Vec<String>,
 }
 
@@ -66,6 +69,10 @@ pub struct Reconciler<E: Ec2, I: Imds> {
     unmanaged: HashSet<String>,
     /// What EC2 did not list last round (removed if this round does not list it either).
     missing: HashSet<Suspect>,
+    /// Subnet exclusion of existing ENIs (`None`: subnet discovery off).
+    exclusion: Option<SubnetExclusion>,
+    /// Rounds run (the subnet tags are re-read every [`REFRESH_EVERY_ROUNDS`]).
+    rounds: u32,
 }
 
 /// One ENI as IMDS or the datastore lists it: secondary /32s and prefixes.
@@ -89,7 +96,16 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
             host: None,
             unmanaged,
             missing: HashSet::new(),
+            exclusion: None,
+            rounds: 0,
         }
+    }
+
+    /// Re-reads the subnets' tags every [`REFRESH_EVERY_ROUNDS`] rounds and marks (or
+    /// clears) each ENI's exclusion; adopted ENIs are checked before they serve pods.
+    pub fn with_subnet_exclusion(mut self, exclusion: SubnetExclusion) -> Self {
+        self.exclusion = Some(exclusion);
+        self
     }
 
     /// Sets up ENIs found attached (route table and rule) before they serve pods.
@@ -136,6 +152,17 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
     /// One round: the IMDS hint, then, if anything differs, EC2's truth.
     pub async fn run_once(&mut self, released: &RecentlyReleased) -> ReconcileOutcome {
         let mut out = ReconcileOutcome::default();
+        self.rounds = self.rounds.wrapping_add(1);
+        if let Some(x) = &self.exclusion
+            && self.rounds.is_multiple_of(REFRESH_EVERY_ROUNDS)
+        {
+            match x.refresh(self.ec2.as_ref(), &self.ds).await {
+                Ok(changes) => out.exclusions_changed = changes.len() as u32,
+                Err(e) => out
+                    .errors
+                    .push(format!("subnet exclusion: DescribeSubnets: {e}")),
+            }
+        }
         let ds_view = self.datastore_view();
         match self.imds_view().await {
             Ok(imds) => {
@@ -292,13 +319,18 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
         }
         let attachment = eni.attachment.as_ref().ok_or("not attached")?;
         let is_primary = (attachment.network_card, attachment.device_index) == (0, 0);
-        if let (Some(host), false) = (&self.host, is_primary) {
-            let ip: Ipv4Addr = eni.primary_ip.ok_or("no primary address")?;
-            let subnets = self
-                .ec2
+        let wire = self.host.as_ref().filter(|_| !is_primary);
+        // Upstream's `setupENI`: a failed subnet read fails the adoption (retried next round).
+        let subnets = if wire.is_some() || self.exclusion.is_some() {
+            self.ec2
                 .describe_subnets(&eni.vpc_id, &eni.availability_zone)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
+        if let Some(host) = wire {
+            let ip: Ipv4Addr = eni.primary_ip.ok_or("no primary address")?;
             let cidr = crate::subnets::cidr_of(&subnets, &eni.subnet_id)
                 .ok_or_else(|| format!("subnet {} not found", eni.subnet_id))?;
             let table =
@@ -313,6 +345,11 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
             .retain(|ip| keep.contains(&Ipv4Net::from(*ip)));
         filtered.prefixes.retain(|p| keep.contains(p));
         let mut ds = lock(&self.ds);
-        node::add_eni_from_ec2(&mut ds, &filtered, now()).map_err(|e| e.to_string())
+        node::add_eni_from_ec2(&mut ds, &filtered, now()).map_err(|e| e.to_string())?;
+        // Under the same lock: an ENI in an excluded subnet never serves a pod.
+        if let Some(x) = &self.exclusion {
+            x.apply(&mut ds, &tag_map(&subnets));
+        }
+        Ok(())
     }
 }

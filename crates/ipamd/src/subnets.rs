@@ -5,10 +5,7 @@
 use aws::SubnetDescription;
 use ipnet::Ipv4Net;
 
-/// The tag that opts a subnet in (any value but `0`) or out (`0`).
-pub const ROLE_CNI_TAG: &str = "kubernetes.io/role/cni";
-/// Prefix of per-cluster tags that restrict a tagged subnet to named clusters.
-pub const CLUSTER_TAG_PREFIX: &str = "cni.networking.k8s.aws/cluster/";
+pub use planner::exclusion::{CLUSTER_TAG_PREFIX, ROLE_CNI_TAG};
 
 /// Whether ENIs may be created in `subnet` (upstream's `isSubnetValidForENICreation`).
 pub fn valid_for_eni_creation(
@@ -19,30 +16,13 @@ pub fn valid_for_eni_creation(
     match subnet.tags.get(ROLE_CNI_TAG).map(String::as_str) {
         Some("0") => false,
         None => subnet.id == node_subnet,
-        Some(_) => matches_cluster(subnet, cluster_name),
+        Some(_) => planner::exclusion::matches_cluster(&subnet.tags, cluster_name),
     }
 }
 
 /// Whether an existing ENI's subnet is excluded from pod addresses (`IsSubnetExcluded`).
 pub fn excluded(subnet: &SubnetDescription, cluster_name: &str) -> bool {
-    match subnet.tags.get(ROLE_CNI_TAG).map(String::as_str) {
-        Some("0") => true,
-        None | Some("") => false,
-        Some(_) => !matches_cluster(subnet, cluster_name),
-    }
-}
-
-fn matches_cluster(subnet: &SubnetDescription, cluster_name: &str) -> bool {
-    if cluster_name.is_empty() {
-        return true;
-    }
-    let mut restricted = subnet
-        .tags
-        .keys()
-        .filter(|k| k.starts_with(CLUSTER_TAG_PREFIX))
-        .peekable();
-    restricted.peek().is_none()
-        || restricted.any(|k| k[CLUSTER_TAG_PREFIX.len()..] == *cluster_name)
+    planner::subnet_excluded(&subnet.tags, cluster_name)
 }
 
 /// The CIDR of subnet `id` among `subnets` (a DescribeSubnets answer), if listed.

@@ -121,12 +121,14 @@ pub fn add(i: usize) -> AddNetworkRequest {
     }
 }
 
-/// The DelNetwork for [`add`]`(i)`.
+/// The DelNetwork for [`add`]`(i)`, naming the pod as the plugin does.
 pub fn del(i: usize) -> DelNetworkRequest {
     DelNetworkRequest {
         container_id: format!("container-{i}"),
         if_name: "eth0".into(),
         network_name: "aws-cni".into(),
+        k8s_pod_name: format!("pod-{i}"),
+        k8s_pod_namespace: "default".into(),
         reason: "PodDeleted".into(),
         ..Default::default()
     }

@@ -190,8 +190,13 @@ async fn connmark_metrics_count_snat_programming() {
     let agent = h.start(h.config(&[]), opts);
     h.client().await;
     let text = http_get(metrics, "/metrics").await;
+    // A fresh namespace: iptables-nft (kube-proxy's choice), whose version says nf_tables.
+    assert!(
+        ns.exec(&["nft", "list", "tables", "ip"])
+            .contains("table ip aws-cni")
+    );
     for line in [
-        r#"awscni_connmark_backend{backend="iptables"} 1"#,
+        r#"awscni_connmark_backend{backend="nftables"} 1"#,
         r#"awscni_connmark_reconcile_total{result="success"} 1"#,
         r#"awscni_connmark_reconcile_total{result="error"} 0"#,
     ] {
@@ -213,5 +218,8 @@ async fn connmark_metrics_count_snat_programming() {
         text.contains(r#"awscni_connmark_reconcile_total{result="success"} 2"#),
         "{text}"
     );
+    // The new CIDR is exempt from the connmark too.
+    let chain = ns.exec(&["nft", "list", "chain", "ip", "aws-cni", "snat-mark"]);
+    assert!(chain.contains("ip daddr 10.2.0.0/16 return"), "{chain}");
     agent.abort();
 }

@@ -152,6 +152,53 @@ pub async fn set_external_service_rules<K: Kernel>(
     Ok(removed)
 }
 
+/// What [`collapse_from_pod_rules`] did for one pod address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromPodRules {
+    /// No rule has the address as its source: nothing added.
+    None,
+    /// Already the single `from <ip>/32 lookup <table> priority 1536` rule: left alone.
+    Converged { table: u32 },
+    /// `deleted` rules replaced by `from <ip>/32 lookup <table> priority 1536`.
+    Rewritten { table: u32, deleted: usize },
+}
+
+/// A restored pod's rules (upstream's `UpdateRuleListBySrc`, run from `nodeInit`'s
+/// `configureIPRulesForPods`): every rule in `rules` whose source address is `ip` (old
+/// plugins wrote one `from <ip> to <vpcCIDR> lookup <table>` per VPC CIDR) is deleted and
+/// one `from <ip>/32 lookup <table> priority 1536` takes their place, `<table>` being the
+/// last such rule's table as upstream. `rules` is the node's rule list read once for all
+/// pods (as upstream). A pod with no such rule gets none. Unlike upstream, a pod whose only
+/// rule is already the target is not touched (upstream deletes and re-adds it).
+pub async fn collapse_from_pod_rules<K: Kernel>(
+    nl: &K,
+    rules: &[Rule],
+    ip: Ipv4Addr,
+) -> Result<FromPodRules, NetlinkError> {
+    let own: Vec<&Rule> = rules
+        .iter()
+        .filter(|r| r.src.is_some_and(|s| s.addr() == ip))
+        .collect();
+    let Some(table) = own.last().map(|r| r.table) else {
+        return Ok(FromPodRules::None);
+    };
+    let target = Rule::from_ip(ip, table, priority::FROM_POD);
+    if let [only] = own[..]
+        && *only == target
+    {
+        return Ok(FromPodRules::Converged { table });
+    }
+    let mut deleted = 0;
+    for rule in own {
+        // Already gone is fine (upstream ignores "no such rule").
+        if nl.delete_rule(rule).await? {
+            deleted += 1;
+        }
+    }
+    nl.add_rule(&target).await?;
+    Ok(FromPodRules::Rewritten { table, deleted })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

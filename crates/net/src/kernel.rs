@@ -1,6 +1,7 @@
 //! The kernel seam (docs/architecture.md, "Kernel seam"): every kernel side effect of the
 //! agent and the plugins — links, addresses (IPv4, IPv6 with DAD), routes, rules,
-//! neighbours, sysctls, namespace entry and firewall batches — goes through [`Kernel`], one
+//! neighbours, sysctls, namespace entry and firewall batches (iptables, and `nft` for the
+//! connmark table) — goes through [`Kernel`], one
 //! handle per network namespace. Modelled on netavark's network/firewall drivers and youki's
 //! `Syscall` trait.
 //!
@@ -159,6 +160,12 @@ pub trait Kernel: Send + Sync + Sized {
         &self,
         backend: Backend,
     ) -> impl Future<Output = Result<String, KernelError>> + Send;
+
+    /// `nft -j list <what…>` in this namespace: JSON (the nftables connmark backend,
+    /// [`crate::nft_connmark`]).
+    fn nft_list(&self, what: &[&str]) -> impl Future<Output = Result<String, KernelError>> + Send;
+    /// One `nft -f -` batch in this namespace: a single atomic transaction.
+    fn nft_apply(&self, batch: &str) -> impl Future<Output = Result<(), KernelError>> + Send;
 
     /// The link with `mac`, polled `attempts` times `interval` apart (ENIs appear some time
     /// after EC2 attaches them).
@@ -442,5 +449,25 @@ impl Kernel for NetlinkHandle {
     ) -> impl Future<Output = Result<String, KernelError>> + Send {
         let netns = self.netns().map(|ns| ns.path().to_path_buf());
         async move { runner::run(netns.as_deref(), &[backend.iptables(), "--version"], None).await }
+    }
+    fn nft_list(&self, what: &[&str]) -> impl Future<Output = Result<String, KernelError>> + Send {
+        let netns = self.netns().map(|ns| ns.path().to_path_buf());
+        let args: Vec<String> = ["nft", "-j", "list"]
+            .into_iter()
+            .chain(what.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            runner::run(netns.as_deref(), &args, None).await
+        }
+    }
+    fn nft_apply(&self, batch: &str) -> impl Future<Output = Result<(), KernelError>> + Send {
+        let netns = self.netns().map(|ns| ns.path().to_path_buf());
+        async move {
+            runner::run(netns.as_deref(), &runner::NFT_APPLY, Some(batch))
+                .await
+                .map(drop)
+        }
     }
 }

@@ -1,12 +1,15 @@
 //! `net`: host and pod networking behind one kernel seam (docs/architecture.md, "Kernel
 //! seam"). Pure parts: link names, route-table numbers, rule priorities, and the
-//! SNAT/NodePort/connmark firewall state rendered as one `iptables-restore` batch per table.
+//! SNAT/NodePort/connmark firewall state rendered as one `iptables-restore` batch per table,
+//! or the connmark rules as one `nft -f` batch ([`nft_connmark`], backend chosen by
+//! [`connmark`]).
 //! Kernel side effects: the [`kernel::Kernel`] trait, implemented on rtnetlink by
 //! [`netlink::NetlinkHandle`] with the one firewall runner ([`firewall`]) and, for tests
 //! without root, by `testing::Recording` (feature `testing`). Written against the trait:
 //! secondary-ENI host setup ([`host`]), pod wiring ([`pod`]) and the read-only kernel state
 //! snapshot ([`state`]). Network namespaces: [`netns`].
 
+pub mod connmark;
 pub mod firewall;
 pub mod host;
 pub mod iptables_backend;
@@ -15,6 +18,7 @@ pub mod kernel;
 pub mod names;
 pub mod netlink;
 pub mod netns;
+pub mod nft_connmark;
 pub mod pod;
 pub mod route_table;
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The SNAT, NodePort and connmark rules of upstream's `updateHostIptablesRules`
-//! (`pkg/networkutils/network.go`, iptables backend), as a desired
-//! state, and the one `iptables-restore` batch per table that takes the kernel there.
+//! (`pkg/networkutils/network.go`) and `iptablesConnmark`
+//! (`pkg/networkutils/iptables_connmark.go`), as a desired state, and the one
+//! `iptables-restore` batch per table that takes the kernel there. With the nftables
+//! connmark backend ([`crate::nft_connmark`]) the `nat` table holds no connmark rules, so
+//! the batch removes any left by the iptables backend (the iptables→nftables migration).
 //!
 //! Ownership: chains named `AWS-SNAT-CHAIN-*` / `AWS-CONNMARK-CHAIN-*` are ours and are
 //! rewritten whole; in built-in chains, a rule is ours when its comment starts with `AWS`.
@@ -12,6 +15,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use crate::connmark::ConnmarkBackend;
 use crate::iptables_save::{Rule, SavedTable};
 
 /// `AWS_VPC_K8S_CNI_RANDOMIZESNAT`.
@@ -39,6 +43,20 @@ pub struct SnatSettings {
     pub random_fully_supported: bool,
     pub veth_prefix: String,
     pub connmark: u32,
+    /// Where the connmark rules live ([`crate::connmark`]).
+    pub connmark_backend: ConnmarkBackend,
+}
+
+impl SnatSettings {
+    /// The destinations that are never marked: VPC CIDRs, then excluded CIDRs (upstream's
+    /// `append(vpcCIDRs, n.excludeSNATCIDRs...)`).
+    pub fn exempt_cidrs(&self) -> Vec<Ipv4Net> {
+        self.vpc_cidrs
+            .iter()
+            .chain(&self.exclude_cidrs)
+            .copied()
+            .collect()
+    }
 }
 
 pub const SNAT_CHAIN: &str = "AWS-SNAT-CHAIN-0";
@@ -68,25 +86,27 @@ pub fn desired_nat(s: &SnatSettings) -> Vec<Rule> {
         return Vec::new();
     }
     let mark = s.connmark;
-    let mut rules = vec![
-        Rule::new(
+    let iptables_connmark = s.connmark_backend == ConnmarkBackend::Iptables;
+    let mut rules = Vec::new();
+    if iptables_connmark {
+        rules.push(Rule::new(
             "PREROUTING",
             &format!(
                 r#"-i {}+ -m comment --comment "AWS, outbound connections" -j {CONNMARK_CHAIN}"#,
                 s.veth_prefix
             ),
-        ),
-        Rule::new(
+        ));
+        rules.push(Rule::new(
             "PREROUTING",
             &format!(
                 r#"-m comment --comment "AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask {mark:#x} --ctmask {mark:#x}"#
             ),
-        ),
-        Rule::new(
-            "POSTROUTING",
-            &format!(r#"-m comment --comment "AWS SNAT CHAIN" -j {SNAT_CHAIN}"#),
-        ),
-    ];
+        ));
+    }
+    rules.push(Rule::new(
+        "POSTROUTING",
+        &format!(r#"-m comment --comment "AWS SNAT CHAIN" -j {SNAT_CHAIN}"#),
+    ));
     for cidr in &s.vpc_cidrs {
         rules.push(Rule::new(
             SNAT_CHAIN,
@@ -114,6 +134,9 @@ pub fn desired_nat(s: &SnatSettings) -> Vec<Rule> {
         SNAT_CHAIN,
         &format!(r#"! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL -j SNAT --to-source {}{random}"#, s.primary_ip),
     ));
+    if !iptables_connmark {
+        return rules;
+    }
     for cidr in s.vpc_cidrs.iter().chain(&s.exclude_cidrs) {
         rules.push(Rule::new(
             CONNMARK_CHAIN,
@@ -216,6 +239,7 @@ mod tests {
             random_fully_supported: true,
             veth_prefix: "eni".into(),
             connmark: 0x80,
+            connmark_backend: ConnmarkBackend::Iptables,
         }
     }
 
@@ -338,5 +362,48 @@ COMMIT
             None,
             "converged: no batch"
         );
+    }
+
+    #[test]
+    fn nftables_backend_leaves_no_iptables_connmark_rules() {
+        // Upstream's nftConnmark.cleanupIptablesConnmarkRules, as a desired state.
+        let mut s = settings();
+        s.vpc_cidrs = vec!["10.0.0.0/16".parse().unwrap()];
+        let with = desired_nat(&s);
+        s.connmark_backend = ConnmarkBackend::Nftables;
+        let without = desired_nat(&s);
+        assert_eq!(
+            lines(&without),
+            lines(&with)
+                .into_iter()
+                .filter(|l| !l.contains("CONNMARK"))
+                .collect::<Vec<_>>()
+        );
+        assert!(lines(&without).iter().any(|l| l.contains("-j SNAT")));
+        let mut current = SavedTable {
+            chains: vec![
+                "PREROUTING".into(),
+                SNAT_CHAIN.into(),
+                CONNMARK_CHAIN.into(),
+            ],
+            rules: with,
+        };
+        current.chains.push("POSTROUTING".into());
+        let batch = restore_batch("nat", &current, &without).unwrap();
+        assert!(batch.contains(r#"-D PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0"#), "{batch}");
+        assert!(
+            batch.contains(r#"-D PREROUTING -m comment --comment "AWS, CONNMARK" -j CONNMARK"#),
+            "{batch}"
+        );
+        assert!(
+            batch.contains(&format!(":{CONNMARK_CHAIN} - [0:0]\n")),
+            "flushed: {batch}"
+        );
+        assert!(
+            batch.contains(&format!("-X {CONNMARK_CHAIN}\n")),
+            "deleted: {batch}"
+        );
+        // The mangle restore rule for pod replies stays in both backends.
+        assert_eq!(desired_mangle(&s).len(), 1);
     }
 }

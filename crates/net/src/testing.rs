@@ -1,8 +1,8 @@
 //! A recording [`crate::kernel::Kernel`] for tests without root: every change is appended to a journal
 //! shared by all namespaces of one recording, and queries are answered from an in-memory
 //! model of each namespace (links, IPv4/IPv6 addresses, routes, rules, neighbours,
-//! sysctls). Firewall reads answer preset `*-save` output; restore batches are recorded with
-//! their command line. The model follows the kernel where our wiring depends on it: EEXIST
+//! sysctls). Firewall reads answer preset `*-save` (and `nft -j list`) output; restore
+//! batches are recorded with their command line, `nft -f` batches as they are. The model follows the kernel where our wiring depends on it: EEXIST
 //! on duplicate links and `add` routes, deleting a veth takes its peer (and the link's
 //! addresses and routes) with it, rule deletion matches on the attributes given.
 //!
@@ -74,6 +74,8 @@ pub enum Call {
     Sysctl { key: String, value: String },
     /// `firewall_restore`: the command line and the batch.
     FirewallRestore { command: String, batch: String },
+    /// `nft_apply`: the batch given to `nft -f -`.
+    NftApply(String),
 }
 
 /// The modelled state of one namespace.
@@ -117,6 +119,8 @@ struct Shared {
     next_mac: u8,
     saves: HashMap<(Backend, Family, Option<String>), String>,
     version: Option<String>,
+    /// `nft -j list <key>` answers; `None`: `nft` fails (missing binary or nf_tables).
+    nft_lists: Option<HashMap<String, String>>,
 }
 
 /// A handle on one namespace of a recording; clones share everything.
@@ -162,6 +166,7 @@ impl Recording {
             ns: ns.to_owned(),
             shared: Arc::new(Mutex::new(Shared {
                 next_index: 2,
+                nft_lists: Some(HashMap::new()),
                 ..Shared::default()
             })),
         };
@@ -262,6 +267,20 @@ impl Recording {
     /// What `iptables --version` prints from now on (default `iptables v1.8.9 (nf_tables)`).
     pub fn set_firewall_version(&self, text: &str) {
         self.lock().version = Some(text.to_owned());
+    }
+
+    /// What `nft -j list <what>` prints from now on (`what` like `tables ip`; default: an
+    /// empty listing).
+    pub fn set_nft_list(&self, what: &str, json: &str) {
+        self.lock()
+            .nft_lists
+            .get_or_insert_with(HashMap::new)
+            .insert(what.to_owned(), json.to_owned());
+    }
+
+    /// Makes every `nft` call fail from now on (no `nft` binary, no nf_tables).
+    pub fn set_nft_unavailable(&self) {
+        self.lock().nft_lists = None;
     }
 
     fn new_veth_end(&self, ns: &str, name: &str, mac: Option<Mac>, mtu: u32, up: bool) {
@@ -371,7 +390,7 @@ fn ready<T: Send>(v: T) -> impl Future<Output = T> + Send {
 
 /// SNAT settings for tests: a node at 10.0.0.10 on `eth0` in VPC `10.0.0.0/16`, with
 /// upstream's defaults (no excluded CIDRs, on-node SNAT with `--random-fully`, NodePort
-/// support, veth prefix `eni`, connmark `0x80`).
+/// support, veth prefix `eni`, connmark `0x80` in iptables).
 pub fn snat_settings() -> crate::snat::SnatSettings {
     crate::snat::SnatSettings {
         primary_ip: Ipv4Addr::new(10, 0, 0, 10),
@@ -384,5 +403,6 @@ pub fn snat_settings() -> crate::snat::SnatSettings {
         random_fully_supported: true,
         veth_prefix: "eni".into(),
         connmark: 0x80,
+        connmark_backend: crate::connmark::ConnmarkBackend::Iptables,
     }
 }

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod deletable;
+pub mod exclusion;
 pub mod model;
 pub mod plan;
 pub mod reconcile;
@@ -12,6 +13,9 @@ pub mod sim;
 pub mod targets;
 
 pub use deletable::{DeletionTargets, KeepReason, MIN_ENI_LIFETIME, deletable_eni, keep_reason};
+pub use exclusion::{
+    EniSubnet, SubnetTags, excluded_eni_freeable, exclusion_changes, plan_excluded, subnet_excluded,
+};
 pub use model::{EniView, IPS_PER_PREFIX, NodeCapacity, PoolPolicy, PoolSnapshot, PoolStats};
 pub use plan::{
     Action, CidrKind, DECREASE_INTERVAL, Evaluation, INSUFFICIENT_ADDRESS_BACKOFF, Note,

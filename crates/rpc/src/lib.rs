@@ -10,7 +10,8 @@
 //! * [`FILE_DESCRIPTOR_SET`]: the encoded descriptor set of `rpc.proto` and its imports (for gRPC
 //!   server reflection).
 //! * Feature `client`: module `client` connects a tonic `Channel` over a Unix socket.
-//! * Feature `server`: module `server` binds the Unix listener the way upstream ipamd does.
+//! * Feature `server`: module `server` binds the Unix listener the way upstream ipamd does;
+//!   module `reflection` builds gRPC server reflection (`grpc.reflection.v1`/`v1alpha`).
 //!
 //! # Rust names of the upstream field names
 //!
@@ -77,7 +78,7 @@ pub mod paths {
 }
 
 /// Encoded `google.protobuf.FileDescriptorSet` of `rpc.proto` including its imports
-/// (`google/protobuf/empty.proto`) and source info; feed it to a reflection service.
+/// (`google/protobuf/empty.proto`) and source info; the reflection service serves it.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/rpc_descriptor.bin"));
 
@@ -221,5 +222,50 @@ pub mod server {
         let listener = tokio::net::UnixListener::bind(path)?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
         Ok(UnixIncoming(UnixListenerStream::new(listener)))
+    }
+}
+
+/// gRPC server reflection as upstream ipamd registers it (`reflection.Register` in
+/// `pkg/ipamd/rpc_handler.go`): `grpc.reflection.v1` and `v1alpha`, advertising exactly the
+/// services ipamd serves (feature `server`).
+#[cfg(feature = "server")]
+pub mod reflection {
+    pub use tonic_reflection;
+    pub use tonic_reflection::server::Error;
+    use tonic_reflection::server::{Builder, v1, v1alpha};
+
+    /// Fully-qualified names of the reflection services.
+    pub const V1_SERVICE_NAME: &str = "grpc.reflection.v1.ServerReflection";
+    /// See [`V1_SERVICE_NAME`].
+    pub const V1ALPHA_SERVICE_NAME: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+    /// The services ipamd serves, as `ListServices` names them (grpc-go lists the services
+    /// registered on the server; `rpc.NPBackend` is in `rpc.proto` but not served by ipamd).
+    pub const IPAMD_SERVICES: [&str; 5] = [
+        "rpc.CNIBackend",
+        "rpc.ConfigServerBackend",
+        "grpc.health.v1.Health",
+        V1_SERVICE_NAME,
+        V1ALPHA_SERVICE_NAME,
+    ];
+
+    fn builder() -> Builder<'static> {
+        IPAMD_SERVICES.iter().fold(
+            Builder::configure()
+                .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(crate::health::FILE_DESCRIPTOR_SET),
+            |b, name| b.with_service_name(*name),
+        )
+    }
+
+    /// The `v1` and `v1alpha` reflection services for ipamd's server.
+    pub fn ipamd_services() -> Result<
+        (
+            v1::ServerReflectionServer<impl v1::ServerReflection>,
+            v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
+        ),
+        Error,
+    > {
+        Ok((builder().build_v1()?, builder().build_v1alpha()?))
     }
 }

@@ -7,6 +7,7 @@
 
 mod convert;
 mod describe;
+mod imds_only;
 mod mutate;
 
 use std::future::Future;
@@ -37,6 +38,7 @@ pub struct SdkEc2 {
     backoff: Backoff,
     observer: Arc<dyn ApiObserver>,
     seed: AtomicU64,
+    imds_only: Option<imds_only::ImdsOnly>,
 }
 
 impl SdkEc2 {
@@ -52,7 +54,29 @@ impl SdkEc2 {
             backoff,
             observer,
             seed: AtomicU64::new(0x5eed),
+            imds_only: None,
         }
+    }
+
+    /// `ENABLE_IMDS_ONLY_MODE`: the instance's ENIs come from `imds`, and every EC2 action
+    /// but `DescribeInstanceTypes` is refused without being sent (see `imds_only`).
+    pub fn into_imds_only(
+        mut self,
+        imds: Arc<crate::sdk_imds::SdkImds>,
+        instance_id: &str,
+        availability_zone: &str,
+    ) -> Self {
+        self.imds_only = Some(imds_only::ImdsOnly {
+            imds,
+            instance_id: instance_id.to_string(),
+            availability_zone: availability_zone.to_string(),
+        });
+        self
+    }
+
+    /// Whether this client answers from IMDS only.
+    pub fn is_imds_only(&self) -> bool {
+        self.imds_only.is_some()
     }
 
     /// Runs one action under the rate limit, retrying throttling and 5xx with jittered
@@ -62,6 +86,9 @@ impl SdkEc2 {
         F: FnMut() -> Fut,
         Fut: Future<Output = AwsResult<T>>,
     {
+        if self.imds_only.is_some() && action != imds_only::ALLOWED {
+            return Err(imds_only::refused(action));
+        }
         let mut attempt = 0;
         loop {
             self.limiter.acquire(ApiFamily::of(action)).await;
@@ -85,6 +112,9 @@ impl SdkEc2 {
 
 impl Ec2 for SdkEc2 {
     async fn describe_instance_enis(&self, instance_id: &str) -> AwsResult<Vec<EniDescription>> {
+        if let Some(source) = &self.imds_only {
+            return source.enis(None).await;
+        }
         let by_instance = Filter::new("attachment.instance-id", &[instance_id]);
         describe::network_interfaces(self, &[], &[by_instance]).await
     }
@@ -92,6 +122,9 @@ impl Ec2 for SdkEc2 {
     async fn describe_enis(&self, ids: &[String]) -> AwsResult<Vec<EniDescription>> {
         if ids.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(source) = &self.imds_only {
+            return source.enis(Some(ids)).await;
         }
         describe::network_interfaces(self, ids, &[]).await
     }

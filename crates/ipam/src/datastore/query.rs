@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use planner::{EniView, PoolSnapshot, PoolStats};
+use planner::{Action, EniView, PoolSnapshot, PoolStats};
 
 use super::eni::{CidrEntry, Eni, count_u32};
 use super::{Datastore, DatastoreError};
@@ -179,6 +179,30 @@ impl Datastore {
     /// `FreeablePrefixes`: prefix CIDRs of the ENI with no assigned address.
     pub fn freeable_prefixes(&self, eni_id: &str) -> Vec<Ipv4Net> {
         self.unused_cidrs(eni_id, |c| c.is_prefix)
+    }
+
+    /// Leftovers of the other mode after `ENABLE_PREFIX_DELEGATION` was switched (upstream
+    /// `tryUnassignIPsFromENIs` / `tryUnassignPrefixesFromENIs` at `nodeInit`,
+    /// `tryUnassignPrefixFromENI` on `DelNetwork`): with prefix delegation on, the
+    /// [`freeable_ips`](Self::freeable_ips) of every ENI; off, its
+    /// [`freeable_prefixes`](Self::freeable_prefixes). One release per ENI that has any, in
+    /// ENI order; CIDRs a pod still holds are kept until the pod is gone.
+    pub fn other_mode_leftovers(&self) -> Vec<Action> {
+        let pd = self.config.prefix_delegation;
+        self.enis
+            .iter()
+            .filter_map(|e| {
+                let cidrs = if pd {
+                    self.freeable_ips(&e.id)
+                } else {
+                    self.freeable_prefixes(&e.id)
+                };
+                (!cidrs.is_empty()).then(|| Action::ReleaseCidrs {
+                    eni: e.id.clone(),
+                    cidrs,
+                })
+            })
+            .collect()
     }
 
     /// `FindFreeableCidrs`: CIDRs of either kind with no assigned address.

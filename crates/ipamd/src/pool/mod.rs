@@ -17,7 +17,9 @@ use net::kernel::Kernel;
 use net::netlink::NetlinkHandle;
 
 mod error;
+mod excluded;
 mod grow;
+mod leftovers;
 
 pub use error::PoolError;
 
@@ -224,10 +226,13 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
         planner::plan_tick(&self.policy, &self.capacity, &snapshot, &self.timers())
     }
 
-    /// One pool tick: plan, then act.
+    /// One pool tick: drain excluded ENIs, release the other mode's leftovers, then plan
+    /// and act.
     pub async fn tick(&mut self) -> TickOutcome {
-        let plan = self.plan();
         let mut out = TickOutcome::default();
+        self.drain_excluded(&mut out).await;
+        self.release_other_mode(&mut out).await;
+        let plan = self.plan();
         let mut grew = false;
         for action in &plan.actions {
             let _busy = self

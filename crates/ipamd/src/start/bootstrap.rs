@@ -72,6 +72,10 @@ pub async fn bootstrap_datastore(
             tracing::warn!("excluding the primary ENI: {e}");
         }
     }
+    let az = &node.id.availability_zone;
+    if let Some(x) = crate::subnet_exclusion::SubnetExclusion::for_node(cfg, &vpc_id(&enis), az) {
+        x.at_start(node.ec2.as_ref(), &mut ds).await;
+    }
     match ipam::read_checkpoint(&cfg.backing_store_path(0))? {
         Some(doc) => restore(&mut ds, doc, host).await?,
         None => ds.persist()?,

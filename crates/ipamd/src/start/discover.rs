@@ -81,10 +81,18 @@ pub async fn discover_node(
     settings.endpoint = cfg.aws.ec2_endpoint.clone().or(settings.endpoint);
     settings.http_timeout = cfg.aws.http_timeout;
     settings.static_credentials = opts.static_credentials.clone();
-    let ec2 = Arc::new(aws::ec2_client(&settings, metrics.clone()).await);
+    let imds = Arc::new(imds);
+    let mut ec2 = aws::ec2_client(&settings, metrics.clone()).await;
+    if cfg.eni.imds_only_mode {
+        tracing::info!(
+            "ENABLE_IMDS_ONLY_MODE: ENIs come from IMDS; no EC2 call but DescribeInstanceTypes"
+        );
+        ec2 = ec2.into_imds_only(imds.clone(), &id.instance_id, &id.availability_zone);
+    }
+    let ec2 = Arc::new(ec2);
     let limits = node_limits(ec2.as_ref(), &id.instance_type).await?;
     Ok(Node {
-        imds: Arc::new(imds),
+        imds,
         ec2,
         id,
         primary,

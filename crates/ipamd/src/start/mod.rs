@@ -4,4 +4,5 @@ pub mod bootstrap;
 pub mod discover;
 pub mod host;
 pub mod options;
+pub mod pod_rules;
 pub mod serve;

@@ -35,6 +35,8 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("checkpoint at shutdown: {0}")]
     Checkpoint(#[from] ipam::CheckpointError),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] rpc::reflection::Error),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -120,6 +122,7 @@ pub async fn serve(
     let listener = rpc::server::bind_unix(&ready.opts.grpc_socket)
         .map_err(io(format!("binding {}", ready.opts.grpc_socket.display())))?;
     let (_health_reporter, health) = rpc::health::serving().await;
+    let (reflection_v1, reflection_v1alpha) = rpc::reflection::ipamd_services()?;
     let writer = ready.checkpointer.spawn_writer();
     let background = spawn_background(&mut ready, &shared, &service, manager);
     let servers = spawn_servers(&ready, &shared).await?;
@@ -129,6 +132,8 @@ pub async fn serve(
         .add_service(health)
         .add_service(rpc::CniBackendServer::new(service.clone()))
         .add_service(rpc::ConfigServerBackendServer::new(service))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(listener, shutdown)
         .await;
     drop(background);
@@ -178,7 +183,8 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
         annotate: shared
             .cluster
             .clone()
-            .filter(|_| cfg.kubernetes.annotate_pod_ip),
+            .filter(|_| cfg.kubernetes.annotate_pod_ip)
+            .map(crate::cni_server::PodIpAnnotator::new),
     }
 }
 
@@ -267,6 +273,10 @@ fn spawn_background(
     );
     if let Some(host) = &ready.host {
         reconciler = reconciler.with_host_network(host.clone());
+    }
+    let az = &node.id.availability_zone;
+    if let Some(x) = crate::subnet_exclusion::SubnetExclusion::for_node(cfg, &ready.vpc_id, az) {
+        reconciler = reconciler.with_subnet_exclusion(x);
     }
     let security_groups = (provisioning && !cfg.eni.custom_networking).then(|| {
         let mut current = node.security_groups.clone();

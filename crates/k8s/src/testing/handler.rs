@@ -98,6 +98,12 @@ pub(crate) async fn handle(
         body: serde_json::from_slice(&bytes).ok(),
     };
     lock(&shared.requests).push(recorded.clone());
+    let delay = lock(&shared.delays)
+        .iter_mut()
+        .find_map(|d| d.take(&recorded));
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
 
     {
         let mut failures = lock(&shared.failures);

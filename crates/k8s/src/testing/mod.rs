@@ -62,6 +62,26 @@ pub(crate) enum Signal {
     Close,
 }
 
+/// Requests answered late (see [`FakeApiServer::delay_requests`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Delay {
+    method: String,
+    path: String,
+    delay: std::time::Duration,
+    remaining: u32,
+}
+
+impl Delay {
+    /// Takes one use of the delay if `r` matches.
+    pub(crate) fn take(&mut self, r: &RecordedRequest) -> Option<std::time::Duration> {
+        let hit = self.remaining > 0 && self.method == r.method && r.path.starts_with(&self.path);
+        hit.then(|| {
+            self.remaining -= 1;
+            self.delay
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     method: String,
@@ -74,6 +94,7 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     requests: Mutex<Vec<RecordedRequest>>,
     failures: Mutex<Vec<Failure>>,
+    delays: Mutex<Vec<Delay>>,
     signals: broadcast::Sender<Signal>,
     open_watches: AtomicUsize,
 }
@@ -99,6 +120,7 @@ impl FakeApiServer {
             store: Mutex::new(Store::default()),
             requests: Mutex::new(Vec::new()),
             failures: Mutex::new(Vec::new()),
+            delays: Mutex::new(Vec::new()),
             signals,
             open_watches: AtomicUsize::new(0),
         });
@@ -205,6 +227,17 @@ impl FakeApiServer {
             method: method.to_owned(),
             path: path.to_owned(),
             code,
+            remaining: times,
+        });
+    }
+
+    /// Answer the next `times` requests with this method whose path starts with `path`
+    /// only after `delay` (a slow API server; the request is recorded on arrival).
+    pub fn delay_requests(&self, method: &str, path: &str, delay: std::time::Duration, times: u32) {
+        lock(&self.shared.delays).push(Delay {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            delay,
             remaining: times,
         });
     }

@@ -1,12 +1,16 @@
 //! The firewall: the workspace's one runner ([`runner`]: `iptables-save`/`iptables-restore`
 //! of the node's backend, legacy or nft, [`crate::iptables_backend`], with `--wait=10`),
 //! which [`crate::kernel::Kernel`] exposes, and the drivers written against that trait
-//! (backend detection, the SNAT reconcile of upstream's `updateHostIptablesRules`).
+//! (backend detection, the SNAT reconcile of upstream's `updateHostIptablesRules`, the
+//! nftables connmark table of upstream's `nftConnmark` in [`connmark`]).
 
+pub mod connmark;
 pub mod runner;
 
+pub use connmark::{detect_connmark_backend, reconcile_nft_connmark};
 pub use runner::{Family, restore_args, run};
 
+use crate::connmark::ConnmarkBackend;
 use crate::iptables_backend::{Backend, choose, count_rules, random_fully_supported};
 use crate::iptables_save::parse_table;
 use crate::kernel::Kernel;
@@ -38,13 +42,22 @@ pub async fn detect_random_fully<K: Kernel>(k: &K, backend: Backend) -> bool {
 }
 
 /// Takes the `nat` and `mangle` tables to the desired state of `s` with one restore batch
-/// per table that differs (upstream `updateHostIptablesRules`). Returns the batches applied.
+/// per table that differs (upstream `updateHostIptablesRules`), and the connmark rules to
+/// `s.connmark_backend` (upstream's `Connmark.Setup`/`Cleanup`). Returns the batches applied.
+///
+/// The backend being moved to is programmed before the other is emptied, so a migration
+/// either way never leaves a moment without marking: nftables table first, then the `nat`
+/// batch that drops the iptables connmark rules; or the `nat` batch with them first, then
+/// the table goes.
 pub async fn reconcile_snat<K: Kernel>(
     k: &K,
     backend: Backend,
     s: &SnatSettings,
 ) -> Result<usize, KernelError> {
     let mut applied = 0;
+    if s.connmark_backend == ConnmarkBackend::Nftables {
+        applied += reconcile_nft_connmark(k, s).await?;
+    }
     for (table, desired) in [("nat", desired_nat(s)), ("mangle", desired_mangle(s))] {
         let saved = k.firewall_save(backend, Family::V4, Some(table)).await?;
         let current = parse_table(&saved, table);
@@ -52,6 +65,9 @@ pub async fn reconcile_snat<K: Kernel>(
             k.firewall_restore(backend, Family::V4, &batch).await?;
             applied += 1;
         }
+    }
+    if s.connmark_backend == ConnmarkBackend::Iptables {
+        applied += reconcile_nft_connmark(k, s).await?;
     }
     Ok(applied)
 }

@@ -1,8 +1,9 @@
 //! The one firewall runner of the workspace: `iptables-save`/`iptables-restore` (and their
-//! `ip6tables` twins) of the node's backend, run inside a network namespace (`nsenter
-//! --net=`) through `tokio::process`, so a batch waiting for the xtables lock never blocks an
-//! async worker. Every restore batch is `--wait=10 --noflush` ([`XTABLES_LOCK_WAIT`]).
-//! [`crate::kernel::Kernel`]'s firewall methods run through it.
+//! `ip6tables` twins) of the node's backend, and `nft` for the nftables connmark table, run
+//! inside a network namespace (`nsenter --net=`) through `tokio::process`, so a batch waiting
+//! for the xtables lock never blocks an async worker. Every restore batch is `--wait=10
+//! --noflush` ([`XTABLES_LOCK_WAIT`]). [`crate::kernel::Kernel`]'s firewall methods run
+//! through it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -43,6 +44,9 @@ impl Family {
 pub fn restore_args(backend: Backend, family: Family) -> [&'static str; 3] {
     [family.restore(backend), XTABLES_LOCK_WAIT, "--noflush"]
 }
+
+/// The `nft` command line of one batch read from stdin (one atomic transaction).
+pub const NFT_APPLY: [&str; 3] = ["nft", "-f", "-"];
 
 /// Runs `args` (inside `netns` when given) with `stdin`; stdout, or an error naming the
 /// command with its stderr (and the batch).

@@ -349,4 +349,29 @@ impl Kernel for Recording {
             v.unwrap_or_else(|| "iptables v1.8.9 (nf_tables)\n".into())
         ))
     }
+    fn nft_list(&self, what: &[&str]) -> impl Future<Output = Result<String, KernelError>> + Send {
+        let key = what.join(" ");
+        let res = match &self.lock().nft_lists {
+            Some(lists) => Ok(lists.get(&key).cloned().unwrap_or_default()),
+            None => Err(nft_missing(&format!("nft -j list {key}"))),
+        };
+        ready(res)
+    }
+    fn nft_apply(&self, batch: &str) -> impl Future<Output = Result<(), KernelError>> + Send {
+        let res = if self.lock().nft_lists.is_some() {
+            self.record(Call::NftApply(batch.to_owned()));
+            Ok(())
+        } else {
+            Err(nft_missing("nft -f -"))
+        };
+        ready(res)
+    }
+}
+
+/// What the runner reports when `nft` cannot run.
+fn nft_missing(cmd: &str) -> KernelError {
+    KernelError::Command {
+        cmd: cmd.to_owned(),
+        detail: "No such file or directory (os error 2)".to_owned(),
+    }
 }

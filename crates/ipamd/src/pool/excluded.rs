@@ -1,0 +1,39 @@
+//! Draining ENIs excluded from pod addresses (`crate::subnet_exclusion`): each tick, before
+//! the warm-pool plan, `planner::plan_excluded` says which unused CIDRs of excluded ENIs go
+//! back to EC2 and which empty excluded ENI is detached and deleted. Both go through the
+//! same shrink path as the warm-pool plan's (datastore first, non-forcibly: an ENI or CIDR
+//! that got a pod meanwhile is kept).
+
+use aws::Ec2;
+use net::kernel::Kernel;
+use planner::Action;
+
+use super::{PoolManager, TickOutcome, lock, now};
+
+impl<E: Ec2, K: Kernel> PoolManager<E, K> {
+    /// Carries out `planner::plan_excluded` for the pool as it is now.
+    pub(super) async fn drain_excluded(&mut self, out: &mut TickOutcome) {
+        let actions = {
+            let snapshot = lock(&self.ds).snapshot(now());
+            planner::plan_excluded(&self.policy, &snapshot, &self.timers())
+        };
+        for action in &actions {
+            match self.shrink(action).await {
+                Ok((cidrs, enis)) => {
+                    out.cidrs_released += cidrs;
+                    out.enis_freed += enis;
+                    match action {
+                        Action::FreeEni { eni } if enis > 0 => {
+                            tracing::info!(%eni, "freed an empty ENI excluded from pod IPs")
+                        }
+                        Action::ReleaseCidrs { eni, .. } if cidrs > 0 => tracing::info!(
+                            %eni, cidrs, "released unused addresses of an ENI excluded from pod IPs"
+                        ),
+                        _ => {}
+                    }
+                }
+                Err(e) => out.errors.push(format!("excluded ENI: {e}")),
+            }
+        }
+    }
+}
