@@ -19,14 +19,18 @@ RUN cargo build --release --locked \
 FROM debian:bookworm-slim
 # iptables and nftables userspace for ipamd's SNAT/connmark rules; iproute2 for operators;
 # containernetworking-plugins provides the core plugins the conflist chains (portmap,
-# bandwidth, tuning) and egress-cni's IPAM (host-local): the init container copies /init/*
-# to the host's /opt/cni/bin, as upstream's init image does.
+# bandwidth, tuning), egress-cni's IPAM (host-local) and loopback: the init container copies
+# /init/* to the host's /opt/cni/bin, as upstream's init image does. The package's other
+# plugins (dhcp, bridge, ...) are not needed on an EKS node and are dropped (about 35 MB).
+# scripts/build-image.sh builds this same stage without a registry: it runs this RUN in a
+# Debian bookworm root filesystem made by mmdebstrap (scripts/image-plan.py reads this file).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
          iptables nftables iproute2 ca-certificates containernetworking-plugins \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /init \
-    && cp /usr/lib/cni/* /init/
+    && for p in loopback portmap bandwidth tuning host-local; do mv /usr/lib/cni/$p /init/$p; done \
+    && rm -rf /usr/lib/cni
 WORKDIR /app
 COPY --from=build /src/target/release/aws-vpc-cni /app/aws-vpc-cni
 COPY --from=build /src/target/release/aws-vpc-cni-init /app/aws-vpc-cni-init

@@ -20,6 +20,8 @@ command -v runc >/dev/null 2>&1 || apt_missing+=(runc)
 [ -x /usr/lib/cni/portmap ] || apt_missing+=(containernetworking-plugins)
 # host-local: egress-cni's IPAM delegate (crates/egress-cni/tests/egress_v6_kernel.rs)
 [ -x /usr/lib/cni/host-local ] || apt_missing+=(containernetworking-plugins)
+# The aws-node image without a registry (scripts/build-image.sh): a Debian root filesystem.
+command -v mmdebstrap >/dev/null 2>&1 || apt_missing+=(mmdebstrap)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -10,8 +10,16 @@ python3 scripts/gen-limits.py --check
 echo "== Helm chart and manifests (helm lint/template, kubernetes-validate)"
 bash scripts/test-manifests.sh
 
+echo "== the aws-node image (scripts/build-image.sh)"
+VPC_CNI_IMAGE="$(bash scripts/build-image.sh | tee /dev/stderr | tail -n 1)"
+export VPC_CNI_IMAGE
+
 echo "== cargo test"
-cargo test --workspace --locked
+# The image's tests run next, on their own, with their steps printed.
+cargo test --workspace --locked -- --skip the_image_
+
+echo "== the image run as the DaemonSet runs it (tests/tests/image_container.rs)"
+cargo test -p integration-tests --locked --test image_container -- --nocapture --test-threads=1
 
 echo "== demo node smoke test (README's first command)"
 bash scripts/demo-node.sh

@@ -6,6 +6,7 @@
 //!   namespace with host networking ([`agent::NodeAgent`]), or without touching the kernel
 //!   and with metrics and introspection ([`agent::LiveNode`]); gRPC pod helpers.
 //! - [`plugin`]: the real `aws-cni` binary run as a runtime runs it; kernel snapshots.
+//! - [`image`]: the aws-node image (scripts/build-image.sh), podman, the chart's DaemonSet.
 //! - [`bins`]: the workspace's binaries, found in (or built into) the target directory, and
 //!   the core CNI plugins.
 //!
@@ -13,6 +14,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod image;
 pub mod plugin;
 
 pub use bins::workspace_bin;

@@ -20,8 +20,18 @@ pub struct EmulatedNode {
     pub primary_ip: Ipv4Addr,
 }
 
-async fn serve(router: axum::Router) -> std::io::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// Serves `router` on a free loopback port of the current namespace, or of the network
+/// namespace at `netns` (the listening socket is made there; it stays there).
+async fn serve(router: axum::Router, netns: Option<&str>) -> std::io::Result<String> {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0");
+    let std_listener = match netns {
+        None => bind()?,
+        Some(path) => net::netns::Netns::open(path)
+            .and_then(|ns| ns.run(bind))
+            .map_err(std::io::Error::other)??,
+    };
+    std_listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(format!("http://{addr}"))
@@ -31,6 +41,13 @@ impl EmulatedNode {
     /// Starts an instance of `instance_type` in a subnet `subnet_cidr` of zone us-west-2a.
     /// Panics on bad arguments: test support only.
     pub async fn start(instance_type: &str, subnet_cidr: &str) -> Self {
+        Self::start_in(instance_type, subnet_cidr, None).await
+    }
+
+    /// Like [`EmulatedNode::start`], with EC2 and IMDS listening on loopback inside the
+    /// network namespace at `netns` (for an agent that runs in that namespace, as in a
+    /// container with host networking), or in the current one.
+    pub async fn start_in(instance_type: &str, subnet_cidr: &str, netns: Option<&str>) -> Self {
         let mut world = World::new();
         let vpc = world.create_vpc("10.0.0.0/16".parse().expect("VPC CIDR"));
         let subnet = world
@@ -52,10 +69,10 @@ impl EmulatedNode {
             "us-west-2",
             Arc::new(crate::catalog::instance_type),
         )));
-        let ec2_endpoint = serve(server::ec2_router(emu.clone()))
+        let ec2_endpoint = serve(server::ec2_router(emu.clone()), netns)
             .await
             .expect("EC2 listener");
-        let imds_endpoint = serve(server::imds_router(emu.clone(), instance.clone()))
+        let imds_endpoint = serve(server::imds_router(emu.clone(), instance.clone()), netns)
             .await
             .expect("IMDS listener");
         Self {

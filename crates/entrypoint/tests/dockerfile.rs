@@ -193,3 +193,114 @@ fn chart_runs_the_shipped_commands() {
         deploy.contains("- /app/aws-vpc-cni-init\n") && deploy.contains("- /app/aws-vpc-cni\n")
     );
 }
+
+/// The runtime stage's instructions (after the last FROM).
+fn runtime_stage(steps: &[String]) -> &[String] {
+    let last_from = steps
+        .iter()
+        .rposition(|s| s.starts_with("FROM "))
+        .expect("a FROM");
+    &steps[last_from + 1..]
+}
+
+/// `scripts/build-image.sh` builds the image from what `scripts/image-plan.py` reads out of
+/// the Dockerfile: that reading must be the Dockerfile's own (binaries, packages, RUN, every
+/// COPY, working directory, entrypoint), or the registry-free image would drift from it.
+#[test]
+fn the_registry_free_build_reads_the_dockerfiles_layout() {
+    let text = fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let steps = instructions(&text);
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("scripts/image-plan.py"))
+        .arg(repo().join("Dockerfile"))
+        .output()
+        .expect("python3 runs scripts/image-plan.py");
+    assert!(out.status.success(), "{out:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let bins: Vec<String> = steps
+        .iter()
+        .filter(|s| s.starts_with("RUN ") && s.contains("cargo build"))
+        .flat_map(|s| {
+            let words: Vec<&str> = s.split_whitespace().collect();
+            words
+                .windows(2)
+                .filter(|w| w[0] == "--bin")
+                .map(|w| w[1].to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(strings(&plan["bins"]), bins, "binaries");
+
+    let runtime = runtime_stage(&steps);
+    let runs: Vec<String> = runtime
+        .iter()
+        .filter_map(|s| s.strip_prefix("RUN "))
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let plan_runs: Vec<String> = strings(&plan["run"])
+        .iter()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(plan_runs, runs, "RUN commands");
+    let packages: Vec<String> = runs
+        .iter()
+        .flat_map(|r| {
+            r.split("&&")
+                .map(str::trim)
+                .filter_map(|c| c.strip_prefix("apt-get install"))
+                .flat_map(|c| c.split_whitespace().filter(|w| !w.starts_with('-')))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(packages.contains(&"iptables".to_owned()), "{packages:?}");
+    assert_eq!(strings(&plan["packages"]), packages, "packages");
+
+    let copies: Vec<(String, String)> = runtime
+        .iter()
+        .filter_map(|s| s.strip_prefix("COPY "))
+        .map(|s| {
+            let args: Vec<&str> = s
+                .split_whitespace()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
+            let src = args[0].strip_prefix("/src/").unwrap_or(args[0]);
+            (src.to_owned(), args[1].to_owned())
+        })
+        .collect();
+    let plan_copies: Vec<(String, String)> = plan["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["src"].as_str().unwrap().to_owned(),
+                c["dest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(plan_copies, copies, "COPY sources and destinations");
+    assert_eq!(plan["workdir"], "/app");
+    assert_eq!(strings(&plan["entrypoint"]), vec!["/app/aws-vpc-cni"]);
+    // The Containerfile podman builds: the runtime stage without RUN, COPYs made plain.
+    let containerfile = plan["containerfile"].as_str().unwrap();
+    assert!(
+        containerfile.starts_with("FROM @BASE@\n"),
+        "{containerfile}"
+    );
+    assert!(!containerfile.contains("RUN "), "{containerfile}");
+    for (src, dest) in &copies {
+        assert!(
+            containerfile.contains(&format!("COPY {src} {dest}\n")),
+            "{containerfile}"
+        );
+    }
+}

@@ -113,7 +113,18 @@ pub struct FakeApiServer {
 impl FakeApiServer {
     /// Start on a free port of 127.0.0.1.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve_on(TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    /// Start on `listener`, a listening socket made by the caller (for example on loopback
+    /// inside another network namespace; [`FakeApiServer::come_up`] rebinds in the current
+    /// one). Needs a Tokio runtime.
+    pub fn start_on(listener: std::net::TcpListener) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Self::serve_on(TcpListener::from_std(listener)?)
+    }
+
+    fn serve_on(listener: TcpListener) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (signals, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
