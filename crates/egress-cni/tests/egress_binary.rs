@@ -3,35 +3,25 @@
 //! unchanged, DEL and CHECK succeed, VERSION answers, bad input gets a CNI error. The enabled
 //! IPv6 path on a real kernel is in `egress_v6_kernel.rs`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Command;
 
 use serde_json::Value;
+use support::run_plugin;
 
 fn plugin(command: &str, stdin: &str) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_egress-cni"))
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", "0123456789abcdef")
-        .env("CNI_NETNS", "/var/run/netns/does-not-matter")
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/opt/cni/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let run = run_plugin(
+        Command::new(env!("CARGO_BIN_EXE_egress-cni"))
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", "0123456789abcdef")
+            .env("CNI_NETNS", "/var/run/netns/does-not-matter")
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/opt/cni/bin"),
+        stdin,
+    );
+    (run.code, run.stdout)
 }
 
 /// What aws-cni returns for a pod (with odd spacing and key order on purpose).

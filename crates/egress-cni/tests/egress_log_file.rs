@@ -4,11 +4,13 @@
 //! most five gzipped backups (`egress-v6-plugin-<time>.log.gz`). The 100 MB maximum is
 //! lowered through the test-only `VPC_CNI_TEST_LOG_MAX_BYTES`.
 
-use std::io::Write;
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
+use support::run_plugin;
 
 const PREV: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/cni-1"}],"ips":[{"address":"10.0.0.23/32","interface":0}]}"#;
 
@@ -21,31 +23,19 @@ fn conf(log: &Path, level: &str) -> String {
 }
 
 fn plugin(command: &str, stdin: &str, max_bytes: &str) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_egress-cni"))
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", "c0ffee")
-        .env("CNI_NETNS", "/var/run/netns/cni-1")
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/opt/cni/bin")
-        .env("VPC_CNI_TEST_LOG_MAX_BYTES", max_bytes)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no log on stderr");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let run = run_plugin(
+        Command::new(env!("CARGO_BIN_EXE_egress-cni"))
+            .env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", "c0ffee")
+            .env("CNI_NETNS", "/var/run/netns/cni-1")
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/opt/cni/bin")
+            .env("VPC_CNI_TEST_LOG_MAX_BYTES", max_bytes),
+        stdin,
+    );
+    assert_eq!(run.stderr, "", "no log on stderr");
+    (run.code, run.stdout)
 }
 
 fn temp(name: &str) -> std::path::PathBuf {

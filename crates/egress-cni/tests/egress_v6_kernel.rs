@@ -6,10 +6,12 @@
 //! ip6tables and Debian's host-local (`/usr/lib/cni/host-local`, package
 //! containernetworking-plugins).
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use ec2_emulator::testing::TestNetns;
 use egress_cni::snat_chain_name;
 use net::netns::Netns;
 use serde_json::Value;
+use support::run_plugin;
 
 const NODE_IP: &str = "2001:db8:1::10";
 const OUTSIDE_IP: &str = "2001:db8:1::20";
@@ -165,36 +168,24 @@ impl Testbed {
             .into_iter()
             .find(|p| Path::new(p).is_file())
             .expect("iproute2's ip");
-        let mut child = Command::new(ip)
-            .args([
-                "netns",
-                "exec",
-                &self.node.0,
-                env!("CARGO_BIN_EXE_egress-cni"),
-            ])
-            .env_clear()
-            .env("PATH", path)
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", cid)
-            .env("CNI_NETNS", pod.path())
-            .env("CNI_IFNAME", ifname)
-            .env("CNI_PATH", format!("/nonexistent:{HOST_LOCAL_DIR}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let run = run_plugin(
+            Command::new(ip)
+                .args([
+                    "netns",
+                    "exec",
+                    &self.node.0,
+                    env!("CARGO_BIN_EXE_egress-cni"),
+                ])
+                .env_clear()
+                .env("PATH", path)
+                .env("CNI_COMMAND", command)
+                .env("CNI_CONTAINERID", cid)
+                .env("CNI_NETNS", pod.path())
+                .env("CNI_IFNAME", ifname)
+                .env("CNI_PATH", format!("/nonexistent:{HOST_LOCAL_DIR}")),
+            stdin,
+        );
+        (run.code, run.stdout)
     }
 }
 

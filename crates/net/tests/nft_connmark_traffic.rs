@@ -10,26 +10,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::time::Duration;
-
 use net::connmark::ConnmarkBackend;
 use net::firewall::{detect_connmark_backend, reconcile_snat};
-use net::host::{EniSetup, setup_eni};
 use net::iptables_backend::Backend;
-use net::netlink::{NetlinkHandle, Rule};
-use net::netns::Netns;
+use net::netlink::NetlinkHandle;
 use net::nft_connmark::{self, NftConnmark, NftRule};
-use net::pod::{PodNetwork, setup_pod};
-use net::route_table::{MAIN_TABLE, priority};
 use net::snat::SnatSettings;
 use net::testing::TestNetns;
-use support::{ENI_MAC, NODE_IP, Node};
+use support::{EXCLUDED, INTERNET, NODE_IP, RoutedNode, VPC_PEER, seen_source, tx_packets};
 
-const INTERNET: &str = "203.0.113.5";
-const EXCLUDED: &str = "192.168.7.5";
-const VPC_PEER: &str = "10.0.5.5";
 const POD: &str = "10.0.2.30";
 
 /// Upstream v1.23's table as its netlink calls build it (`nftables_connmark.go`).
@@ -52,37 +41,6 @@ const OTHER_MARKS: [&str; 5] = [
     "add rule ip other forwarded meta mark & 0x4000 == 0x4000 counter",
 ];
 
-/// Connects from `src` to `dst_ip` (a listener on 0.0.0.0 in `dst`); the source address the
-/// listener saw.
-fn seen_source(src: &Netns, dst: &Netns, dst_ip: &str) -> Result<String, String> {
-    let listener = dst
-        .run(|| TcpListener::bind("0.0.0.0:0"))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let server = std::thread::spawn(move || -> Result<(), String> {
-        let (mut s, peer) = listener.accept().map_err(|e| e.to_string())?;
-        s.write_all(peer.ip().to_string().as_bytes())
-            .map_err(|e| e.to_string())
-    });
-    let addr = format!("{dst_ip}:{port}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let mut stream = src
-        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    let mut seen = String::new();
-    stream
-        .read_to_string(&mut seen)
-        .map_err(|e| e.to_string())?;
-    server.join().map_err(|_| "server panicked".to_string())??;
-    Ok(seen)
-}
-
 fn settings(connmark_backend: ConnmarkBackend, external_snat: bool) -> SnatSettings {
     SnatSettings {
         primary_ip: NODE_IP.parse().unwrap(),
@@ -94,84 +52,17 @@ fn settings(connmark_backend: ConnmarkBackend, external_snat: bool) -> SnatSetti
     }
 }
 
-fn tx_packets(ns: &TestNetns, dev: &str) -> u64 {
-    let path = format!("/sys/class/net/{dev}/statistics/tx_packets");
-    ns.exec_ok(&["cat", &path]).trim().parse().unwrap()
-}
-
 struct Topology {
-    node: Node,
-    peer: TestNetns,
+    node: RoutedNode,
     pod: TestNetns,
 }
 
 async fn topology(tag: &str) -> Topology {
-    let node = Node::new(tag);
-    let (n, o) = (&node.node, &node.outside);
-    // IPv4 only, so the per-ENI packet counts below are not disturbed by IPv6 chatter.
-    for key in ["all", "default"] {
-        let sysctl = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-        n.exec_ok(&["sysctl", "-qw", &sysctl]);
-    }
-    let nl = NetlinkHandle::in_netns(&n.netns()).unwrap();
-    let mut eni = EniSetup::new(
-        ENI_MAC.parse().unwrap(),
-        Ipv4Addr::new(10, 0, 2, 20),
-        "10.0.2.0/24".parse().unwrap(),
-        2,
-        9001,
-    );
-    eni.find_interval = Duration::from_millis(10);
-    setup_eni(&nl, &eni).await.unwrap();
-    // aws-node's init container: loose reverse-path filtering.
-    n.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
-    // ipamd's main-ENI rule (upstream's `SetupHostNetwork`): fwmark 0x80 → main.
-    let fwmark = Rule {
-        priority: Some(priority::MAIN_ENI_FWMARK),
-        fwmark: Some(0x80),
-        fwmask: Some(0x80),
-        table: MAIN_TABLE,
-        ..Rule::default()
-    };
-    nl.add_rule(&fwmark).await.unwrap();
-
-    o.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    o.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
-    o.ip(&["addr", "add", "10.0.2.1/24", "dev", "out1"]);
-    o.ip(&["addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
-    o.ip(&["addr", "add", &format!("{EXCLUDED}/32"), "dev", "lo"]);
-    // The VPC fabric delivers the pod's secondary IP to its ENI.
-    o.ip(&[
-        "route",
-        "add",
-        &format!("{POD}/32"),
-        "via",
-        "10.0.2.20",
-        "dev",
-        "out1",
-    ]);
-    let peer = TestNetns::new(&format!("{tag}v"));
-    peer.ip(&["link", "set", "lo", "up"]);
-    o.ip(&[
-        "link", "add", "out2", "type", "veth", "peer", "name", "eth0", "netns", &peer.0,
-    ]);
-    o.ip(&["addr", "add", "10.0.5.1/24", "dev", "out2"]);
-    o.ip(&["link", "set", "out2", "up"]);
-    peer.ip(&["addr", "add", &format!("{VPC_PEER}/24"), "dev", "eth0"]);
-    peer.ip(&["link", "set", "eth0", "up"]);
-    peer.ip(&["route", "add", "default", "via", "10.0.5.1"]);
-
-    let pod = TestNetns::new(&format!("{tag}p"));
-    let p = PodNetwork {
-        host_veth: "enib".into(),
-        pod_ifname: "eth0".into(),
-        index: 0,
-        pod_ip: POD.parse().unwrap(),
-        table: 2,
-        mtu: 9001,
-    };
-    setup_pod(&n.netns(), &pod.path_buf(), &p).await.unwrap();
-    Topology { node, peer, pod }
+    let node = RoutedNode::new(tag).await;
+    // On the secondary ENI: only the connmark and the fwmark rule send its off-VPC
+    // connections out of `eth0`.
+    let pod = node.add_pod(&format!("{tag}p"), "enib", POD, true).await;
+    Topology { node, pod }
 }
 
 /// Reconciles to `s` and checks that a second reconcile has nothing to do.
@@ -221,7 +112,10 @@ async fn traffic_is_steered(t: &Topology) {
     assert_eq!(ct_mark(n, INTERNET), Some(0x80), "connmark 0x80");
 
     let eth1 = tx_packets(n, "eth1");
-    assert_eq!(seen_source(pod, &t.peer.netns(), VPC_PEER).unwrap(), POD);
+    assert_eq!(
+        seen_source(pod, &t.node.peer.netns(), VPC_PEER).unwrap(),
+        POD
+    );
     assert!(
         tx_packets(n, "eth1") > eth1,
         "the VPC flow uses the pod's ENI"

@@ -10,57 +10,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::time::Duration;
-
 use net::firewall::{detect_backend, reconcile_snat};
-use net::host::{EniSetup, setup_eni};
 use net::iptables_backend::Backend;
-use net::netlink::{NetlinkHandle, Rule};
-use net::netns::Netns;
-use net::pod::{PodNetwork, setup_pod};
-use net::route_table::{MAIN_TABLE, priority};
+use net::netlink::NetlinkHandle;
 use net::snat::SnatSettings;
 use net::testing::TestNetns;
-use support::{ENI_MAC, NODE_IP, Node};
+use support::{EXCLUDED, INTERNET, NODE_IP, RoutedNode, VPC_PEER, seen_source, tx_packets};
 
-const INTERNET: &str = "203.0.113.5";
-const EXCLUDED: &str = "192.168.7.5";
-const VPC_PEER: &str = "10.0.5.5";
 const POD_A: &str = "10.0.0.50";
 const POD_B: &str = "10.0.2.30";
-
-/// Connects from `src` to `dst_ip` (a listener bound to 0.0.0.0 in `dst`) and returns the
-/// source address the listener saw.
-fn seen_source(src: &Netns, dst: &Netns, dst_ip: &str) -> Result<String, String> {
-    let listener = dst
-        .run(|| TcpListener::bind("0.0.0.0:0"))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let server = std::thread::spawn(move || -> Result<(), String> {
-        let (mut s, peer) = listener.accept().map_err(|e| e.to_string())?;
-        s.write_all(peer.ip().to_string().as_bytes())
-            .map_err(|e| e.to_string())
-    });
-    let addr = format!("{dst_ip}:{port}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let mut stream = src
-        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    let mut seen = String::new();
-    stream
-        .read_to_string(&mut seen)
-        .map_err(|e| e.to_string())?;
-    server.join().map_err(|_| "server panicked".to_string())??;
-    Ok(seen)
-}
 
 fn settings(external_snat: bool) -> SnatSettings {
     SnatSettings {
@@ -72,114 +30,17 @@ fn settings(external_snat: bool) -> SnatSettings {
     }
 }
 
-fn tx_packets(ns: &TestNetns, dev: &str) -> u64 {
-    ns.exec_ok(&[
-        "cat",
-        &format!("/sys/class/net/{dev}/statistics/tx_packets"),
-    ])
-    .trim()
-    .parse()
-    .unwrap()
-}
-
 struct Topology {
-    node: Node,
-    peer: TestNetns,
+    node: RoutedNode,
     pod_a: TestNetns,
     pod_b: TestNetns,
 }
 
 async fn topology(tag: &str) -> Topology {
-    let node = Node::new(tag);
-    let (n, o) = (&node.node, &node.outside);
-    // IPv4 only: a fresh link's IPv6 chatter (router solicitations, MLD reports) would make
-    // the per-ENI packet counts below racy.
-    for key in ["all", "default"] {
-        n.exec_ok(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-        ]);
-    }
-    let nl = NetlinkHandle::in_netns(&n.netns()).unwrap();
-    let mut eni = EniSetup::new(
-        ENI_MAC.parse().unwrap(),
-        Ipv4Addr::new(10, 0, 2, 20),
-        "10.0.2.0/24".parse().unwrap(),
-        2,
-        9001,
-    );
-    eni.find_interval = Duration::from_millis(10);
-    setup_eni(&nl, &eni).await.unwrap();
-    // Loose reverse-path filtering, as aws-node's init container sets it (`cmd/aws-vpc-cni-init`).
-    n.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
-    // ipamd's main-ENI rule (upstream's `SetupHostNetwork`).
-    let fwmark = Rule {
-        priority: Some(priority::MAIN_ENI_FWMARK),
-        fwmark: Some(0x80),
-        fwmask: Some(0x80),
-        table: MAIN_TABLE,
-        ..Rule::default()
-    };
-    nl.add_rule(&fwmark).await.unwrap();
-
-    // The outside: VPC router for 10.0.0.0/24 and 10.0.2.0/24, the Internet host, a host in
-    // an excluded CIDR, and the VPC peer behind it.
-    o.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    o.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
-    o.ip(&["addr", "add", "10.0.2.1/24", "dev", "out1"]);
-    // (On loopback: this kernel has no dummy links.)
-    o.ip(&["addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
-    o.ip(&["addr", "add", &format!("{EXCLUDED}/32"), "dev", "lo"]);
-    // The VPC fabric delivers a secondary IP to the ENI that owns it.
-    o.ip(&[
-        "route",
-        "add",
-        &format!("{POD_A}/32"),
-        "via",
-        NODE_IP,
-        "dev",
-        "out0",
-    ]);
-    o.ip(&[
-        "route",
-        "add",
-        &format!("{POD_B}/32"),
-        "via",
-        "10.0.2.20",
-        "dev",
-        "out1",
-    ]);
-    let peer = TestNetns::new(&format!("{tag}v"));
-    peer.ip(&["link", "set", "lo", "up"]);
-    o.ip(&[
-        "link", "add", "out2", "type", "veth", "peer", "name", "eth0", "netns", &peer.0,
-    ]);
-    o.ip(&["addr", "add", "10.0.5.1/24", "dev", "out2"]);
-    o.ip(&["link", "set", "out2", "up"]);
-    peer.ip(&["addr", "add", &format!("{VPC_PEER}/24"), "dev", "eth0"]);
-    peer.ip(&["link", "set", "eth0", "up"]);
-    peer.ip(&["route", "add", "default", "via", "10.0.5.1"]);
-
-    let pod_a = TestNetns::new(&format!("{tag}a"));
-    let pod_b = TestNetns::new(&format!("{tag}b"));
-    for (ns, veth, ip, table) in [(&pod_a, "enia", POD_A, 254), (&pod_b, "enib", POD_B, 2)] {
-        let p = PodNetwork {
-            host_veth: veth.into(),
-            pod_ifname: "eth0".into(),
-            index: 0,
-            pod_ip: ip.parse().unwrap(),
-            table,
-            mtu: 9001,
-        };
-        setup_pod(&n.netns(), &ns.path_buf(), &p).await.unwrap();
-    }
-    Topology {
-        node,
-        peer,
-        pod_a,
-        pod_b,
-    }
+    let node = RoutedNode::new(tag).await;
+    let pod_a = node.add_pod(&format!("{tag}a"), "enia", POD_A, false).await;
+    let pod_b = node.add_pod(&format!("{tag}b"), "enib", POD_B, true).await;
+    Topology { node, pod_a, pod_b }
 }
 
 async fn apply(t: &Topology, backend: Backend, s: &SnatSettings) {
@@ -211,9 +72,15 @@ async fn scenario(backend: Backend) {
     );
 
     // VPC destinations: no SNAT, the pod's own IP; B's flow uses its own ENI.
-    assert_eq!(seen_source(a, &t.peer.netns(), VPC_PEER).unwrap(), POD_A);
+    assert_eq!(
+        seen_source(a, &t.node.peer.netns(), VPC_PEER).unwrap(),
+        POD_A
+    );
     let eth1 = tx_packets(n, "eth1");
-    assert_eq!(seen_source(b, &t.peer.netns(), VPC_PEER).unwrap(), POD_B);
+    assert_eq!(
+        seen_source(b, &t.node.peer.netns(), VPC_PEER).unwrap(),
+        POD_B
+    );
     assert!(tx_packets(n, "eth1") > eth1, "B's VPC flow uses eth1");
     // Excluded CIDR: no SNAT either.
     assert_eq!(seen_source(a, &o.netns(), EXCLUDED).unwrap(), POD_A);

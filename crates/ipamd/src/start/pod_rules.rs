@@ -49,19 +49,8 @@ mod tests {
 
     fn host(node: &Recording) -> HostNet<Recording> {
         let settings = HostNetSettings {
-            netns: None,
-            eni_mtu: 9001,
             vpc_cidrs: vec![],
-            exclude_snat_cidrs: vec![],
-            external_service_cidrs: vec![],
-            external_snat: false,
-            node_port_support: true,
-            randomize: net::snat::Randomize::Prng,
-            veth_prefix: "eni".into(),
-            connmark: 0x80,
-            v6_egress: false,
-            link_attempts: 1,
-            link_interval: Duration::ZERO,
+            ..crate::testing::host_settings(None, 1, Duration::ZERO)
         };
         HostNet::with_kernel(node.clone(), settings)
     }
