@@ -243,7 +243,10 @@ runtime = "runc"
         "portmap: {via_portmap:?}"
     );
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(logged.contains(&format!("container={cid}")), "{logged}");
+    assert!(
+        logged.contains(&format!(r#""container":"{cid}""#)),
+        "{logged}"
+    );
 
     // podman rm runs DEL: the address goes back, the host side is gone.
     let (ok, out) = pm.cmd(&["rm", "-f", "-t", "0", "web"]);
