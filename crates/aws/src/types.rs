@@ -18,6 +18,24 @@ pub struct EniAttachment {
     pub delete_on_termination: bool,
 }
 
+/// An ENI's connection tracking timeouts, in seconds (EC2's
+/// `ConnectionTrackingConfiguration` on `DescribeNetworkInterfaces`,
+/// `ConnectionTrackingSpecification.*` on `CreateNetworkInterface`); `None`: EC2's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnTrack {
+    pub tcp_established_timeout: Option<u32>,
+    pub udp_stream_timeout: Option<u32>,
+    pub udp_timeout: Option<u32>,
+}
+
+impl ConnTrack {
+    /// The timeouts if any is set (upstream's `setConnectionTrackingSettings` sends
+    /// nothing when none is).
+    pub fn if_set(self) -> Option<Self> {
+        (self != Self::default()).then_some(self)
+    }
+}
+
 /// One network interface as `DescribeNetworkInterfaces` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EniDescription {
@@ -39,6 +57,8 @@ pub struct EniDescription {
     pub security_groups: Vec<String>,
     pub tags: Tags,
     pub attachment: Option<EniAttachment>,
+    /// Non-default connection tracking timeouts (`None` when EC2 reports none set).
+    pub conntrack: Option<ConnTrack>,
 }
 
 /// Input of `CreateNetworkInterface`.
@@ -53,6 +73,8 @@ pub struct CreateEniRequest {
     pub prefixes: u32,
     /// Tags set at creation (`TagSpecifications`, resource type network-interface).
     pub tags: Tags,
+    /// `ConnectionTrackingSpecification` (upstream copies the primary ENI's into `createENI`).
+    pub conntrack: Option<ConnTrack>,
 }
 
 /// Addresses granted by `AssignPrivateIpAddresses` (only the new ones).

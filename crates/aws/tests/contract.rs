@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aws::{CreateEniRequest, Ec2, ErrorKind, Imds};
+use aws::{ConnTrack, CreateEniRequest, Ec2, ErrorKind, Imds};
 use common::Target;
 
 async fn contract(t: &Target) -> Vec<&'static str> {
@@ -70,10 +70,15 @@ async fn contract(t: &Target) -> Vec<&'static str> {
             secondary_ips: 2,
             prefixes: 0,
             tags: tags.clone(),
+            conntrack: None,
         })
         .await
         .unwrap();
     assert_eq!(eni.status, "available", "{name}");
+    assert_eq!(
+        eni.conntrack, None,
+        "{name}: no timeouts asked, none reported"
+    );
     assert_eq!(eni.secondary_ips.len(), 2, "{name}");
     assert_eq!(eni.description, format!("aws-K8S-{}", t.instance_id));
     assert_eq!(
@@ -210,6 +215,8 @@ async fn contract(t: &Target) -> Vec<&'static str> {
         skipped.push("IPv4 prefix delegation");
     }
 
+    conntrack_contract(t, &mut skipped).await;
+
     // Instance limits: a fourth ENI on an m5.large.
     if t.caps.limits {
         let second = t
@@ -331,6 +338,50 @@ async fn contract(t: &Target) -> Vec<&'static str> {
     skipped
 }
 
+/// Connection tracking timeouts (upstream's `createENIInput` copies the primary ENI's):
+/// the ones set go in, come back on create and describe, the unset one stays unset; EC2's
+/// ranges are enforced.
+async fn conntrack_contract(t: &Target, skipped: &mut Vec<&'static str>) {
+    let name = t.name;
+    if !t.caps.conntrack {
+        skipped.push("connection tracking timeouts");
+        return;
+    }
+    let asked = ConnTrack {
+        tcp_established_timeout: Some(3600),
+        udp_stream_timeout: None,
+        udp_timeout: Some(45),
+    };
+    let req = CreateEniRequest {
+        subnet_id: t.subnet_id.clone(),
+        conntrack: Some(asked),
+        ..Default::default()
+    };
+    let eni = t.ec2.create_eni(&req).await.unwrap();
+    assert_eq!(eni.conntrack, Some(asked), "{name}: create's answer");
+    let seen = t
+        .ec2
+        .describe_enis(std::slice::from_ref(&eni.id))
+        .await
+        .unwrap();
+    assert_eq!(seen[0].conntrack, Some(asked), "{name}: describe");
+    t.ec2.delete_eni(&eni.id).await.unwrap();
+
+    let too_short = CreateEniRequest {
+        conntrack: Some(ConnTrack {
+            udp_timeout: Some(10),
+            ..Default::default()
+        }),
+        ..req
+    };
+    let err = t.ec2.create_eni(&too_short).await.unwrap_err();
+    assert_eq!(
+        err.code.as_deref(),
+        Some("InvalidParameterValue"),
+        "{name}: {err}"
+    );
+}
+
 #[tokio::test]
 async fn contract_against_the_emulator() {
     let t = common::emulator(|_| {}).await;
@@ -346,5 +397,5 @@ async fn contract_against_moto() {
     let t = common::moto().await;
     let skipped = contract(&t).await;
     println!("moto: skipped checks it cannot answer: {skipped:?}");
-    assert_eq!(skipped.len(), 5, "{skipped:?}");
+    assert_eq!(skipped.len(), 6, "{skipped:?}");
 }

@@ -106,13 +106,14 @@ async fn start_and_serve(
         .as_ref()
         .and_then(|l| l.cluster.node())
         .and_then(|n| n.max_pods);
-    if let (Some(l), None) = (&link, node_max_pods) {
-        // Started without the Node: follow it when the API server comes back.
-        drop(cluster_link::watch_max_pods(
+    // Started without the Node: the pool follows it once the API server comes back.
+    let max_pods_watch = match (&link, node_max_pods) {
+        (Some(l), None) => Some(cluster_link::watch_max_pods(
             l.cluster.clone(),
             node.limits.max_pods,
-        ));
-    }
+        )),
+        _ => None,
+    };
     let policy = cfg.pool_policy(
         node_max_pods.unwrap_or(node.limits.max_pods),
         node.limits.prefix_delegation,
@@ -142,10 +143,12 @@ async fn start_and_serve(
         ds: Arc::new(Mutex::new(ds)),
         unmanaged,
         vpc_id: bootstrap::vpc_id(&enis),
+        primary_conntrack: primary_conntrack(&enis),
         capacity,
         host,
         link,
         policy,
+        max_pods_watch,
         metrics: metrics.clone(),
         checkpointer,
     };
@@ -155,4 +158,22 @@ async fn start_and_serve(
     })
     .await?;
     Ok(())
+}
+
+/// The primary ENI's (device 0, card 0) connection tracking timeouts, for new ENIs
+/// (upstream's `DescribeAllENIs` → `setConnectionTrackingSettings`).
+fn primary_conntrack(enis: &[aws::EniDescription]) -> Option<aws::ConnTrack> {
+    let primary = enis.iter().find(|e| {
+        e.attachment
+            .as_ref()
+            .is_some_and(|a| a.device_index == 0 && a.network_card == 0)
+    })?;
+    let ct = primary.conntrack?;
+    tracing::debug!(
+        tcp_established_timeout = ?ct.tcp_established_timeout,
+        udp_stream_timeout = ?ct.udp_stream_timeout,
+        udp_timeout = ?ct.udp_timeout,
+        "connection tracking settings from the primary ENI"
+    );
+    Some(ct)
 }

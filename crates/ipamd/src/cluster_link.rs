@@ -132,17 +132,17 @@ pub async fn wait_for_api_server(
     }
 }
 
+/// Max pods as it changes, and the task that follows the Node.
+pub type MaxPodsWatch = (
+    tokio::sync::watch::Receiver<u32>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// Max pods from the Node once the API server lists it (upstream's
 /// `SetAPIServerConnectivity(true)` after a start without the API server): logs the change
 /// from `fallback` (the limits table, as `eni-max-pods.txt`) and publishes it on the
 /// returned channel.
-pub fn watch_max_pods(
-    cluster: Arc<dyn Cluster>,
-    fallback: u32,
-) -> (
-    tokio::sync::watch::Receiver<u32>,
-    tokio::task::JoinHandle<()>,
-) {
+pub fn watch_max_pods(cluster: Arc<dyn Cluster>, fallback: u32) -> MaxPodsWatch {
     let (tx, rx) = tokio::sync::watch::channel(fallback);
     let task = tokio::spawn(async move {
         loop {

@@ -163,6 +163,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            conntrack: None,
             attachment: Some(EniAttachment {
                 attachment_id: "a".into(),
                 instance_id: "i-1".into(),

@@ -190,7 +190,28 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
             publish_gauges(&self.metrics, &self.ds);
             tokio::select! {
                 _ = tokio::time::sleep(self.timers.pool) => {}
-                _ = self.kick.notified() => {}
+                _ = self.kick.notified() => self.hold_burst().await,
+            }
+        }
+    }
+
+    /// After a wake-up, lets the rest of a burst of ADDs land so that one tick grows the
+    /// pool for all of them (`planner::coalesce`; docs/ipamd.md, "Coalesced wake-ups").
+    async fn hold_burst(&self) {
+        let first = Instant::now();
+        let mut last = first;
+        loop {
+            let burst = planner::coalesce::Burst {
+                since_first: first.elapsed(),
+                since_last: last.elapsed(),
+                available: pool::lock(&self.ds).stats(pool::now()).available(),
+            };
+            let planner::coalesce::Wake::After(pause) = planner::coalesce::wake(&burst) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.kick.notified() => last = Instant::now(),
             }
         }
     }

@@ -106,6 +106,8 @@ async fn the_log_file_is_zap_json_rotated_into_five_gzipped_backups() {
         log.to_str().unwrap(),
         &[
             ("AWS_VPC_K8S_CNI_LOGLEVEL", "DEBUG"),
+            // Every crate at debug (the AWS SDK's too): enough lines for many rotations.
+            ("RUST_LOG", "debug"),
             ("VPC_CNI_TEST_LOG_MAX_BYTES", "2048"),
             ("WARM_IP_TARGET", "3"),
         ],

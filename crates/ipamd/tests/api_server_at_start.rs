@@ -9,6 +9,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use ec2_emulator::faults::FailNext;
+use ec2_emulator::model::ErrorCode;
+use ec2_emulator::server;
 use ipamd::cluster_link;
 use k8s::testing::FakeApiServer;
 use serde_json::{Value, json};
@@ -147,6 +150,64 @@ async fn max_pods_follows_the_node_once_the_api_server_is_back() {
         .unwrap();
     assert_eq!(*max_pods.borrow(), 17);
     link.task.abort();
+}
+
+/// The running pool takes the Node's max pods once the API server answers: m5.large's
+/// table says 29 (3 ENIs x 9 secondaries fit), the Node says 17, so a pool asked for 25
+/// addresses stops after the ENI that crosses 17 (18 addresses on 2 ENIs), not at 27 on 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_pool_stops_growing_at_the_nodes_max_pods() {
+    let h = Harness::new("m5.large", "10.0.0.0/24", "api-max-pods-pool").await;
+    let api = FakeApiServer::start().await.unwrap();
+    api.apply(node(17, "us-west-2a"));
+    api.go_down().await;
+    // No growth until max pods has had its chance to change.
+    for action in ["AssignPrivateIpAddresses", "CreateNetworkInterface"] {
+        server::lock(h.emu()).faults.fail_next.push(FailNext {
+            action: action.into(),
+            code: ErrorCode::UnauthorizedOperation,
+            remaining: 1_000_000,
+        });
+    }
+    let cfg = h.config(&[
+        ("MY_NODE_NAME", NODE),
+        ("CLUSTER_ENDPOINT", &api.url()),
+        ("WARM_IP_TARGET", "1"),
+        ("MINIMUM_IP_TARGET", "25"),
+    ]);
+    let agent = h.start(cfg, h.options(Duration::from_secs(60), None));
+    assert!(
+        serves_within(&h, Duration::from_secs(60)).await,
+        "the agent never served without the API server"
+    );
+    assert_eq!(
+        h.ec2_secondary_count(),
+        0,
+        "the pool grew through the fault"
+    );
+
+    api.come_up().await.unwrap();
+    h.wait_for("the Node to be listed", |_| {
+        api.requests()
+            .iter()
+            .any(|r| r.path.contains("/api/v1/nodes") && !r.is_watch())
+    })
+    .await;
+    // The max-pods watch looks at the cache at least every `OPTIONAL_POLL`.
+    tokio::time::sleep(cluster_link::OPTIONAL_POLL + Duration::from_secs(1)).await;
+    server::lock(h.emu()).faults.clear();
+
+    h.wait_for("the pool to grow", |h| h.ec2_secondary_count() >= 18)
+        .await;
+    // 100 ms pool ticks: 3 s is many chances to grow past the Node's max pods.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        h.ec2_secondary_count(),
+        18,
+        "EC2 addresses past max pods 17"
+    );
+    assert_eq!(h.ec2_enis().len(), 2, "an ENI was added past max pods 17");
+    agent.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,7 @@ async fn node_in(netns: Option<&TestNetns>) -> Node {
             secondary_ips: 0,
             prefixes: 0,
             tags: Default::default(),
+            conntrack: None,
         })
         .await
         .unwrap();

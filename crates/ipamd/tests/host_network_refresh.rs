@@ -111,6 +111,7 @@ async fn trunk_eni_gets_no_eni_primary_rule_at_start() {
             secondary_ips: 0,
             prefixes: 0,
             tags,
+            conntrack: None,
         })
         .await
         .unwrap()

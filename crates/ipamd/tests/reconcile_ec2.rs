@@ -28,6 +28,7 @@ async fn operator_eni(h: &Harness, tag: (&str, &str), ips: u32) -> String {
         secondary_ips: ips,
         prefixes: 0,
         tags: Tags::from([(tag.0.to_string(), tag.1.to_string())]),
+        conntrack: None,
     };
     let eni = h.operator.create_eni(&req).await.unwrap();
     attach(h, &eni.id).await;
@@ -330,6 +331,7 @@ async fn leaked_enis_older_than_five_minutes_are_deleted_and_others_kept() {
             secondary_ips: 0,
             prefixes: 0,
             tags: t,
+            conntrack: None,
         }
     };
     let old = h

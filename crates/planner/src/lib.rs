@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod coalesce;
 pub mod deletable;
 pub mod exclusion;
 pub mod model;

@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 
 use crate::error::{AwsError, ErrorKind, classify_code, classify_status};
 use crate::types::{
-    AssignedAddresses, EniAttachment, EniDescription, Filter, InstanceDescription,
+    AssignedAddresses, ConnTrack, EniAttachment, EniDescription, Filter, InstanceDescription,
     InstanceTypeDescription, SubnetDescription, Tags,
 };
 
@@ -59,6 +59,10 @@ pub(super) fn sdk_tags(tags: &Tags) -> Vec<sdk::Tag> {
         .collect()
 }
 
+fn to_u32(v: i32) -> Option<u32> {
+    u32::try_from(v).ok()
+}
+
 pub(super) fn u32_of(v: Option<i32>) -> u32 {
     v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
 }
@@ -103,6 +107,14 @@ pub(super) fn eni_of(n: &sdk::NetworkInterface) -> EniDescription {
             .filter_map(|g| g.group_id().map(str::to_string))
             .collect(),
         tags: tags_of(n.tag_set()),
+        conntrack: n.connection_tracking_configuration().and_then(|c| {
+            ConnTrack {
+                tcp_established_timeout: c.tcp_established_timeout().and_then(to_u32),
+                udp_stream_timeout: c.udp_stream_timeout().and_then(to_u32),
+                udp_timeout: c.udp_timeout().and_then(to_u32),
+            }
+            .if_set()
+        }),
         attachment: n.attachment().and_then(|a| {
             Some(EniAttachment {
                 attachment_id: a.attachment_id()?.to_string(),

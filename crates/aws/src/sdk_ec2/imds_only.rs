@@ -65,6 +65,8 @@ impl ImdsOnly {
                 prefixes,
                 security_groups,
                 tags: Tags::new(),
+                // IMDS does not say; new ENIs are not created in this mode.
+                conntrack: None,
                 attachment: Some(EniAttachment {
                     // IMDS has no attachment ID; nothing in this mode detaches.
                     attachment_id: String::new(),

@@ -10,7 +10,7 @@ use super::SdkEc2;
 use super::convert::{assigned_of, eni_of, sdk_error, sdk_tags};
 use crate::error::{AwsError, ErrorKind};
 use crate::traits::AwsResult;
-use crate::types::{AssignedAddresses, CreateEniRequest, EniDescription, Tags};
+use crate::types::{AssignedAddresses, ConnTrack, CreateEniRequest, EniDescription, Tags};
 
 /// `CreateNetworkInterface`.
 pub(super) async fn create_network_interface(
@@ -30,6 +30,9 @@ pub(super) async fn create_network_interface(
             }
             if req.prefixes > 0 {
                 r = r.ipv4_prefix_count(req.prefixes as i32);
+            }
+            if let Some(ct) = req.conntrack {
+                r = r.connection_tracking_specification(conntrack_request(ct));
             }
             if !req.tags.is_empty() {
                 r = r.tag_specifications(
@@ -251,4 +254,15 @@ pub(super) async fn create_tags(
         }
     })
     .await
+}
+
+/// `ConnectionTrackingSpecification`: only the timeouts that are set (upstream's
+/// `setConnectionTrackingSettings`).
+fn conntrack_request(ct: ConnTrack) -> sdk::ConnectionTrackingSpecificationRequest {
+    let secs = |v: Option<u32>| v.and_then(|v| i32::try_from(v).ok());
+    sdk::ConnectionTrackingSpecificationRequest::builder()
+        .set_tcp_established_timeout(secs(ct.tcp_established_timeout))
+        .set_udp_stream_timeout(secs(ct.udp_stream_timeout))
+        .set_udp_timeout(secs(ct.udp_timeout))
+        .build()
 }

@@ -23,6 +23,9 @@ pub struct Caps {
     pub delete_on_termination: bool,
     /// Real EC2 answers AssignPrivateIpAddresses with only the new addresses.
     pub assign_returns_only_new: bool,
+    /// `ConnectionTrackingSpecification` on CreateNetworkInterface, reported back as
+    /// `connectionTrackingConfiguration` (moto 5.2.1 ignores the parameter).
+    pub conntrack: bool,
 }
 
 pub struct Target {
@@ -112,6 +115,7 @@ pub async fn emulator(settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
             imds: true,
             delete_on_termination: true,
             assign_returns_only_new: true,
+            conntrack: true,
         },
         ec2_endpoint,
         imds_endpoint: Some(imds_endpoint),
@@ -149,6 +153,7 @@ pub async fn moto() -> Target {
             imds: false,
             delete_on_termination: false,
             assign_returns_only_new: false,
+            conntrack: false,
         },
         ec2_endpoint: endpoint,
         imds_endpoint: None,

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::errors::{Ec2Error, ErrorCode};
-use super::resources::{Attachment, Tags};
+use super::resources::{Attachment, ConnTrack, Tags};
 use super::world::World;
 
 /// Parameters of `CreateNetworkInterface`.
@@ -17,6 +17,7 @@ pub struct CreateEni {
     pub secondary_ip_count: u32,
     pub prefix_count: u32,
     pub tags: Tags,
+    pub conntrack: ConnTrack,
 }
 
 /// What `AssignPrivateIpAddresses` asks for.
@@ -72,6 +73,9 @@ impl World {
                 "SecondaryPrivateIpAddressCount and Ipv4PrefixCount cannot be specified together",
             ));
         }
+        if let Some(why) = req.conntrack.out_of_range() {
+            return Err(Ec2Error::new(ErrorCode::InvalidParameterValue, why));
+        }
         let id = self.create_eni_in(&req.subnet_id, &req.groups, &req.description)?;
         let grant = if req.prefix_count > 0 {
             self.grant(&id, &AssignRequest::PrefixCount(req.prefix_count))
@@ -87,6 +91,7 @@ impl World {
         }
         let eni = self.eni_mut(&id)?;
         eni.tags.extend(req.tags.clone());
+        eni.conntrack = req.conntrack;
         Ok(id)
     }
 

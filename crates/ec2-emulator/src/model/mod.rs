@@ -10,7 +10,9 @@ pub mod world;
 pub use address_pool::AddressPool;
 pub use eni_ops::{AssignRequest, Assigned, CreateEni};
 pub use errors::{Ec2Error, ErrorCode};
-pub use resources::{Attachment, Eni, EniStatus, Instance, InstanceTypeInfo, Subnet, Tags, Vpc};
+pub use resources::{
+    Attachment, ConnTrack, Eni, EniStatus, Instance, InstanceTypeInfo, Subnet, Tags, Vpc,
+};
 pub use world::World;
 
 #[cfg(test)]

@@ -133,6 +133,37 @@ pub struct Eni {
     pub tags: Tags,
     pub attachment: Option<Attachment>,
     pub source_dest_check: bool,
+    /// Connection tracking timeouts set on the ENI (`ConnectionTrackingSpecification`).
+    pub conntrack: ConnTrack,
+}
+
+/// An ENI's connection tracking timeouts in seconds; `None`: EC2's default, not reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnTrack {
+    pub tcp_established_timeout: Option<u32>,
+    pub udp_stream_timeout: Option<u32>,
+    pub udp_timeout: Option<u32>,
+}
+
+impl ConnTrack {
+    /// EC2's ranges (`ConnectionTrackingSpecificationRequest`): TCP established 60–432000,
+    /// UDP stream 60–180, UDP 30–60 seconds.
+    pub fn out_of_range(&self) -> Option<String> {
+        let checks = [
+            (
+                "TcpEstablishedTimeout",
+                self.tcp_established_timeout,
+                60,
+                432_000,
+            ),
+            ("UdpStreamTimeout", self.udp_stream_timeout, 60, 180),
+            ("UdpTimeout", self.udp_timeout, 30, 60),
+        ];
+        checks.iter().find_map(|(name, v, lo, hi)| {
+            v.filter(|v| v < lo || v > hi)
+                .map(|v| format!("{name} {v} is out of range [{lo}, {hi}]"))
+        })
+    }
 }
 
 impl Eni {

@@ -222,6 +222,7 @@ impl World {
             tags: Tags::new(),
             attachment: None,
             source_dest_check: true,
+            conntrack: Default::default(),
         };
         self.enis.insert(id.clone(), eni);
         Ok(id)

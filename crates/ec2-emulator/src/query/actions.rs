@@ -4,7 +4,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::model::{AssignRequest, CreateEni, Ec2Error, ErrorCode, InstanceTypeInfo, World};
+use crate::model::{
+    AssignRequest, ConnTrack, CreateEni, Ec2Error, ErrorCode, InstanceTypeInfo, World,
+};
 
 use super::describe;
 use super::params::Params;
@@ -81,6 +83,12 @@ fn create_network_interface(
         secondary_ip_count: params.u32("SecondaryPrivateIpAddressCount")?.unwrap_or(0),
         prefix_count: params.u32("Ipv4PrefixCount")?.unwrap_or(0),
         tags: params.tag_specifications("network-interface"),
+        conntrack: ConnTrack {
+            tcp_established_timeout: params
+                .u32("ConnectionTrackingSpecification.TcpEstablishedTimeout")?,
+            udp_stream_timeout: params.u32("ConnectionTrackingSpecification.UdpStreamTimeout")?,
+            udp_timeout: params.u32("ConnectionTrackingSpecification.UdpTimeout")?,
+        },
     };
     let id = world.create_network_interface(&req)?;
     let world = &*world;

@@ -1,6 +1,6 @@
 //! How model resources are written in EC2's response XML.
 
-use crate::model::{Eni, Instance, InstanceTypeInfo, Subnet, Tags, World};
+use crate::model::{ConnTrack, Eni, Instance, InstanceTypeInfo, Subnet, Tags, World};
 
 use super::xml::Xml;
 
@@ -50,6 +50,7 @@ pub fn eni_fields(x: &mut Xml, world: &World, eni: &Eni) {
         });
     }
     tag_set(x, &eni.tags);
+    conntrack(x, &eni.conntrack);
     x.items("privateIpAddressesSet", eni.private_ips(), |x, ip| {
         x.leaf("privateIpAddress", ip)
             .leaf("primary", ip == eni.primary_ip);
@@ -124,6 +125,25 @@ pub fn instance_type_fields(x: &mut Xml, ty: &InstanceTypeInfo) {
                 x.leaf("networkCardIndex", index)
                     .leaf("maximumNetworkInterfaces", max);
             });
+    });
+}
+
+/// `connectionTrackingConfiguration`, with the timeouts that are set (absent when none is).
+fn conntrack(x: &mut Xml, ct: &ConnTrack) {
+    if *ct == ConnTrack::default() {
+        return;
+    }
+    x.node("connectionTrackingConfiguration", |x| {
+        let fields = [
+            ("tcpEstablishedTimeout", ct.tcp_established_timeout),
+            ("udpStreamTimeout", ct.udp_stream_timeout),
+            ("udpTimeout", ct.udp_timeout),
+        ];
+        for (name, v) in fields {
+            if let Some(v) = v {
+                x.leaf(name, v);
+            }
+        }
     });
 }
 

@@ -123,6 +123,7 @@ impl<E: Ec2, K: net::kernel::Kernel> PoolManager<E, K> {
             secondary_ips: if kind == CidrKind::Ip { count } else { 0 },
             prefixes: if kind == CidrKind::Prefix { count } else { 0 },
             tags,
+            conntrack: self.conntrack,
         }
     }
 

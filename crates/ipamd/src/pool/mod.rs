@@ -108,6 +108,11 @@ pub struct PoolManager<E: Ec2, K: Kernel = NetlinkHandle> {
     /// Retries and pauses when freeing an ENI.
     free_eni: FreeEniSettings,
     metrics: Option<Arc<Metrics>>,
+    /// Max pods as it changes (the Node's `status.capacity.pods` once the API server
+    /// answers, `cluster_link::watch_max_pods`); read at every plan.
+    max_pods: Option<watch::Receiver<u32>>,
+    /// The primary ENI's connection tracking timeouts, copied onto new ENIs.
+    conntrack: Option<aws::ConnTrack>,
 }
 
 impl<E: Ec2, K: Kernel> PoolManager<E, K> {
@@ -134,6 +139,8 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
             cordon_gate: None,
             free_eni: FreeEniSettings::default(),
             metrics: None,
+            max_pods: None,
+            conntrack: None,
         }
     }
 
@@ -159,6 +166,29 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
     pub fn with_cordon_gate(mut self, cluster: Arc<dyn k8s::Cluster>) -> Self {
         self.cordon_gate = Some(cluster);
         self
+    }
+
+    /// Follows max pods from `max_pods` (upstream's `SetAPIServerConnectivity(true)`
+    /// re-reads it from the Node): each plan uses the latest value.
+    pub fn with_max_pods(mut self, max_pods: watch::Receiver<u32>) -> Self {
+        self.max_pods = Some(max_pods);
+        self
+    }
+
+    /// New ENIs get these connection tracking timeouts (the primary ENI's, as upstream's
+    /// `createENIInput` copies them; `None`: EC2's defaults).
+    pub fn with_conntrack(mut self, conntrack: Option<aws::ConnTrack>) -> Self {
+        self.conntrack = conntrack;
+        self
+    }
+
+    /// The pool policy with the current max pods.
+    fn policy(&self) -> PoolPolicy {
+        let mut policy = self.policy;
+        if let Some(rx) = &self.max_pods {
+            policy.max_pods = *rx.borrow();
+        }
+        policy
     }
 
     /// Whether the Node is cordoned and the pool must stay as it is.
@@ -223,7 +253,7 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
     /// The plan the planner makes for the pool as it is now.
     pub fn plan(&self) -> TickPlan {
         let snapshot = lock(&self.ds).snapshot(now());
-        planner::plan_tick(&self.policy, &self.capacity, &snapshot, &self.timers())
+        planner::plan_tick(&self.policy(), &self.capacity, &snapshot, &self.timers())
     }
 
     /// One pool tick: drain excluded ENIs, release the other mode's leftovers, then plan

@@ -53,10 +53,14 @@ pub struct Ready {
     /// ENIs attached to the node that ipamd does not manage.
     pub unmanaged: HashSet<String>,
     pub vpc_id: String,
+    /// The primary ENI's connection tracking timeouts (new ENIs copy them).
+    pub primary_conntrack: Option<aws::ConnTrack>,
     pub capacity: NodeCapacity,
     pub host: Option<Arc<HostNet>>,
     pub link: Option<ClusterLink>,
     pub policy: PoolPolicy,
+    /// Max pods from the Node once the API server answers (started without it).
+    pub max_pods_watch: Option<cluster_link::MaxPodsWatch>,
     pub metrics: Arc<Metrics>,
     pub checkpointer: Checkpointer,
 }
@@ -217,12 +221,16 @@ fn pool_manager(
     let (ds, capacity) = (ds.clone(), ready.capacity);
     let mut manager = PoolManager::new(node.ec2.clone(), ds, facts, policy, capacity)
         .with_eni_configs(eni_configs)
+        .with_conntrack(ready.primary_conntrack)
         .with_metrics(ready.metrics.clone());
     if let (Some(c), false) = (cluster, cfg.eni.manage_enis_non_schedulable) {
         manager = manager.with_cordon_gate(c.clone());
     }
     if let Some(host) = &ready.host {
         manager = manager.with_host_network(host.clone());
+    }
+    if let Some((max_pods, _)) = &ready.max_pods_watch {
+        manager = manager.with_max_pods(max_pods.clone());
     }
     manager
 }
@@ -313,6 +321,9 @@ fn spawn_background(
     );
     if let Some(link) = ready.link.take() {
         tasks.0.push(link.task);
+    }
+    if let Some((_, task)) = ready.max_pods_watch.take() {
+        tasks.0.push(task);
     }
     if !cfg.leaked_eni_cleanup_disabled() {
         tasks.0.push(node_loop::spawn_leaked_eni_cleanup(
