@@ -183,15 +183,23 @@ impl Inner {
         Ok(())
     }
 
-    /// The backup name for now; when rotations come faster than one a millisecond, the next
-    /// free millisecond (lumberjack would overwrite the earlier backup).
+    /// The backup name for now, kept later than every backup already there: when rotations
+    /// come faster than one a millisecond, or the clock has not passed the newest backup's
+    /// stamp (a name freed by pruning would otherwise come back and sort as the oldest), the
+    /// millisecond after the newest backup's (lumberjack would overwrite the earlier one).
+    /// A name another process took meanwhile is skipped.
     fn free_backup_path(&self) -> PathBuf {
         let now = time::now_millis();
+        let newest = existing_backups(&self.dir, &self.naming)
+            .iter()
+            .map(|b| b.time)
+            .max();
+        let start = newest.map_or(now, |t| now.max(t + 1));
         let candidate = |ms| self.dir.join(self.naming.backup_name(ms));
-        (now..now + 1_000)
+        (start..start + 1_000)
             .map(candidate)
             .find(|p| std::fs::symlink_metadata(p).is_err())
-            .unwrap_or_else(|| candidate(now))
+            .unwrap_or_else(|| candidate(start))
     }
 
     fn mill(&self) {
@@ -215,6 +223,18 @@ impl Inner {
     }
 }
 
+/// The backups of a log file in `dir` (plain and compressed; none when `dir` cannot be read).
+fn existing_backups(dir: &Path, naming: &Naming) -> Vec<backups::Backup> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .filter_map(|e| naming.parse(&e.file_name().to_string_lossy()))
+        .collect()
+}
+
 /// One mill pass over a log file's directory.
 struct MillJob {
     dir: PathBuf,
@@ -226,14 +246,7 @@ struct MillJob {
 impl MillJob {
     fn run(&self) {
         let _one = lock(&self.one_at_a_time);
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        let found = entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
-            .filter_map(|e| self.naming.parse(&e.file_name().to_string_lossy()))
-            .collect();
+        let found = existing_backups(&self.dir, &self.naming);
         let plan = backups::plan(found, time::now_millis(), &self.rotation);
         for name in &plan.remove {
             let _ = std::fs::remove_file(self.dir.join(name));
