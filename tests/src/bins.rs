@@ -44,7 +44,7 @@ fn entry(name: &str) -> (&'static str, &'static str) {
 }
 
 /// `<target dir>/<profile>`: the directory of the running test executable's `deps/`.
-fn profile_dir() -> PathBuf {
+pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let deps = exe.parent().expect("the test executable's directory");
     let dir = if deps.file_name().is_some_and(|n| n == "deps") {
@@ -56,7 +56,7 @@ fn profile_dir() -> PathBuf {
 }
 
 /// The workspace root (this package's parent directory).
-fn workspace_root() -> &'static Path {
+pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ lives in the workspace root")

@@ -11,15 +11,10 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use crate::bins::workspace_root;
+
 /// The image `scripts/build-image.sh` builds unless told otherwise.
 pub const DEFAULT_IMAGE: &str = "localhost/vpc-cni-rs:dev";
-
-/// The workspace root.
-pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the workspace root")
-}
 
 /// Why podman cannot run containers here at all, if it cannot (the only reason to skip).
 pub fn podman_unusable() -> Option<String> {

@@ -48,11 +48,8 @@ fn sha256(path: &Path) -> String {
 
 /// `<target dir>/release`, beside this test's profile directory.
 fn release_dir() -> PathBuf {
-    let bin = integration_tests::workspace_bin("aws-cni");
-    bin.parent()
-        .and_then(Path::parent)
-        .expect("the target dir")
-        .join("release")
+    let profile = integration_tests::bins::profile_dir();
+    profile.parent().expect("the target dir").join("release")
 }
 
 #[test]
@@ -104,7 +101,7 @@ fn the_image_holds_what_the_dockerfile_puts_there() {
         let want = if copy["from_build"] == true {
             sha256(&release_dir().join(src.trim_start_matches("target/release/")))
         } else {
-            sha256(&integration_tests::image::workspace_root().join(src))
+            sha256(&integration_tests::bins::workspace_root().join(src))
         };
         assert!(
             listing.contains(&format!("{want}  {dest}")),

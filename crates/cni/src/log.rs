@@ -52,16 +52,9 @@ pub fn init(program: &str, file: &str, level_name: &str) -> Option<String> {
         Destination::Stderr => logfile::Sink::Stderr,
         Destination::File(path) => logfile::Sink::File(path),
     };
-    let rotation = logfile::Rotation::upstream_or_test_override(|k| std::env::var(k).ok());
     // Inline: the plugin exits right after its command, which would cut a background mill
     // pass short.
-    let (writer, warning) = logfile::make_writer(sink, rotation, logfile::Mill::Inline);
-    // A logger already installed (tests calling twice) is not an error worth reporting.
-    let _ = tracing_subscriber::fmt()
-        .event_format(logfile::ZapJson)
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .try_init();
+    let warning = logfile::install(sink, filter, logfile::Mill::Inline);
     let warning = warning.map(|w| format!("{program}: {w}"));
     if let Some(w) = &warning {
         tracing::warn!("{w}");

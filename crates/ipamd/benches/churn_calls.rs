@@ -14,21 +14,15 @@ use std::time::Duration;
 
 use ec2_emulator::server::{self, Shared};
 use ec2_emulator::testing::EmulatedNode;
-use ipamd::agent::{self, AgentOptions};
 use ipamd::node_loop::AgentTimers;
-use rpc::{AddNetworkRequest, CniBackendClient, DelNetworkRequest};
+use ipamd::testing;
 
 const PODS: usize = 20;
 const ROUNDS: usize = 2;
 
-async fn client(socket: &Path) -> CniBackendClient<tonic::transport::Channel> {
-    let uri = format!("unix://{}", socket.display());
-    loop {
-        if let Ok(ch) = rpc::client::connect(&uri, Some(Duration::from_secs(5))).await {
-            return CniBackendClient::new(ch);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// A gRPC client of the agent (it is up once the bench has connected the first time).
+async fn client(socket: &Path) -> rpc::CniBackendClient<tonic::transport::Channel> {
+    testing::connect_socket(socket, 200).await
 }
 
 fn calls(emu: &Shared) -> BTreeMap<String, u64> {
@@ -66,49 +60,35 @@ async fn settle(emu: &Shared, quiet: Duration) {
     }
 }
 
-async fn add(socket: &Path, id: String, retries: &AtomicU64) {
+/// Pod `n`'s ADD, retried every 50 ms while the pool is empty (counted in `retries`).
+async fn add(socket: &Path, n: usize, retries: &AtomicU64) {
     let mut c = client(socket).await;
     for _ in 0..400 {
-        let req = AddNetworkRequest {
-            container_id: id.clone(),
-            if_name: "eth0".into(),
-            network_name: "aws-cni".into(),
-            k8s_pod_name: id.clone(),
-            k8s_pod_namespace: "default".into(),
-            ..Default::default()
-        };
-        if matches!(c.add_network(req).await, Ok(r) if r.get_ref().success) {
+        if matches!(c.add_network(testing::add(n)).await, Ok(r) if r.get_ref().success) {
             return;
         }
         retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("ADD {id} never succeeded");
+    panic!("ADD of pod {n} never succeeded");
 }
 
-async fn del(socket: &Path, id: String) {
+async fn del(socket: &Path, n: usize) {
     let mut c = client(socket).await;
-    let req = DelNetworkRequest {
-        container_id: id.clone(),
-        if_name: "eth0".into(),
-        network_name: "aws-cni".into(),
-        reason: "PodDeleted".into(),
-        ..Default::default()
-    };
-    let ok = matches!(c.del_network(req).await, Ok(r) if r.get_ref().success);
-    assert!(ok, "DEL {id}");
+    let ok = matches!(c.del_network(testing::del(n)).await, Ok(r) if r.get_ref().success);
+    assert!(ok, "DEL of pod {n}");
 }
 
 async fn burst(socket: &Arc<PathBuf>, round: usize, adding: bool, retries: &Arc<AtomicU64>) {
     let mut tasks = Vec::new();
     for i in 0..PODS {
         let (socket, retries) = (socket.clone(), retries.clone());
-        let id = format!("c-{round}-{i}");
+        let n = round * PODS + i;
         tasks.push(tokio::spawn(async move {
             if adding {
-                add(&socket, id, &retries).await;
+                add(&socket, n, &retries).await;
             } else {
-                del(&socket, id).await;
+                del(&socket, n).await;
             }
         }));
     }
@@ -131,16 +111,10 @@ async fn churn(mode: &str, vars: &[(&str, &str)]) {
     ];
     all.extend_from_slice(vars);
     let cfg = config::Config::from_vars(all).expect("config");
-    let opts = AgentOptions {
-        grpc_socket: socket.clone(),
-        metrics_addr: None,
-        introspection_addr: None,
-        imds_endpoint: Some(node.imds_endpoint.clone()),
-        static_credentials: Some(("bench".into(), "bench".into())),
-        timers: AgentTimers::default(),
-        host_network: None,
-    };
-    let agent = tokio::spawn(agent::run(cfg, opts, std::future::pending()));
+    // Upstream's timers (a 5 s pool tick): the wake-ups, not the tick, drive the growth.
+    let mut opts = testing::options(socket.clone(), &node.imds_endpoint);
+    opts.timers = AgentTimers::default();
+    let agent = testing::spawn(cfg, opts);
     client(&socket).await;
     settle(&node.emu, Duration::from_secs(2)).await;
     let start = calls(&node.emu);

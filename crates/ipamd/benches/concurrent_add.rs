@@ -32,13 +32,7 @@ fn report(what: &str, mut lat: Vec<Duration>) {
 }
 
 async fn client(socket: &std::path::Path) -> CniBackendClient<tonic::transport::Channel> {
-    let uri = format!("unix://{}", socket.display());
-    loop {
-        if let Ok(ch) = rpc::client::connect(&uri, Some(Duration::from_secs(5))).await {
-            return CniBackendClient::new(ch);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ipamd::testing::connect_socket(socket, 200).await
 }
 
 async fn burst(socket: Arc<std::path::PathBuf>, round: usize, add: bool) -> Vec<Duration> {

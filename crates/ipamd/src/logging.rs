@@ -48,14 +48,7 @@ pub fn init(destination: &LogDestination, level: LogLevel) -> Option<String> {
         LogDestination::Stderr => logfile::Sink::Stderr,
         LogDestination::File(path) => logfile::Sink::File(path),
     };
-    let rotation = logfile::Rotation::upstream_or_test_override(|k| std::env::var(k).ok());
-    let (writer, warning) = logfile::make_writer(sink, rotation, logfile::Mill::Background);
-    // Already installed (tests starting the agent twice in one process): keep the first.
-    let _ = tracing_subscriber::fmt()
-        .event_format(logfile::ZapJson)
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .try_init();
+    let warning = logfile::install(sink, filter, logfile::Mill::Background);
     if let Some(w) = &warning {
         tracing::warn!("{w}");
     }

@@ -20,11 +20,6 @@ pub fn valid_for_eni_creation(
     }
 }
 
-/// Whether an existing ENI's subnet is excluded from pod addresses (`IsSubnetExcluded`).
-pub fn excluded(subnet: &SubnetDescription, cluster_name: &str) -> bool {
-    planner::subnet_excluded(&subnet.tags, cluster_name)
-}
-
 /// The CIDR of subnet `id` among `subnets` (a DescribeSubnets answer), if listed.
 pub fn cidr_of(subnets: &[SubnetDescription], id: &str) -> Option<Ipv4Net> {
     subnets.iter().find(|s| s.id == id).and_then(|s| s.cidr)
@@ -83,7 +78,7 @@ mod tests {
     fn the_node_subnet_tagged_zero_is_not_a_candidate() {
         let subnets = [subnet("node", 10, &[(ROLE_CNI_TAG, "0")])];
         assert!(candidates(&subnets, "node", "c").is_empty());
-        assert!(excluded(&subnets[0], "c"));
+        assert!(planner::subnet_excluded(&subnets[0].tags, "c"));
     }
 
     #[test]
@@ -110,8 +105,8 @@ mod tests {
         assert!(valid_for_eni_creation(&open, "n", "blue"));
         // Without CLUSTER_NAME every tagged subnet is valid.
         assert!(valid_for_eni_creation(&other, "n", ""));
-        assert!(excluded(&other, "blue"));
-        assert!(!excluded(&mine, "blue"));
+        assert!(planner::subnet_excluded(&other.tags, "blue"));
+        assert!(!planner::subnet_excluded(&mine.tags, "blue"));
         // Old kubernetes.io/cluster tags are ignored.
         let legacy = subnet(
             "s4",

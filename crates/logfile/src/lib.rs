@@ -11,6 +11,7 @@ pub mod writer;
 
 use std::path::Path;
 
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 pub use backups::{Rotation, TEST_MAX_BYTES_ENV};
@@ -46,4 +47,19 @@ pub fn make_writer(
             ),
         },
     }
+}
+
+/// Installs the global logger: `filter`'s events as zap JSON lines into `sink`, rotated as
+/// upstream (or as [`TEST_MAX_BYTES_ENV`] says, in tests). A logger already installed (tests
+/// starting a program twice in one process) is kept. Returns [`make_writer`]'s warning, for
+/// the caller to log once the logger is up.
+pub fn install(sink: Sink<'_>, filter: EnvFilter, mill: Mill) -> Option<String> {
+    let rotation = Rotation::upstream_or_test_override(|k| std::env::var(k).ok());
+    let (writer, warning) = make_writer(sink, rotation, mill);
+    let _ = tracing_subscriber::fmt()
+        .event_format(ZapJson)
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .try_init();
+    warning
 }

@@ -6,7 +6,6 @@
 
 use aws::Ec2;
 use net::kernel::Kernel;
-use planner::Action;
 
 use super::{PoolManager, TickOutcome, lock, now};
 
@@ -15,25 +14,9 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
     pub(super) async fn drain_excluded(&mut self, out: &mut TickOutcome) {
         let actions = {
             let snapshot = lock(&self.ds).snapshot(now());
-            planner::plan_excluded(&self.policy, &snapshot, &self.timers())
+            planner::plan_excluded(&self.policy(), &snapshot, &self.timers())
         };
-        for action in &actions {
-            match self.shrink(action).await {
-                Ok((cidrs, enis)) => {
-                    out.cidrs_released += cidrs;
-                    out.enis_freed += enis;
-                    match action {
-                        Action::FreeEni { eni } if enis > 0 => {
-                            tracing::info!(%eni, "freed an empty ENI excluded from pod IPs")
-                        }
-                        Action::ReleaseCidrs { eni, .. } if cidrs > 0 => tracing::info!(
-                            %eni, cidrs, "released unused addresses of an ENI excluded from pod IPs"
-                        ),
-                        _ => {}
-                    }
-                }
-                Err(e) => out.errors.push(format!("excluded ENI: {e}")),
-            }
-        }
+        let what = "gave back addresses or an empty ENI excluded from pod IPs";
+        self.shrink_each(&actions, what, out).await;
     }
 }

@@ -9,7 +9,6 @@
 
 use aws::Ec2;
 use net::kernel::Kernel;
-use planner::Action;
 
 use super::{PoolManager, TickOutcome, lock};
 
@@ -17,19 +16,7 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
     /// Gives the other mode's unused CIDRs back to EC2.
     pub(super) async fn release_other_mode(&mut self, out: &mut TickOutcome) {
         let actions = lock(&self.ds).other_mode_leftovers();
-        for action in &actions {
-            match self.shrink(action).await {
-                Ok((cidrs, _)) => {
-                    out.cidrs_released += cidrs;
-                    if let (Action::ReleaseCidrs { eni, .. }, true) = (action, cidrs > 0) {
-                        tracing::info!(
-                            %eni, cidrs, prefix_delegation = self.policy.prefix_delegation,
-                            "released unused addresses of the other prefix-delegation mode"
-                        );
-                    }
-                }
-                Err(e) => out.errors.push(format!("other-mode leftovers: {e}")),
-            }
-        }
+        let what = "released unused addresses of the other prefix-delegation mode";
+        self.shrink_each(&actions, what, out).await;
     }
 }

@@ -328,6 +328,26 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
         out
     }
 
+    /// Carries out shrink actions planned outside the warm-pool plan (ENIs excluded from pod
+    /// addresses, the other prefix-delegation mode's leftovers), counting into `out`; `what`
+    /// says what was given back, in the log and in errors.
+    async fn shrink_each(&mut self, actions: &[Action], what: &str, out: &mut TickOutcome) {
+        for action in actions {
+            match self.shrink(action).await {
+                Ok((cidrs, enis)) => {
+                    out.cidrs_released += cidrs;
+                    out.enis_freed += enis;
+                    if let Action::ReleaseCidrs { eni, .. } | Action::FreeEni { eni } = action
+                        && cidrs + enis > 0
+                    {
+                        tracing::info!(%eni, cidrs, enis, prefix_delegation = self.policy.prefix_delegation, "{what}");
+                    }
+                }
+                Err(e) => out.errors.push(format!("{what}: {e}")),
+            }
+        }
+    }
+
     async fn shrink(&mut self, action: &Action) -> Result<(u32, u32), PoolError> {
         match action {
             Action::ReleaseCidrs { eni, cidrs } => {
