@@ -155,10 +155,10 @@ pub fn watch_max_pods(cluster: Arc<dyn Cluster>, fallback: u32) -> MaxPodsWatch 
                 let _ = tx.send(max_pods);
                 return;
             }
-            if !cluster.wait_synced(OPTIONAL_POLL).await {
-                continue;
-            }
-            if cluster.node().is_none() {
+            // Listed, but no Node yet or one without `capacity.pods` (a kubelet still
+            // registering): look again later. Without this pause a synced cache answers at
+            // once and the loop spins on a core without ever yielding.
+            if cluster.wait_synced(OPTIONAL_POLL).await {
                 tokio::time::sleep(OPTIONAL_POLL).await;
             }
         }
@@ -174,13 +174,11 @@ pub fn event_for(blocker: &GrowthBlocker, subnet: &str, max_enis: u32) -> Option
             action: "CreateNetworkInterface/AssignPrivateIpAddresses".into(),
         }),
         GrowthBlocker::EniLimitReached => Some(NodeEvent::EniLimitReached { max_enis }),
-        GrowthBlocker::Unauthorized(action) => Some(NodeEvent::MissingIamPermissions {
-            action: action.clone(),
-        }),
         GrowthBlocker::EniConfig(detail) => Some(NodeEvent::EniConfigMissing {
             detail: detail.clone(),
         }),
-        GrowthBlocker::Throttled | GrowthBlocker::Other(_) => None,
+        // Refused EC2 calls, the pool's included, are reported by `crate::iam_events`.
+        GrowthBlocker::Unauthorized(_) | GrowthBlocker::Throttled | GrowthBlocker::Other(_) => None,
     }
 }
 
@@ -192,4 +190,97 @@ pub fn send_event(cluster: &Arc<dyn Cluster>, event: NodeEvent) {
             tracing::warn!("node event: {e}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use k8s::{
+        ApiStatus, BoxFuture, EniConfigError, EventOutcome, Feature, K8sError, NodeInfo,
+        PatchOutcome, PodIdentity, PolicyMatch, ResolvedEniConfig,
+    };
+
+    use super::*;
+
+    /// A synced cache whose Node has no `capacity.pods` until `node` has been read
+    /// `answer_after` times.
+    struct NodeWithoutCapacity {
+        reads: AtomicU32,
+        answer_after: u32,
+    }
+
+    impl Cluster for NodeWithoutCapacity {
+        fn node(&self) -> Option<NodeInfo> {
+            let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+            let max_pods = (n >= self.answer_after).then_some(17);
+            Some(NodeInfo {
+                max_pods,
+                ..NodeInfo::default()
+            })
+        }
+        fn node_eni_config(&self) -> Result<ResolvedEniConfig, EniConfigError> {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn node_eni_config_name(&self) -> Option<String> {
+            None
+        }
+        fn sgp_for_pod(&self, _: &PodIdentity) -> Vec<PolicyMatch> {
+            Vec::new()
+        }
+        fn status(&self) -> ApiStatus {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn annotate_pod_ip<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<PatchOutcome, K8sError>> {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn clear_pod_ip<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<PatchOutcome, K8sError>> {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn node_event(&self, _: NodeEvent) -> BoxFuture<'_, Result<EventOutcome, K8sError>> {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn advertise_features<'a>(
+            &'a self,
+            _: &'a [Feature],
+        ) -> BoxFuture<'a, Result<PatchOutcome, K8sError>> {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn wait_synced(&self, _: Duration) -> BoxFuture<'_, bool> {
+            Box::pin(async { true })
+        }
+    }
+
+    /// A Node still without capacity is looked at once per `OPTIONAL_POLL`, not in a loop
+    /// that holds a core (it used to spin until the kubelet set the capacity).
+    #[tokio::test(start_paused = true)]
+    async fn a_node_without_capacity_is_polled_not_spun_on() {
+        let cluster = Arc::new(NodeWithoutCapacity {
+            reads: AtomicU32::new(0),
+            answer_after: 1_000,
+        });
+        let (rx, task) = watch_max_pods(cluster.clone(), 29);
+        tokio::time::sleep(OPTIONAL_POLL * 3 + Duration::from_millis(10)).await;
+        let reads = cluster.reads.load(Ordering::SeqCst);
+        assert!(
+            (3..=5).contains(&reads),
+            "{reads} reads of the Node in three poll periods"
+        );
+        assert_eq!(
+            *rx.borrow(),
+            29,
+            "the fallback until the Node says otherwise"
+        );
+        task.abort();
+    }
 }

@@ -12,6 +12,7 @@ pub mod cluster_link;
 pub mod cni_server;
 pub mod free_eni;
 pub mod host_net;
+pub mod iam_events;
 pub mod introspect;
 pub mod leaked_enis;
 pub mod logging;

@@ -3,12 +3,12 @@
 //! `:61678/metrics`. The AWS call latency is a summary without quantiles (as client_golang
 //! exposes a `SummaryOpts` without objectives): only `_sum` and `_count`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aws::{ApiObserver, AwsError};
+use aws::{ApiObserver, AwsError, ErrorKind};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -32,6 +32,9 @@ macro_rules! metric_table {
             $(#[doc = concat!("`", $name, "`")] pub $field: $ty,)*
             /// `awscni_aws_api_latency_ms` (summary: sum and count per label set).
             latency: Mutex<BTreeMap<LatencyKey, (u64, f64)>>,
+            /// EC2 actions answered `UnauthorizedOperation` since the last
+            /// [`Metrics::take_refused_actions`].
+            refused_actions: Mutex<BTreeSet<String>>,
         }
 
         impl Metrics {
@@ -40,6 +43,7 @@ macro_rules! metric_table {
                 Ok(Self {
                     $($field: <$ty as Register>::register(&registry, $name, $help, &[$($label),*])?,)*
                     latency: Mutex::new(BTreeMap::new()),
+                    refused_actions: Mutex::new(BTreeSet::new()),
                     registry,
                 })
             }
@@ -240,7 +244,21 @@ impl Metrics {
             if is_ec2 {
                 self.ec2api_error_count.with_label_values(&[api]).inc();
             }
+            if is_ec2 && e.kind == ErrorKind::Unauthorized {
+                if let Ok(mut refused) = self.refused_actions.lock() {
+                    refused.insert(api.to_string());
+                }
+            }
         }
+    }
+
+    /// The EC2 actions refused for missing IAM permissions since the last call (for
+    /// `MissingIAMPermissions` events, [`crate::iam_events`]).
+    pub fn take_refused_actions(&self) -> BTreeSet<String> {
+        self.refused_actions
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
     }
 }
 

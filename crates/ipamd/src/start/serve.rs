@@ -319,6 +319,12 @@ fn spawn_background(
         }
         .run(),
     );
+    if let Some(cluster) = &shared.cluster {
+        tasks.0.push(crate::iam_events::spawn(
+            ready.metrics.clone(),
+            cluster.clone(),
+        ));
+    }
     if let Some(link) = ready.link.take() {
         tasks.0.push(link.task);
     }
