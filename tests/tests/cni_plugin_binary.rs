@@ -343,3 +343,52 @@ async fn ipamd_with_an_empty_pool_fails_the_add_cleanly() {
     assert_eq!(snapshot(&pod).await, before.1);
     assert!(agent.checkpoint_containers().is_empty());
 }
+
+/// The runtime removed the pod's namespace before DEL (kubelet retrying a DEL, a crashed
+/// sandbox): the veth went with the namespace, so DEL only has the rules left to remove.
+/// It succeeds, releases the address and leaves the node exactly as before the ADD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn del_after_the_namespace_is_gone_releases_and_leaves_the_node_clean() {
+    let node = TestNetns::new("cni-gone");
+    let agent = NodeAgent::start(&node, "gone", 9, |_| {}).await;
+    let sock = agent.socket.clone();
+    let run =
+        |env: &[(&str, &str)]| tokio::task::block_in_place(|| plugin(Some(&node.0), env, CONF));
+    // A first pod makes the agent grow its pool (a warm ENI) before the snapshot.
+    let warm = TestNetns::new("cni-gonewarm");
+    let (warm_path, warm_args) = (warm.path(), "K8S_POD_NAMESPACE=default;K8S_POD_NAME=w");
+    let r = run(&cni_env("ADD", "cw", &warm_path, warm_args, &sock));
+    assert_eq!(r.rc, 0, "{}", r.stdout);
+    let r = run(&cni_env("DEL", "cw", &warm_path, warm_args, &sock));
+    assert_eq!(r.rc, 0, "{}", r.stdout);
+    let warm_veth = net::names::host_veth_name("eni", "default", "w", 0);
+    runtime_removes_netns(&warm, &node, &warm_veth).await;
+    let before = settled(&node).await;
+
+    let pod = TestNetns::new("cni-gonepod");
+    let (path, args) = (pod.path(), "K8S_POD_NAMESPACE=default;K8S_POD_NAME=g");
+    let r = run(&cni_env("ADD", "cg", &path, args, &sock));
+    assert_eq!(r.rc, 0, "{}", r.stdout);
+    let ip = r.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/32")
+        .to_string();
+    assert!(node.ip(&["rule"]).contains(&ip));
+    drop(pod);
+    let veth = net::names::host_veth_name("eni", "default", "g", 0);
+    node.wait_link_gone(&veth).await;
+    assert!(
+        node.ip(&["rule"]).contains(&ip),
+        "the kernel keeps the rules: DEL's job"
+    );
+
+    let r = run(&cni_env("DEL", "cg", &path, args, &sock));
+    assert_eq!(
+        (r.rc, r.stdout.as_str()),
+        (0, ""),
+        "DEL without a namespace"
+    );
+    assert!(!agent.checkpoint_containers().contains(&"cg".to_string()));
+    assert_eq!(settled(&node).await, before, "nothing of the pod is left");
+}

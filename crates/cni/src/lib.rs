@@ -12,3 +12,4 @@ pub mod skel;
 pub mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timing;

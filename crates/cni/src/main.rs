@@ -3,7 +3,7 @@
 
 use cni::conf::{CniEnv, NetConf, SUPPORTED_VERSIONS};
 use cni::error::CniError;
-use cni::{check, log, plugin, status};
+use cni::{check, log, plugin, status, timing};
 
 /// Printed when no command is set (as upstream's skel "about" string).
 const ABOUT: &str = concat!("AWS CNI ", env!("CARGO_PKG_VERSION"));
@@ -19,17 +19,20 @@ fn run(env: &CniEnv, stdin: &[u8]) -> cni::skel::Outcome {
         _ => {}
     }
     let conf = NetConf::parse(stdin).map_err(|e| ("1.1.0".to_string(), e))?;
+    timing::mark("conf");
     let version = conf.cni_version.clone();
     let fail = |e: CniError| {
         tracing::error!(command = %env.command, code = e.code, "{}", e.msg);
         (version.clone(), e)
     };
     log::init("aws-cni", &conf.plugin_log_file, &conf.plugin_log_level);
+    timing::mark("log");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| fail(CniError::io(format!("starting the runtime: {e}"))))?;
     let peers = plugin::Endpoints::from_lookup(|k| std::env::var(k).ok());
+    timing::mark("runtime");
     match env.command.as_str() {
         "ADD" => runtime
             .block_on(plugin::add(&conf, env, &peers))
@@ -55,5 +58,6 @@ fn run(env: &CniEnv, stdin: &[u8]) -> cni::skel::Outcome {
 }
 
 fn main() {
+    timing::start();
     cni::skel::plugin_main(run)
 }

@@ -3,12 +3,14 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use net::names::{dummy_if_name, host_veth_name};
-use net::netlink::NetlinkHandle;
+use net::netlink::{NetlinkError, NetlinkHandle};
 use net::netns::Netns;
-use net::pod::{PodNetwork, setup_pod, teardown_pod};
+use net::pod::{
+    PodNetwork, PreparedPod, finish_pod_in, prepare_pod_in, remove_pod_veth, teardown_pod,
+};
 use rpc::{AddNetworkRequest, CniBackendClient, DelNetworkRequest};
 use serde_json::{Value, json};
 
@@ -16,6 +18,7 @@ use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
 use crate::network_policy;
 use crate::result::{CniResult, Interface, IpConfig};
+use crate::timing;
 
 /// How long to wait for ipamd's socket before calling it "not running".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,7 +77,10 @@ fn pod_network(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> PodNet
     }
 }
 
-/// ADD: returns the CNI result JSON.
+/// ADD: returns the CNI result JSON. ipamd's answer and the half of the wiring that does
+/// not need the address (the veth pair, the pod's gateway) are awaited together; the
+/// address, the host route and the rules follow (docs/cni-plugin.md, "Where ADD and DEL
+/// spend their time").
 pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<String, CniError> {
     tracing::info!(
         container = %env.container_id,
@@ -84,30 +90,87 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
         "ADD"
     );
     check_add_env(env)?;
-    let mut client = ipamd(&peers.ipamd).await?;
-    let granted = request_address(&mut client, conf, env).await?;
-    let p = pod_network(conf, env, granted.ip, granted.table);
-    wire_or_give_back(&mut client, conf, env, &p).await?;
-    let host_mac = host_veth_mac(&p.host_veth).await;
-    tracing::info!(container = %env.container_id, ip = %granted.ip, table = granted.table, veth = %p.host_veth, "ADD ok");
-    let pod_mac = if conf.real_macs_in_result {
-        pod_mac(&env.netns, &p.pod_ifname).await
-    } else {
-        String::new()
+    let mut p = pod_network(conf, env, Ipv4Addr::UNSPECIFIED, 0);
+    let (asked, prepared) = futures_util::future::join(
+        ask_ipamd(&peers.ipamd, conf, env),
+        prepare_veth(&env.netns, &p),
+    )
+    .await;
+    timing::mark("ipamd+veth");
+    let (mut client, granted) = match asked {
+        Ok(asked) => asked,
+        Err(e) => {
+            // No address: the pair goes again (best effort; ipamd's error is the answer).
+            if let Ok((host, _)) = &prepared {
+                let _ = remove_pod_veth(host, &p).await;
+            }
+            return Err(e);
+        }
     };
+    p.pod_ip = granted.ip;
+    p.table = granted.table;
+    let wired = match prepared {
+        Ok((host, prepared)) => finish_pod_in(&host, &prepared, &p)
+            .await
+            .map(|()| (prepared.host_mac, prepared.pod_mac)),
+        Err(e) => Err(e),
+    };
+    let (host_mac, pod_mac) = give_back_if_unwired(&mut client, conf, env, &p, wired).await?;
+    timing::mark("finish");
     if !granted.network_policy_mode.is_empty() {
         // The address stays assigned when this fails: kubelet's DEL releases it (upstream).
         let pod = pod_ref(env);
         let mode = &granted.network_policy_mode;
         network_policy::enforce(&peers.npa, &pod, mode, granted.interfaces).await?;
+        timing::mark("policy");
     }
-    Ok(result_json(
+    let pod_mac = match pod_mac {
+        Some(mac) if conf.real_macs_in_result => mac.to_string(),
+        _ => String::new(),
+    };
+    let result = result_json(
         conf,
         env,
         &p,
-        (&host_mac, &pod_mac),
+        (&host_mac.to_string(), &pod_mac),
         granted.device_number,
-    ))
+    );
+    timing::mark("result");
+    tracing::info!(
+        container = %env.container_id,
+        ip = %granted.ip,
+        table = granted.table,
+        veth = %p.host_veth,
+        phases_us = %timing::summary(),
+        "ADD ok"
+    );
+    Ok(result)
+}
+
+/// Connects to ipamd and asks it for the pod's address.
+async fn ask_ipamd(
+    target: &str,
+    conf: &NetConf,
+    env: &CniEnv,
+) -> Result<(CniBackendClient<tonic::transport::Channel>, Granted), CniError> {
+    let since = Instant::now();
+    let mut client = ipamd(target).await?;
+    let granted = request_address(&mut client, conf, env).await?;
+    timing::span("ipamd", since);
+    Ok((client, granted))
+}
+
+/// The host namespace's netlink handle and the address-independent half of the wiring
+/// ([`prepare_pod_in`]; `p`'s address is not read).
+async fn prepare_veth(
+    netns: &str,
+    p: &PodNetwork,
+) -> Result<(NetlinkHandle, PreparedPod<NetlinkHandle>), NetlinkError> {
+    let since = Instant::now();
+    let host = NetlinkHandle::current()?;
+    let prepared = prepare_pod_in(&host, Path::new(netns), p).await?;
+    timing::span("veth", since);
+    Ok((host, prepared))
 }
 
 /// ADD needs a container, a namespace that exists and an interface name.
@@ -191,23 +254,19 @@ async fn request_address(
     })
 }
 
-/// Wires the pod; when that fails, gives the address back to ipamd and says whether it
-/// took it. `setup_pod` removes whatever it created when it fails, and never deletes a
-/// link that is not ours, so only the address has to be given back here.
-async fn wire_or_give_back(
+/// When wiring failed, gives the address back to ipamd and says whether it took it.
+/// [`prepare_pod_in`] and [`finish_pod_in`] remove whatever they created when they fail,
+/// and never delete a link that is not ours, so only the address has to be given back here.
+async fn give_back_if_unwired<T>(
     client: &mut CniBackendClient<tonic::transport::Channel>,
     conf: &NetConf,
     env: &CniEnv,
     p: &PodNetwork,
-) -> Result<(), CniError> {
-    let wired = match Netns::current() {
-        Ok(host) => setup_pod(&host, Path::new(&env.netns), p)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let Err(e) = wired else {
-        return Ok(());
+    wired: Result<T, NetlinkError>,
+) -> Result<T, CniError> {
+    let e = match wired {
+        Ok(done) => return Ok(done),
+        Err(e) => e,
     };
     let released = client
         .del_network(DelNetworkRequest {
@@ -229,38 +288,6 @@ async fn wire_or_give_back(
     Err(CniError::setup(format!(
         "failed to set up the pod network (address {ip} {release}): {e}"
     )))
-}
-
-/// The MAC of the host end of the pod's veth (empty when it cannot be read).
-async fn host_veth_mac(host_veth: &str) -> String {
-    match NetlinkHandle::current() {
-        Ok(nl) => nl
-            .link_by_name(host_veth)
-            .await
-            .ok()
-            .flatten()
-            .map(|l| l.mac.map(|m| m.to_string()).unwrap_or_default()),
-        Err(_) => None,
-    }
-    .unwrap_or_default()
-}
-
-/// The MAC of the pod's interface (empty when it cannot be read).
-async fn pod_mac(netns: &str, ifname: &str) -> String {
-    let Ok(ns) = Netns::open(netns) else {
-        return String::new();
-    };
-    match NetlinkHandle::in_netns(&ns) {
-        Ok(nl) => nl
-            .link_by_name(ifname)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.mac)
-            .map(|m| m.to_string())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    }
 }
 
 /// The CNI result, with upstream's encoding (container interface `mac` = route table,
@@ -424,7 +451,9 @@ async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &
 /// fails (as upstream's `cmdDel` does), so that kubelet never sticks.
 pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), CniError> {
     tracing::info!(container = %env.container_id, netns = %env.netns, "DEL");
-    let (wiring, np_mode) = match release(del_request(conf, env), &peers.ipamd).await? {
+    let released = release(del_request(conf, env), &peers.ipamd).await?;
+    timing::mark("del_network");
+    let (wiring, np_mode) = match released {
         Release::Failed(e) => {
             teardown_after_ipamd_error(conf, env, &e).await;
             return Ok(());
@@ -443,10 +472,13 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
     };
     if let Some((ip, table)) = wiring {
         teardown(conf, env, ip, table).await?;
+        timing::mark("teardown");
     }
     if !np_mode.is_empty() {
         network_policy::delete(&peers.npa, &pod_ref(env)).await?;
+        timing::mark("policy");
     }
+    tracing::info!(container = %env.container_id, phases_us = %timing::summary(), "DEL ok");
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 
 use crate::kernel::Kernel;
 use crate::netlink::link::VethPair;
-use crate::netlink::{Mac, NetlinkError, NetlinkHandle, Route, Rule};
+use crate::netlink::{Link, Mac, NetlinkError, NetlinkHandle, Route, Rule};
 use crate::netns::Netns;
 use crate::route_table::{MAIN_TABLE, priority};
 
@@ -74,12 +74,12 @@ fn random_mac() -> Result<Mac, NetlinkError> {
     Ok(Mac(b))
 }
 
-/// A random MAC differing from every MAC in the host namespace (at most 10 tries).
-async fn unique_mac<K: Kernel>(host: &K) -> Result<Mac, NetlinkError> {
-    let taken: Vec<Option<Mac>> = host.links().await?.into_iter().map(|l| l.mac).collect();
+/// A random MAC differing from every MAC in `taken` (the host's links; at most 10 tries,
+/// as upstream's `generateUniqueRandomMAC`).
+fn unique_mac(taken: &[Link]) -> Result<Mac, NetlinkError> {
     for _ in 0..10 {
         let mac = random_mac()?;
-        if !taken.contains(&Some(mac)) {
+        if !taken.iter().any(|l| l.mac == Some(mac)) {
             return Ok(mac);
         }
     }
@@ -111,29 +111,59 @@ pub async fn setup_pod(
     setup_pod_in(&host, pod_netns_path, p).await
 }
 
-/// Wires a regular pod (upstream `SetupPodNetwork`). On failure after the veth exists
-/// everything created is removed again before the error is returned.
+/// Wires a regular pod (upstream `SetupPodNetwork`): [`prepare_pod_in`] then
+/// [`finish_pod_in`]. On failure after the veth exists everything created is removed again
+/// before the error is returned.
 pub async fn setup_pod_in<K: Kernel>(
     host: &K,
     pod_netns_path: &Path,
     p: &PodNetwork,
 ) -> Result<(), NetlinkError> {
+    let prepared = prepare_pod_in(host, pod_netns_path, p).await?;
+    finish_pod_in(host, &prepared, p).await
+}
+
+/// What [`prepare_pod_in`] made: the veth pair, both ends up, and the pod's gateway route,
+/// default route and gateway neighbour. The pod's address, the host route and the rules
+/// come with [`finish_pod_in`], once the address is known.
+pub struct PreparedPod<K> {
+    pod: K,
+    host_index: u32,
+    pod_index: u32,
+    /// MAC of the host end (chosen here: random, unique on the host).
+    pub host_mac: Mac,
+    /// MAC of the pod's interface (the kernel's choice).
+    pub pod_mac: Option<Mac>,
+}
+
+/// The part of upstream's `SetupPodNetwork` that does not depend on the pod's address (only
+/// `p`'s names, index and MTU are read), so that the plugin can do it while ipamd picks the
+/// address: a stale host veth of ours with the same name goes (upstream does the same; a
+/// link of another kind is not ours to delete), the pair is created with the pod end in the
+/// pod's namespace (up) and the host end in `host`'s, the host end gets its sysctls and goes
+/// up, and the pod gets its gateway route, default route and gateway neighbour. On failure
+/// the pair is removed again. Undo a success with [`remove_pod_veth`].
+pub async fn prepare_pod_in<K: Kernel>(
+    host: &K,
+    pod_netns_path: &Path,
+    p: &PodNetwork,
+) -> Result<PreparedPod<K>, NetlinkError> {
     let (pod, _) = host.open_netns(pod_netns_path)?;
     let host_peer = host.peer()?;
-
-    // A stale host veth from an earlier sandbox of the same pod goes first (upstream does
-    // the same); a link of another kind with that name is not ours to delete.
-    if let Some(existing) = host.link_by_name(&p.host_veth).await? {
+    // One dump serves the stale-veth check and the MAC uniqueness check.
+    let links = host.links().await?;
+    if let Some(existing) = links.iter().find(|l| l.name == p.host_veth) {
         if existing.kind.as_deref() != Some("veth") {
             return Err(NetlinkError::ForeignLink {
                 name: p.host_veth.clone(),
-                kind: existing.kind.unwrap_or_else(|| "unknown".into()),
+                kind: existing.kind.clone().unwrap_or_else(|| "unknown".into()),
                 netns: host.describe(),
             });
         }
         host.delete_link_by_name(&p.host_veth).await?;
     }
-    let host_mac = unique_mac(host).await?;
+    let host_mac = unique_mac(&links)?;
+    drop(links);
     let pair = VethPair {
         name: &p.pod_ifname,
         mtu: p.mtu,
@@ -145,16 +175,28 @@ pub async fn setup_pod_in<K: Kernel>(
     if let Err(err) = pod.create_veth(&pair).await {
         return Err(explain_create_error(err, host, &pod, p).await);
     }
-    match wire(host, &pod, p, host_mac).await {
-        Ok(()) => Ok(()),
+    let host_side = host_end_up(host, p);
+    let pod_side = pod_gateway(&pod, p, host_mac);
+    match futures_util::future::try_join(host_side, pod_side).await {
+        Ok((host_index, pod_link)) => Ok(PreparedPod {
+            host_index,
+            pod_index: pod_link.index,
+            pod_mac: pod_link.mac,
+            host_mac,
+            pod,
+        }),
         Err(err) => {
-            // Best effort: the error of the setup is what the caller needs to see. The
-            // veth goes too: a failed ADD leaves nothing behind, namespace or not.
-            let _ = teardown_pod_in(host, p).await;
-            let _ = host.delete_link_by_name(&p.host_veth).await;
+            // Best effort: the error of the setup is what the caller needs to see.
+            let _ = remove_pod_veth(host, p).await;
             Err(err)
         }
     }
+}
+
+/// Removes the pod's veth pair (the pod end goes with the host end): undoes a
+/// [`prepare_pod_in`] whose pod got no address. `Ok(false)` when there was none.
+pub async fn remove_pod_veth<K: Kernel>(host: &K, p: &PodNetwork) -> Result<bool, NetlinkError> {
+    host.delete_link_by_name(&p.host_veth).await
 }
 
 /// Names the interface that already exists when the pair could not be created.
@@ -182,55 +224,96 @@ async fn explain_create_error<K: Kernel>(
     err
 }
 
-/// The rest of upstream's `SetupPodNetwork` once the veth pair exists: host end up with its
-/// sysctls, the pod's gateway route, default route, address and static neighbour, then the
-/// host route and rules.
-async fn wire<K: Kernel>(
-    host: &K,
-    pod: &K,
-    p: &PodNetwork,
-    host_mac: Mac,
-) -> Result<(), NetlinkError> {
+/// The host end: its IPv6 sysctls, then up (upstream's order). Returns its index.
+async fn host_end_up<K: Kernel>(host: &K, p: &PodNetwork) -> Result<u32, NetlinkError> {
     let host_link = host
         .link_by_name(&p.host_veth)
         .await?
         .ok_or_else(|| NetlinkError::LinkNotFound(p.host_veth.clone()))?;
     host_veth_sysctls(host, &p.host_veth)?;
     host.set_link_up(host_link.index, None).await?;
+    Ok(host_link.index)
+}
 
+/// The pod end (created up): the `169.254.1.(index+1)` gateway as a link-scope route, the
+/// default route via it, and the permanent neighbour entry gateway → host veth MAC.
+async fn pod_gateway<K: Kernel>(
+    pod: &K,
+    p: &PodNetwork,
+    host_mac: Mac,
+) -> Result<Link, NetlinkError> {
     let pod_link = pod
         .link_by_name(&p.pod_ifname)
         .await?
         .ok_or_else(|| NetlinkError::LinkNotFound(p.pod_ifname.clone()))?;
-    pod.set_link_up(pod_link.index, None).await?;
     let gw = p.gateway();
     let table = p.pod_table();
     pod.replace_route(&Route::link_scope(table, Route::host(gw), pod_link.index))
         .await?;
-    if p.index > 0 {
-        pod.add_rule(&Rule::from_ip(p.pod_ip, table, priority::POD_MULTI_NIC))
-            .await?;
-    }
     pod.add_route(&Route::default_via(table, gw, pod_link.index))
-        .await?;
-    pod.replace_address(pod_link.index, Ipv4Net::from(p.pod_ip))
         .await?;
     pod.replace_permanent_neighbour(pod_link.index, gw, host_mac)
         .await?;
+    Ok(pod_link)
+}
 
-    host.replace_route(&Route::link_scope(
-        MAIN_TABLE,
-        Route::host(p.pod_ip),
-        host_link.index,
-    ))
-    .await?;
-    host.add_rule(&Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD))
-        .await?;
-    if p.host_table() != MAIN_TABLE {
-        host.add_rule(&Rule::from_ip(p.pod_ip, p.host_table(), priority::FROM_POD))
-            .await?;
+/// The rest of upstream's `SetupPodNetwork` once `p.pod_ip` and `p.table` are known: the
+/// pod's address (and for a second interface its from-rule), the host's route to the pod
+/// and its rules, as concurrent requests. On failure everything the pod got on the host and
+/// the veth pair are removed again.
+pub async fn finish_pod_in<K: Kernel>(
+    host: &K,
+    prepared: &PreparedPod<K>,
+    p: &PodNetwork,
+) -> Result<(), NetlinkError> {
+    let pod_side = pod_address(&prepared.pod, prepared.pod_index, p);
+    let host_side = host_route_and_rules(host, prepared.host_index, p);
+    match futures_util::future::try_join(pod_side, host_side).await {
+        Ok(((), ())) => Ok(()),
+        Err(err) => {
+            // Best effort: the error of the setup is what the caller needs to see. The
+            // veth goes too: a failed ADD leaves nothing behind, namespace or not.
+            let _ = teardown_pod_in(host, p).await;
+            let _ = remove_pod_veth(host, p).await;
+            Err(err)
+        }
     }
-    Ok(())
+}
+
+/// The pod's `/32` address, and for a second interface the rule sending its traffic to the
+/// interface's own table.
+async fn pod_address<K: Kernel>(pod: &K, index: u32, p: &PodNetwork) -> Result<(), NetlinkError> {
+    if p.index > 0 {
+        pod.add_rule(&Rule::from_ip(
+            p.pod_ip,
+            p.pod_table(),
+            priority::POD_MULTI_NIC,
+        ))
+        .await?;
+    }
+    pod.replace_address(index, Ipv4Net::from(p.pod_ip)).await
+}
+
+/// The host's `/32` route to the pod over its veth, the to-pod rule and, off the main
+/// table, the from-pod rule.
+async fn host_route_and_rules<K: Kernel>(
+    host: &K,
+    veth_index: u32,
+    p: &PodNetwork,
+) -> Result<(), NetlinkError> {
+    let route = Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), veth_index);
+    let to_rule = Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD);
+    let from_rule = (p.host_table() != MAIN_TABLE)
+        .then(|| Rule::from_ip(p.pod_ip, p.host_table(), priority::FROM_POD));
+    let from = async {
+        match &from_rule {
+            Some(rule) => host.add_rule(rule).await,
+            None => Ok(()),
+        }
+    };
+    futures_util::future::try_join3(host.replace_route(&route), host.add_rule(&to_rule), from)
+        .await
+        .map(drop)
 }
 
 /// Removes a pod's host-side state (upstream `TeardownPodNetwork`) best effort: the to-pod

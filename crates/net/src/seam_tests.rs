@@ -61,23 +61,22 @@ async fn pod_wiring_makes_exactly_the_expected_calls() {
                 peer_netns: "node".into(),
                 mtu: 9001,
             },
-            Call::SetLinkUp {
-                link: "eth0".into(),
-                mtu: None
-            },
+            // Created up: no separate SetLinkUp. The gateway half does not need the
+            // address (prepare_pod_in); the address comes last (finish_pod_in).
             Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(gw), eth0)),
             Call::AddRoute(Route::default_via(MAIN_TABLE, gw, eth0)),
-            Call::ReplaceAddress {
-                link: "eth0".into(),
-                addr: Ipv4Net::from(p.pod_ip)
-            },
             Call::ReplaceNeighbour {
                 link: "eth0".into(),
                 ip: gw,
                 mac: host_mac
             },
+            Call::ReplaceAddress {
+                link: "eth0".into(),
+                addr: Ipv4Net::from(p.pod_ip)
+            },
         ]
     );
+    assert!(pod_ns.model().links[0].up, "the pod end is created up");
     let sysctl = |key: &str, value: &str| Call::Sysctl {
         key: format!("net/ipv6/conf/{}/{key}", p.host_veth),
         value: value.into(),

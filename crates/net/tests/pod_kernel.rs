@@ -11,7 +11,9 @@ use ipnet::Ipv4Net;
 use net::host::{EniSetup, setup_eni};
 use net::netlink::{NetlinkError, NetlinkHandle, Rule, Scope};
 use net::netns::NetnsError;
-use net::pod::{PodNetwork, setup_pod, teardown_pod};
+use net::pod::{
+    PodNetwork, finish_pod_in, prepare_pod_in, remove_pod_veth, setup_pod, teardown_pod,
+};
 use net::route_table::priority;
 use net::state::NetnsState;
 use net::testing::TestNetns;
@@ -347,4 +349,45 @@ async fn second_interface_uses_its_own_gateway_table_and_rule() {
     teardown_pod(&node.node.netns(), &nic1).await.unwrap();
     assert_torn_down(&host, &before, &[&eth0.host_veth, &nic1.host_veth]).await;
     namespaces_removed(&host, vec![pod_ns], &before).await;
+}
+
+/// The two halves the plugin runs around ipamd's answer: the veth half alone, undone
+/// (ipamd had no address), and a second half that fails (the pod's interface vanished):
+/// both leave the node and the pod exactly as before.
+#[tokio::test]
+async fn an_undone_or_failed_half_wiring_leaves_nothing() {
+    let node = node_with_eni("half").await;
+    let pod_ns = TestNetns::new("h1");
+    let host = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
+    let before = NetnsState::capture(&host).await.unwrap();
+    let pod_before = NetnsState::capture_in(&pod_ns.netns()).await.unwrap();
+    // Only the names, index and MTU are read before the address is known.
+    let mut p = pod("eni0000000half", Ipv4Addr::UNSPECIFIED, 0);
+
+    let prepared = prepare_pod_in(&host, &pod_ns.path_buf(), &p).await.unwrap();
+    let st = NetnsState::capture(&host).await.unwrap();
+    let veth = st.link(&p.host_veth).unwrap();
+    assert!(veth.up);
+    assert_eq!(veth.mac, Some(prepared.host_mac));
+    let pod_st = NetnsState::capture_in(&pod_ns.netns()).await.unwrap();
+    assert_eq!(pod_st.link("eth0").unwrap().mac, prepared.pod_mac);
+    assert!(pod_st.addresses_of("eth0").is_empty(), "no address yet");
+    assert!(remove_pod_veth(&host, &p).await.unwrap());
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    assert_eq!(
+        NetnsState::capture_in(&pod_ns.netns()).await.unwrap(),
+        pod_before
+    );
+
+    let prepared = prepare_pod_in(&host, &pod_ns.path_buf(), &p).await.unwrap();
+    pod_ns.ip(&["link", "del", "eth0"]);
+    p.pod_ip = Ipv4Addr::new(10, 0, 2, 32);
+    p.table = 2;
+    let err = finish_pod_in(&host, &prepared, &p).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(NetnsState::capture(&host).await.unwrap(), before);
+    assert_eq!(
+        NetnsState::capture_in(&pod_ns.netns()).await.unwrap(),
+        pod_before
+    );
 }
