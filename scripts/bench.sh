@@ -37,11 +37,13 @@ FAILED=()
 part() { # part <name> <command...>: runs it, its output to the terminal and the log
   local name=$1
   shift
+  local start=$SECONDS
   echo "==== $name"
   if ! "$@" 2>&1 | tee -a "$LOG"; then
     FAILED+=("$name")
     echo "==== $name: could not run (see above)"
   fi
+  echo "==== $name: $((SECONDS - start)) s"
 }
 
 echo "bench: $($SMOKE && echo smoke || echo full) run on $(nproc) CPUs, $(uname -r), $(date -u +%FT%TZ)"
