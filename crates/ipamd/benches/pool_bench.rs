@@ -211,6 +211,9 @@ async fn burst(pods: usize, rounds: usize) {
             ("ENABLE_PREFIX_DELEGATION", "true"),
             ("WARM_IP_TARGET", "16"),
             ("MINIMUM_IP_TARGET", "128"),
+            // Back-to-back rounds: a released address must be reusable at once (with the
+            // default 30 s cooldown the next round finds 110 cooling addresses).
+            ("IP_COOLDOWN_PERIOD", "0"),
         ],
         0,
     )
