@@ -11,12 +11,15 @@
 #
 #   bash scripts/bench-cni.sh          # N=30
 #   N=100 bash scripts/bench-cni.sh
+#   N=5 INSTRUCTIONS=0 bash scripts/bench-cni.sh   # no valgrind counts (smoke)
+# Lines starting with RESULT (min/median/p90 in ms) are read by scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-30}
+INSTRUCTIONS=${INSTRUCTIONS:-1}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vpc-cni-rs/target}"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
-command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
+[ "$INSTRUCTIONS" = 0 ] || command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 [ -x /usr/lib/cni/ptp ] || { echo "missing /usr/lib/cni/ptp: run scripts/install-deps.sh" >&2; exit 1; }
 
 echo "== building aws-cni (release)"
@@ -34,9 +37,9 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$POD"
 
-python3 - "$PLUGIN" "$N" "$POD" <<'EOF'
+python3 - "$PLUGIN" "$N" "$POD" "$INSTRUCTIONS" <<'EOF'
 import os, re, statistics, subprocess, sys, time
-plugin, n, pod = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+plugin, n, pod, count_instructions = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] != "0"
 node, sock = "vpccni-demo-node", "/run/vpc-cni-demo/ipamd.sock"
 conf = b'{"cniVersion":"1.0.0","name":"aws-cni","type":"aws-cni","vethPrefix":"eni","mtu":"9001"}'
 env_pod = {"CNI_CONTAINERID": "bench", "CNI_IFNAME": "eth0", "CNI_NETNS": f"/var/run/netns/{pod}",
@@ -54,11 +57,20 @@ def run(argv, env, stdin=b""):
 def in_node(argv):  # setns via nsenter (cheaper than ip netns exec, no /sys remount)
     return ["nsenter", f"--net=/var/run/netns/{node}", "--"] + argv
 
-def fmt(xs):
+def p90(xs):
     xs = sorted(xs)
-    return f"median {statistics.median(xs):6.2f} ms   p90 {xs[int(len(xs) * 0.9) - 1]:6.2f} ms   (n={len(xs)})"
+    return xs[max(0, -(-len(xs) * 9 // 10) - 1)]
+
+def fmt(xs):
+    return (f"min {min(xs):6.2f} ms   median {statistics.median(xs):6.2f} ms   p90 {p90(xs):6.2f} ms"
+            f"   (n={len(xs)})")
+
+def result(what, xs):
+    print(f"RESULT cni what={what} n={len(xs)} min_ms={min(xs):.3f} median_ms={statistics.median(xs):.3f} p90_ms={p90(xs):.3f}")
 
 def instructions(argv, env, stdin=b"", node_ns=False):
+    if not count_instructions:
+        return "n/a (INSTRUCTIONS=0)"
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + argv
     p = subprocess.run(in_node(cmd) if node_ns else cmd, input=stdin, env=env, capture_output=True)
     if p.returncode != 0:
@@ -70,7 +82,9 @@ ver = {"CNI_COMMAND": "VERSION", "PATH": os.environ["PATH"]}
 print(f"== VERSION exec, {n} runs each")
 for name, path in [("aws-cni", plugin), ("ptp (Debian, Go)", "/usr/lib/cni/ptp"), ("bridge (Debian, Go)", "/usr/lib/cni/bridge")]:
     run([path], ver)  # warm the page cache
-    print(f"  {name:20s} {fmt([run([path], ver) for _ in range(n)])}   instructions {instructions([path], ver)}")
+    times = [run([path], ver) for _ in range(n)]
+    print(f"  {name:20s} {fmt(times)}   instructions {instructions([path], ver)}")
+    result("version-" + name.split()[0], times)
 
 print(f"== ADD + DEL against the running agent (inside the node namespace via nsenter), {n} cycles")
 # Warm-up: the demo's pods may have drained the warm pool; wait until ipamd has an address.
@@ -126,11 +140,14 @@ print(f"  aws-cni DEL          {fmt(dels)}")
 print(f"  ptp+host-local DEL   {fmt(go_dels)}")
 ratio = lambda a, b: statistics.median(a) / statistics.median(b)
 print(f"  ratio of medians, aws-cni / Go peer: ADD {ratio(adds, go_adds):.2f}   DEL {ratio(dels, go_dels):.2f}")
-for _ in range(150):  # until ipamd has an address again (see add_timed)
-    add_i = instructions([plugin], dict(env_pod, CNI_COMMAND="ADD"), conf, node_ns=True)
-    if not add_i.startswith("n/a"):
-        break
-    time.sleep(0.2)
-del_i = instructions([plugin], dict(env_pod, CNI_COMMAND="DEL"), conf, node_ns=True)
-print(f"  instructions: ADD {add_i}   DEL {del_i}   (the plugin process only)")
+for what, xs in [("nsenter", nsenter), ("add-aws-cni", adds), ("add-ptp", go_adds), ("del-aws-cni", dels), ("del-ptp", go_dels)]:
+    result(what, xs)
+if count_instructions:
+    for _ in range(150):  # until ipamd has an address again (see add_timed)
+        add_i = instructions([plugin], dict(env_pod, CNI_COMMAND="ADD"), conf, node_ns=True)
+        if not add_i.startswith("n/a"):
+            break
+        time.sleep(0.2)
+    del_i = instructions([plugin], dict(env_pod, CNI_COMMAND="DEL"), conf, node_ns=True)
+    print(f"  instructions: ADD {add_i}   DEL {del_i}   (the plugin process only)")
 EOF

@@ -23,3 +23,4 @@ cargo test -p integration-tests --locked --test image_container -- --nocapture -
 
 echo "== demo node smoke test (README's first command)"
 bash scripts/demo-node.sh
+bash scripts/bench.sh --smoke # every benchmark part with small counts; never fails on a figure (docs/benchmarks.md)

@@ -5,6 +5,9 @@
 //! Used by the tests and by the operator CLI's subnet calculator (`vpc-cni plan`).
 
 mod apply;
+pub mod calls;
+pub mod churn;
+pub mod fleet;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
