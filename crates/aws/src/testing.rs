@@ -23,6 +23,8 @@ pub struct Moto {
 pub struct MotoNode {
     pub vpc_id: String,
     pub subnet_id: String,
+    /// The subnet's IPv6 /64 ([`Moto::seed_dual_stack_node`]).
+    pub subnet_ipv6: Option<ipnet::Ipv6Net>,
     pub security_group: String,
     pub instance_id: String,
 }
@@ -64,6 +66,16 @@ impl Moto {
     /// A VPC [`MOTO_VPC_CIDR`] with one subnet `subnet_cidr` in [`MOTO_AZ`], a security
     /// group and a running m5.large, created with the plain SDK.
     pub async fn seed_node(&self, subnet_cidr: &str) -> MotoNode {
+        self.seed(subnet_cidr, false).await
+    }
+
+    /// [`Moto::seed_node`] dual-stack: the VPC with an Amazon-provided IPv6 /56, the subnet
+    /// with its first /64 and `AssignIpv6AddressOnCreation`.
+    pub async fn seed_dual_stack_node(&self, subnet_cidr: &str) -> MotoNode {
+        self.seed(subnet_cidr, true).await
+    }
+
+    async fn seed(&self, subnet_cidr: &str, ipv6: bool) -> MotoNode {
         let creds =
             aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "static");
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -77,6 +89,7 @@ impl Moto {
         let vpc = raw
             .create_vpc()
             .cidr_block(MOTO_VPC_CIDR)
+            .amazon_provided_ipv6_cidr_block(ipv6)
             .send()
             .await
             .expect("CreateVpc");
@@ -85,10 +98,17 @@ impl Moto {
             .and_then(|v| v.vpc_id())
             .expect("VPC id")
             .to_string();
+        let subnet_ipv6 = vpc
+            .vpc()
+            .and_then(|v| v.ipv6_cidr_block_association_set().first())
+            .and_then(|a| a.ipv6_cidr_block())
+            .map(first_slash_64);
+        let subnet_ipv6 = subnet_ipv6.as_deref().and_then(|c| c.parse().ok());
         let subnet = raw
             .create_subnet()
             .vpc_id(&vpc_id)
             .cidr_block(subnet_cidr)
+            .set_ipv6_cidr_block(subnet_ipv6.map(|c: ipnet::Ipv6Net| c.to_string()))
             .availability_zone(MOTO_AZ)
             .send()
             .await
@@ -98,6 +118,18 @@ impl Moto {
             .and_then(|s| s.subnet_id())
             .expect("subnet id")
             .to_string();
+        if ipv6 {
+            raw.modify_subnet_attribute()
+                .subnet_id(&subnet_id)
+                .assign_ipv6_address_on_creation(
+                    aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                        .value(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("ModifySubnetAttribute");
+        }
         let sg = raw
             .create_security_group()
             .group_name("node")
@@ -125,8 +157,15 @@ impl Moto {
         MotoNode {
             vpc_id,
             subnet_id,
+            subnet_ipv6,
             security_group,
             instance_id,
         }
     }
+}
+
+/// The first /64 of a VPC's IPv6 block (`2600:1f14:1:100::/56` → `2600:1f14:1:100::/64`).
+fn first_slash_64(block: &str) -> String {
+    let net: ipnet::Ipv6Net = block.parse().expect("an IPv6 CIDR from CreateVpc");
+    format!("{}/64", net.network())
 }

@@ -311,3 +311,61 @@ fn a_seed_file_shapes_the_region() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid seed file"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ipv6_enis_carry_their_address_on_the_hot_plugged_link() {
+    let ns = TestNetns::new("emu-hp6");
+    let emu = start(&["--ipv6", "--node-netns", &ns.0]);
+    assert_eq!(emu.info["vpc_ipv6_cidr"], "2600:1f14:c0de::/56");
+    assert_eq!(emu.info["subnets"][0]["ipv6_cidr"], "2600:1f14:c0de::/64");
+    assert_eq!(
+        emu.info["instances"][0]["primary_ipv6"],
+        "2600:1f14:c0de::4"
+    );
+    let instance = emu.info["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subnet = emu.info["subnets"][0]["id"].as_str().unwrap().to_string();
+
+    // The subnet assigns IPv6 on creation: the new ENI has one address.
+    let (s, doc) = ec2(
+        &emu,
+        &format!("Action=CreateNetworkInterface&SubnetId={subnet}"),
+    );
+    assert_eq!(s, 200, "{doc}");
+    let eni = between(&doc, "<networkInterfaceId>", "</networkInterfaceId>").to_string();
+    let v6 = between(&doc, "<ipv6Address>", "</ipv6Address>").to_string();
+    assert_eq!(v6, "2600:1f14:c0de::5");
+    let (s, doc) = ec2(
+        &emu,
+        &format!(
+            "Action=AttachNetworkInterface&NetworkInterfaceId={eni}&InstanceId={instance}&DeviceIndex=1"
+        ),
+    );
+    assert_eq!(s, 200, "{doc}");
+    let addrs = ns.ip(&["-6", "-o", "addr", "show", "dev", "eth1"]);
+    assert!(addrs.contains(&format!("{v6}/128")), "{addrs}");
+
+    // A /80 prefix over the wire, then the per-ENI limit (m5.large: 10).
+    let (s, doc) = ec2(
+        &emu,
+        &format!("Action=AssignIpv6Addresses&NetworkInterfaceId={eni}&Ipv6PrefixCount=1"),
+    );
+    assert_eq!(s, 200, "{doc}");
+    assert_eq!(
+        between(&doc, "<assignedIpv6PrefixSet><item>", "</item>"),
+        "2600:1f14:c0de:0:1::/80"
+    );
+    let (s, doc) = ec2(
+        &emu,
+        &format!("Action=AssignIpv6Addresses&NetworkInterfaceId={eni}&Ipv6AddressCount=9"),
+    );
+    assert_eq!(s, 400);
+    assert!(doc.contains("exceeds the limit for m5.large"), "{doc}");
+    let (_, doc) = ec2(&emu, &format!("Action=DescribeSubnets&SubnetId.1={subnet}"));
+    assert!(
+        doc.contains("<ipv6CidrBlock>2600:1f14:c0de::/64</ipv6CidrBlock>"),
+        "{doc}"
+    );
+}

@@ -26,6 +26,12 @@ pub struct Caps {
     /// `ConnectionTrackingSpecification` on CreateNetworkInterface, reported back as
     /// `connectionTrackingConfiguration` (moto 5.2.1 ignores the parameter).
     pub conntrack: bool,
+    /// IPv6 /80 prefix delegation (`AssignIpv6Addresses` with `Ipv6PrefixCount`; moto
+    /// 5.2.1 ignores the parameter and delegates nothing).
+    pub ipv6_prefixes: bool,
+    /// `ipv6CidrBlockState` of a subnet's IPv6 association reads `associated` (moto 5.2.1
+    /// writes a Python dict there, so no association reads as associated).
+    pub subnet_ipv6_state: bool,
 }
 
 pub struct Target {
@@ -37,6 +43,8 @@ pub struct Target {
     pub vpc_id: String,
     pub availability_zone: String,
     pub security_group: String,
+    /// The node subnet's IPv6 /64 as seeded (dual-stack targets).
+    pub subnet_ipv6: Option<ipnet::Ipv6Net>,
     pub caps: Caps,
     pub ec2_endpoint: String,
     pub imds_endpoint: Option<String>,
@@ -78,11 +86,24 @@ async fn serve(router: axum::Router) -> String {
 
 /// An emulated m5.large in a /24 (plus the emulator state for fault injection).
 pub async fn emulator(settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
+    emulator_with(false, settings_tweak).await
+}
+
+/// [`emulator`] in a dual-stack VPC (`World::enable_ipv6`).
+pub async fn emulator_dual_stack() -> Target {
+    emulator_with(true, |_| {}).await
+}
+
+async fn emulator_with(ipv6: bool, settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
     let mut world = World::new();
     let vpc = world.create_vpc("10.0.0.0/16".parse().unwrap());
     let subnet = world
         .create_subnet(&vpc, "10.0.0.0/24".parse().unwrap(), "us-west-2a")
         .unwrap();
+    if ipv6 {
+        world.enable_ipv6(&vpc).unwrap();
+    }
+    let subnet_ipv6 = world.subnets[&subnet].ipv6_cidr();
     let sg = world.create_security_group(&vpc, "node");
     let ty = ec2_emulator::catalog::instance_type("m5.large").unwrap();
     let instance = world
@@ -109,6 +130,7 @@ pub async fn emulator(settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
         vpc_id: vpc,
         availability_zone: "us-west-2a".into(),
         security_group: sg,
+        subnet_ipv6,
         caps: Caps {
             prefixes: true,
             limits: true,
@@ -116,6 +138,8 @@ pub async fn emulator(settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
             delete_on_termination: true,
             assign_returns_only_new: true,
             conntrack: true,
+            ipv6_prefixes: true,
+            subnet_ipv6_state: true,
         },
         ec2_endpoint,
         imds_endpoint: Some(imds_endpoint),
@@ -127,9 +151,23 @@ pub async fn emulator(settings_tweak: impl FnOnce(&mut Ec2Settings)) -> Target {
 /// moto in server mode on loopback, with a VPC, subnet, group and running m5.large set up
 /// through the plain SDK (`aws::testing`).
 pub async fn moto() -> Target {
+    moto_with(false).await
+}
+
+/// [`moto`] dual-stack (`Moto::seed_dual_stack_node`).
+pub async fn moto_dual_stack() -> Target {
+    moto_with(true).await
+}
+
+async fn moto_with(ipv6: bool) -> Target {
     let moto = Moto::start().await;
-    let node = moto.seed_node("10.1.0.0/24").await;
+    let node = if ipv6 {
+        moto.seed_dual_stack_node("10.1.0.0/24").await
+    } else {
+        moto.seed_node("10.1.0.0/24").await
+    };
     let (region, endpoint) = (MOTO_REGION, moto.endpoint.clone());
+    let subnet_ipv6 = node.subnet_ipv6;
     let (instance_id, subnet_id, vpc_id, security_group) = (
         node.instance_id,
         node.subnet_id,
@@ -147,6 +185,7 @@ pub async fn moto() -> Target {
         vpc_id,
         availability_zone: MOTO_AZ.into(),
         security_group,
+        subnet_ipv6,
         caps: Caps {
             prefixes: false,
             limits: false,
@@ -154,6 +193,8 @@ pub async fn moto() -> Target {
             delete_on_termination: false,
             assign_returns_only_new: false,
             conntrack: false,
+            ipv6_prefixes: false,
+            subnet_ipv6_state: false,
         },
         ec2_endpoint: endpoint,
         imds_endpoint: None,
