@@ -7,6 +7,8 @@
 //!   and with metrics and introspection ([`agent::LiveNode`]); gRPC pod helpers.
 //! - [`plugin`]: the real `aws-cni` binary run as a runtime runs it; kernel snapshots.
 //! - [`image`]: the aws-node image (scripts/build-image.sh), podman, the chart's DaemonSet.
+//! - [`faults`]: the fault suite's harness (docs/reliability.md): seeded scenarios, fault
+//!   injection, the invariant.
 //! - [`bins`]: the workspace's binaries, found in (or built into) the target directory, and
 //!   the core CNI plugins.
 //!
@@ -14,6 +16,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod faults;
 pub mod image;
 pub mod plugin;
 

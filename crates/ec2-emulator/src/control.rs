@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::faults::{FailNext, Throttle};
+use crate::faults::{FailNext, ImdsAnswer, ImdsFault, Throttle};
 use crate::server::{Shared, lock, parse_code};
 
 #[derive(Deserialize)]
@@ -26,6 +26,16 @@ struct ThrottleReq {
     action: String,
     rate_per_sec: f64,
     burst: f64,
+}
+
+#[derive(Deserialize)]
+struct ImdsFaultReq {
+    #[serde(default)]
+    path_contains: String,
+    /// An HTTP status (>= 400), or absent for an empty `200 OK`.
+    status: Option<u16>,
+    #[serde(default = "one")]
+    count: u32,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +102,20 @@ async fn throttle(State(s): State<Shared>, Json(req): Json<ThrottleReq>) -> Repl
     ok()
 }
 
+async fn imds_fault(State(s): State<Shared>, Json(req): Json<ImdsFaultReq>) -> Reply {
+    let answer = match req.status {
+        None => ImdsAnswer::Empty,
+        Some(code) if (400..600).contains(&code) => ImdsAnswer::Status(code),
+        Some(code) => return bad(format!("status {code} is not an HTTP error")),
+    };
+    lock(&s).faults.imds_faults.push(ImdsFault {
+        path_contains: req.path_contains,
+        answer,
+        remaining: req.count,
+    });
+    ok()
+}
+
 async fn attach_latency(State(s): State<Shared>, Json(req): Json<Millis>) -> Reply {
     lock(&s).faults.attach_latency_ms = req.millis;
     ok()
@@ -124,6 +148,7 @@ async fn counters(State(s): State<Shared>) -> Json<Value> {
         "calls": emu.faults.calls,
         "injected": emu.faults.injected,
         "unfiltered_describes": emu.faults.unfiltered_describes,
+        "imds_injected": emu.faults.imds_injected,
     }))
 }
 
@@ -174,6 +199,7 @@ pub fn router() -> Router<Shared> {
         .route("/throttle", post(throttle))
         .route("/attach-latency", post(attach_latency))
         .route("/imds-lag", post(imds_lag))
+        .route("/imds-fault", post(imds_fault))
         .route("/vpc-cidr", post(vpc_cidr))
         .route("/reset", post(reset))
         .route("/counters", get(counters))

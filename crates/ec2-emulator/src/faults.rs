@@ -50,6 +50,23 @@ impl Throttle {
     }
 }
 
+/// What an IMDS fault answers instead of the real document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImdsAnswer {
+    /// An HTTP error status (500, 503, ...).
+    Status(u16),
+    /// `200 OK` with an empty body (an empty list: no MACs, no addresses).
+    Empty,
+}
+
+/// "The next `remaining` IMDS reads of a path containing `path_contains` answer `answer`."
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImdsFault {
+    pub path_contains: String,
+    pub answer: ImdsAnswer,
+    pub remaining: u32,
+}
+
 /// Everything the control API can set, and what it can read back.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -65,6 +82,10 @@ pub struct Faults {
     pub injected: BTreeMap<String, u64>,
     /// Describe calls that named neither IDs nor filters.
     pub unfiltered_describes: u64,
+    /// Pending IMDS faults, first match wins.
+    pub imds_faults: Vec<ImdsFault>,
+    /// IMDS reads answered with an injected fault.
+    pub imds_injected: u64,
 }
 
 fn matches(rule: &str, action: &str) -> bool {
@@ -101,8 +122,27 @@ impl Faults {
         injected
     }
 
+    /// Decides whether one IMDS read of `path` is answered with an injected fault.
+    pub fn on_imds(&mut self, path: &str) -> Option<ImdsAnswer> {
+        let rule = self
+            .imds_faults
+            .iter_mut()
+            .find(|r| r.remaining > 0 && path.contains(r.path_contains.as_str()))?;
+        rule.remaining -= 1;
+        let answer = rule.answer;
+        self.imds_faults.retain(|r| r.remaining > 0);
+        self.imds_injected += 1;
+        Some(answer)
+    }
+
+    /// Injected answers so far, EC2 and IMDS together.
+    pub fn injected_total(&self) -> u64 {
+        self.injected.values().sum::<u64>() + self.imds_injected
+    }
+
     /// Drops every rule (counters are kept).
     pub fn clear(&mut self) {
+        self.imds_faults.clear();
         self.fail_next.clear();
         self.throttles.clear();
         self.attach_latency_ms = 0;
@@ -132,6 +172,24 @@ mod tests {
         assert_eq!(f.calls["AssignPrivateIpAddresses"], 3);
         assert_eq!(f.injected["AssignPrivateIpAddresses"], 2);
         assert!(f.fail_next.is_empty());
+    }
+
+    #[test]
+    fn imds_faults_match_by_path_and_count_down() {
+        let mut f = Faults::default();
+        f.imds_faults.push(ImdsFault {
+            path_contains: "network/interfaces/macs".into(),
+            answer: ImdsAnswer::Empty,
+            remaining: 1,
+        });
+        assert_eq!(f.on_imds("meta-data/instance-id"), None);
+        assert_eq!(
+            f.on_imds("meta-data/network/interfaces/macs/"),
+            Some(ImdsAnswer::Empty)
+        );
+        assert_eq!(f.on_imds("meta-data/network/interfaces/macs/"), None);
+        assert_eq!(f.imds_injected, 1);
+        assert!(f.imds_faults.is_empty());
     }
 
     #[test]

@@ -240,7 +240,7 @@ fn imds_token(shared: Shared, headers: HeaderMap) -> Response {
 }
 
 fn imds_get(shared: Shared, instance_id: &str, path: &str, headers: HeaderMap) -> Response {
-    let emu = lock(&shared);
+    let mut emu = lock(&shared);
     let now = now_secs() as u64;
     let authorised = headers
         .get("x-aws-ec2-metadata-token")
@@ -249,6 +249,14 @@ fn imds_get(shared: Shared, instance_id: &str, path: &str, headers: HeaderMap) -
         .is_some_and(|expires| *expires >= now);
     if !authorised {
         return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match emu.faults.on_imds(path) {
+        Some(crate::faults::ImdsAnswer::Empty) => return (StatusCode::OK, "").into_response(),
+        Some(crate::faults::ImdsAnswer::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return status.into_response();
+        }
+        None => {}
     }
     let view = emu
         .imds
