@@ -165,6 +165,7 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
         ds: shared.ds.clone(),
         checkpointer: ready.checkpointer.clone(),
         facts: Arc::new(ReplyFacts {
+            ipv6: cfg.is_ipv6(),
             vpc_cidrs: node.vpc_cidrs.iter().map(ToString::to_string).collect(),
             exclude_snat_cidrs: net
                 .exclude_snat_cidrs
@@ -180,6 +181,7 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
             instance_id: node.id.instance_id.clone(),
             region: node.id.region.clone(),
             node_ipv4: node.id.local_ipv4.to_string(),
+            node_ipv6: String::new(),
         }),
         metrics: ready.metrics.clone(),
         blocker: shared.blocker.clone(),
