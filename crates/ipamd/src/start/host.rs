@@ -37,6 +37,7 @@ pub fn open_host_net(
         veth_prefix: cfg.networking.veth_prefix.clone(),
         connmark: cfg.networking.connmark,
         v6_egress: cfg.chain.v6_egress,
+        ipv6: cfg.is_ipv6(),
         link_attempts: h.link_attempts,
         link_interval: h.link_interval,
     };
