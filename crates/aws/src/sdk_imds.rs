@@ -1,12 +1,12 @@
 //! [`Imds`] on the AWS SDK's IMDSv2 client (token flow, retries; endpoint from
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT` like every SDK).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use aws_config::imds::client::Client;
 use aws_config::imds::client::error::ImdsError;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tokio::time::Instant;
 
 use crate::error::{AwsError, ErrorKind};
@@ -84,6 +84,14 @@ impl SdkImds {
         result
     }
 
+    /// GET a list path: one item a line; a 404 is an empty list.
+    async fn get_list<T: std::str::FromStr>(&self, path: &str) -> AwsResult<Vec<T>> {
+        match self.get_opt(path).await? {
+            Some(text) => parse_lines(path, &text),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// GET a path that must exist.
     pub async fn get(&self, path: &str) -> AwsResult<String> {
         self.get_opt(path).await?.ok_or_else(|| {
@@ -143,14 +151,13 @@ impl Imds for SdkImds {
             Some(v) => Some(parse_one::<Ipv4Net>("subnet-ipv4-cidr-block", &v)?),
             None => None,
         };
-        let ipv4s = match self.get_opt(&format!("{base}/local-ipv4s")).await? {
-            Some(v) => parse_lines("local-ipv4s", &v)?,
-            None => Vec::new(),
-        };
-        let ipv4_prefixes = match self.get_opt(&format!("{base}/ipv4-prefix")).await? {
-            Some(v) => parse_lines("ipv4-prefix", &v)?,
-            None => Vec::new(),
-        };
+        let ipv4s = self.get_list(&format!("{base}/local-ipv4s")).await?;
+        let ipv4_prefixes = self.get_list(&format!("{base}/ipv4-prefix")).await?;
+        let ipv6s = self.get_list(&format!("{base}/ipv6s")).await?;
+        let ipv6_prefixes = self.get_list(&format!("{base}/ipv6-prefix")).await?;
+        let subnet_ipv6_cidrs = self
+            .get_list(&format!("{base}/subnet-ipv6-cidr-blocks"))
+            .await?;
         Ok(ImdsEni {
             mac: mac.to_string(),
             eni_id: self.get(&format!("{base}/interface-id")).await?,
@@ -160,6 +167,9 @@ impl Imds for SdkImds {
             subnet_cidr,
             ipv4s,
             ipv4_prefixes,
+            ipv6s,
+            ipv6_prefixes,
+            subnet_ipv6_cidrs,
         })
     }
 
@@ -182,5 +192,19 @@ impl Imds for SdkImds {
             ))
             .await?;
         parse_lines("vpc-ipv4-cidr-blocks", &text)
+    }
+
+    async fn vpc_ipv6_cidrs(&self, mac: &str) -> AwsResult<Vec<Ipv6Net>> {
+        self.get_list(&format!(
+            "network/interfaces/macs/{mac}/vpc-ipv6-cidr-blocks"
+        ))
+        .await
+    }
+
+    async fn primary_ipv6(&self) -> AwsResult<Option<Ipv6Addr>> {
+        match self.get_opt("ipv6").await? {
+            Some(text) => parse_one::<Ipv6Addr>("ipv6", &text).map(Some),
+            None => Ok(None),
+        }
     }
 }

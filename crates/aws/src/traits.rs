@@ -2,9 +2,9 @@
 //! [`Imds`] (cheap hints). One real implementation each, on the AWS SDK.
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::error::AwsError;
 use crate::types::{
@@ -95,6 +95,19 @@ pub trait Ec2: Send + Sync {
         eni_id: &str,
         prefixes: &[Ipv4Net],
     ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// `AssignIpv6Addresses` with `Ipv6PrefixCount`; answers the new prefixes (upstream's
+    /// `AllocIPv6Prefixes`).
+    fn assign_ipv6_prefixes(
+        &self,
+        eni_id: &str,
+        count: u32,
+    ) -> impl Future<Output = AwsResult<Vec<Ipv6Net>>> + Send;
+    /// `UnassignIpv6Addresses` with `Ipv6Prefix.N`; nothing to give back is no call.
+    fn unassign_ipv6_prefixes(
+        &self,
+        eni_id: &str,
+        prefixes: &[Ipv6Net],
+    ) -> impl Future<Output = AwsResult<()>> + Send;
     fn create_tags(
         &self,
         resource_ids: &[String],
@@ -115,6 +128,13 @@ pub struct ImdsEni {
     /// `local-ipv4s`, primary first.
     pub ipv4s: Vec<Ipv4Addr>,
     pub ipv4_prefixes: Vec<Ipv4Net>,
+    /// `ipv6s` (absent → empty, upstream's `GetIPv6s`).
+    pub ipv6s: Vec<Ipv6Addr>,
+    /// `ipv6-prefix` (absent → empty, upstream's `GetIPv6Prefixes`).
+    pub ipv6_prefixes: Vec<Ipv6Net>,
+    /// `subnet-ipv6-cidr-blocks` (absent → empty: an IPv4-only subnet,
+    /// upstream's `GetSubnetIPv6CIDRBlocks`).
+    pub subnet_ipv6_cidrs: Vec<Ipv6Net>,
 }
 
 /// The instance's identity from IMDS.
@@ -136,4 +156,9 @@ pub trait Imds: Send + Sync {
     fn eni(&self, mac: &str) -> impl Future<Output = AwsResult<ImdsEni>> + Send;
     fn security_group_ids(&self, mac: &str) -> impl Future<Output = AwsResult<Vec<String>>> + Send;
     fn vpc_ipv4_cidrs(&self, mac: &str) -> impl Future<Output = AwsResult<Vec<Ipv4Net>>> + Send;
+    /// `vpc-ipv6-cidr-blocks` (absent → empty, upstream's `GetVPCIPv6CIDRBlocks`).
+    fn vpc_ipv6_cidrs(&self, mac: &str) -> impl Future<Output = AwsResult<Vec<Ipv6Net>>> + Send;
+    /// The instance's primary IPv6 address, meta-data `ipv6` (absent → `None`, upstream's
+    /// `GetLocalIPv6`).
+    fn primary_ipv6(&self) -> impl Future<Output = AwsResult<Option<Ipv6Addr>>> + Send;
 }

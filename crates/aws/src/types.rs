@@ -1,9 +1,9 @@
 //! What the agent needs to know about EC2 resources, independent of the SDK's types.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Resource tags.
 pub type Tags = BTreeMap<String, String>;
@@ -54,6 +54,10 @@ pub struct EniDescription {
     pub secondary_ips: Vec<Ipv4Addr>,
     /// IPv4 /28 prefixes, ascending.
     pub prefixes: Vec<Ipv4Net>,
+    /// IPv6 addresses (`Ipv6Addresses`, not the delegated prefixes), ascending.
+    pub ipv6_addresses: Vec<Ipv6Addr>,
+    /// IPv6 prefixes delegated to the ENI (`Ipv6Prefixes`, /80 each), ascending.
+    pub ipv6_prefixes: Vec<Ipv6Net>,
     pub security_groups: Vec<String>,
     pub tags: Tags,
     pub attachment: Option<EniAttachment>,
@@ -71,6 +75,8 @@ pub struct CreateEniRequest {
     pub secondary_ips: u32,
     /// `Ipv4PrefixCount` (0 = none).
     pub prefixes: u32,
+    /// `Ipv6AddressCount` (0 = not sent; upstream's `createENI` asks for one in IPv6 mode).
+    pub ipv6_addresses: u32,
     /// Tags set at creation (`TagSpecifications`, resource type network-interface).
     pub tags: Tags,
     /// `ConnectionTrackingSpecification` (upstream copies the primary ENI's into `createENI`).
@@ -91,6 +97,8 @@ pub struct SubnetDescription {
     pub vpc_id: String,
     pub availability_zone: String,
     pub cidr: Option<Ipv4Net>,
+    /// Associated IPv6 CIDRs (`Ipv6CidrBlockAssociationSet` in state `associated`).
+    pub ipv6_cidrs: Vec<Ipv6Net>,
     pub available_ips: u32,
     pub tags: Tags,
 }

@@ -69,6 +69,7 @@ async fn contract(t: &Target) -> Vec<&'static str> {
             description: format!("aws-K8S-{}", t.instance_id),
             secondary_ips: 2,
             prefixes: 0,
+            ipv6_addresses: 0,
             tags: tags.clone(),
             conntrack: None,
         })

@@ -158,6 +158,8 @@ mod tests {
             primary_ip: None,
             secondary_ips: vec!["10.0.0.5".parse().unwrap(), "10.0.0.6".parse().unwrap()],
             prefixes: vec!["10.0.0.16/28".parse().unwrap()],
+            ipv6_addresses: vec![],
+            ipv6_prefixes: vec![],
             security_groups: vec![],
             tags: tags
                 .iter()

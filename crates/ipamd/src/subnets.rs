@@ -50,6 +50,7 @@ mod tests {
             vpc_id: "vpc-1".into(),
             availability_zone: "us-west-2a".into(),
             cidr: None,
+            ipv6_cidrs: vec![],
             available_ips: free,
             tags: tags
                 .iter()

@@ -62,6 +62,7 @@ async fn node_in(netns: Option<&TestNetns>) -> Node {
             description: format!("aws-K8S-{instance}"),
             secondary_ips: 0,
             prefixes: 0,
+            ipv6_addresses: 0,
             tags: Default::default(),
             conntrack: None,
         })

@@ -110,6 +110,7 @@ async fn trunk_eni_gets_no_eni_primary_rule_at_start() {
             description: "trunk".into(),
             secondary_ips: 0,
             prefixes: 0,
+            ipv6_addresses: 0,
             tags,
             conntrack: None,
         })

@@ -27,6 +27,7 @@ async fn operator_eni(h: &Harness, tag: (&str, &str), ips: u32) -> String {
         description: format!("aws-K8S-{}", h.node.instance_id),
         secondary_ips: ips,
         prefixes: 0,
+        ipv6_addresses: 0,
         tags: Tags::from([(tag.0.to_string(), tag.1.to_string())]),
         conntrack: None,
     };
@@ -330,6 +331,7 @@ async fn leaked_enis_older_than_five_minutes_are_deleted_and_others_kept() {
             description: description.to_string(),
             secondary_ips: 0,
             prefixes: 0,
+            ipv6_addresses: 0,
             tags: t,
             conntrack: None,
         }

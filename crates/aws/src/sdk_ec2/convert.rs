@@ -1,13 +1,14 @@
 //! Conversions between `aws-sdk-ec2` shapes and ours: responses into the [`crate::types`]
 //! descriptions, our filters and tags into request shapes, SDK errors into [`AwsError`].
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::assign_ipv6_addresses::AssignIpv6AddressesOutput;
 use aws_sdk_ec2::operation::assign_private_ip_addresses::AssignPrivateIpAddressesOutput;
 use aws_sdk_ec2::types as sdk;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::error::{AwsError, ErrorKind, classify_code, classify_status};
 use crate::types::{
@@ -83,6 +84,18 @@ pub(super) fn eni_of(n: &sdk::NetworkInterface) -> EniDescription {
         .filter_map(|p| p.ipv4_prefix()?.parse().ok())
         .collect();
     prefixes.sort();
+    let mut ipv6_addresses: Vec<Ipv6Addr> = n
+        .ipv6_addresses()
+        .iter()
+        .filter_map(|a| a.ipv6_address()?.parse().ok())
+        .collect();
+    ipv6_addresses.sort();
+    let mut ipv6_prefixes: Vec<Ipv6Net> = n
+        .ipv6_prefixes()
+        .iter()
+        .filter_map(|p| p.ipv6_prefix()?.parse().ok())
+        .collect();
+    ipv6_prefixes.sort();
     EniDescription {
         id: n.network_interface_id().unwrap_or_default().to_string(),
         mac: n.mac_address().unwrap_or_default().to_string(),
@@ -101,6 +114,8 @@ pub(super) fn eni_of(n: &sdk::NetworkInterface) -> EniDescription {
         primary_ip,
         secondary_ips,
         prefixes,
+        ipv6_addresses,
+        ipv6_prefixes,
         security_groups: n
             .groups()
             .iter()
@@ -193,6 +208,15 @@ pub(super) fn subnet_of(s: &sdk::Subnet) -> SubnetDescription {
         vpc_id: s.vpc_id().unwrap_or_default().to_string(),
         availability_zone: s.availability_zone().unwrap_or_default().to_string(),
         cidr: s.cidr_block().and_then(|c| c.parse().ok()),
+        ipv6_cidrs: s
+            .ipv6_cidr_block_association_set()
+            .iter()
+            .filter(|a| {
+                a.ipv6_cidr_block_state().and_then(|st| st.state())
+                    == Some(&sdk::SubnetCidrBlockStateCode::Associated)
+            })
+            .filter_map(|a| a.ipv6_cidr_block()?.parse().ok())
+            .collect(),
         available_ips: u32_of(s.available_ip_address_count()),
         tags: tags_of(s.tags()),
     }
@@ -212,4 +236,12 @@ pub(super) fn assigned_of(out: &AssignPrivateIpAddressesOutput) -> AssignedAddre
             .filter_map(|p| p.ipv4_prefix()?.parse().ok())
             .collect(),
     }
+}
+
+/// The new prefixes of an `AssignIpv6Addresses` answer.
+pub(super) fn assigned_ipv6_prefixes_of(out: &AssignIpv6AddressesOutput) -> Vec<Ipv6Net> {
+    out.assigned_ipv6_prefixes()
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }

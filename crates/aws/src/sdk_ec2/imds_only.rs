@@ -63,6 +63,8 @@ impl ImdsOnly {
                 primary_ip: eni.ipv4s.first().copied(),
                 secondary_ips,
                 prefixes,
+                ipv6_addresses: sorted(&eni.ipv6s),
+                ipv6_prefixes: sorted(&eni.ipv6_prefixes),
                 security_groups,
                 tags: Tags::new(),
                 // IMDS does not say; new ENIs are not created in this mode.
@@ -89,4 +91,10 @@ impl ImdsOnly {
         }
         Ok(out)
     }
+}
+
+fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {
+    let mut out = items.to_vec();
+    out.sort();
+    out
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_ec2::Client;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, unit_from};
@@ -200,6 +200,14 @@ impl Ec2 for SdkEc2 {
 
     async fn unassign_prefixes(&self, eni_id: &str, prefixes: &[Ipv4Net]) -> AwsResult<()> {
         mutate::unassign_private_ip_addresses(self, eni_id, &[], prefixes).await
+    }
+
+    async fn assign_ipv6_prefixes(&self, eni_id: &str, count: u32) -> AwsResult<Vec<Ipv6Net>> {
+        mutate::assign_ipv6_prefixes(self, eni_id, count).await
+    }
+
+    async fn unassign_ipv6_prefixes(&self, eni_id: &str, prefixes: &[Ipv6Net]) -> AwsResult<()> {
+        mutate::unassign_ipv6_prefixes(self, eni_id, prefixes).await
     }
 
     async fn create_tags(&self, resource_ids: &[String], tags: &Tags) -> AwsResult<()> {

@@ -4,10 +4,10 @@
 use std::net::Ipv4Addr;
 
 use aws_sdk_ec2::types as sdk;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::SdkEc2;
-use super::convert::{assigned_of, eni_of, sdk_error, sdk_tags};
+use super::convert::{assigned_ipv6_prefixes_of, assigned_of, eni_of, sdk_error, sdk_tags};
 use crate::error::{AwsError, ErrorKind};
 use crate::traits::AwsResult;
 use crate::types::{AssignedAddresses, ConnTrack, CreateEniRequest, EniDescription, Tags};
@@ -30,6 +30,9 @@ pub(super) async fn create_network_interface(
             }
             if req.prefixes > 0 {
                 r = r.ipv4_prefix_count(req.prefixes as i32);
+            }
+            if req.ipv6_addresses > 0 {
+                r = r.ipv6_address_count(req.ipv6_addresses as i32);
             }
             if let Some(ct) = req.conntrack {
                 r = r.connection_tracking_specification(conntrack_request(ct));
@@ -226,6 +229,48 @@ pub(super) async fn unassign_private_ip_addresses(
             .network_interface_id(eni_id)
             .set_private_ip_addresses(list(ips.iter().map(ToString::to_string).collect()))
             .set_ipv4_prefixes(list(prefixes.iter().map(ToString::to_string).collect()));
+        async move { r.send().await.map(|_| ()).map_err(|e| sdk_error(API, e)) }
+    })
+    .await
+}
+
+/// `AssignIpv6Addresses` with `Ipv6PrefixCount`; answers only the new prefixes, as EC2
+/// does (upstream's `AllocIPv6Prefixes`).
+pub(super) async fn assign_ipv6_prefixes(
+    ec2: &SdkEc2,
+    eni_id: &str,
+    count: u32,
+) -> AwsResult<Vec<Ipv6Net>> {
+    const API: &str = "AssignIpv6Addresses";
+    let out = ec2
+        .call(API, || {
+            let r = ec2
+                .client
+                .assign_ipv6_addresses()
+                .network_interface_id(eni_id)
+                .ipv6_prefix_count(count as i32);
+            async move { r.send().await.map_err(|e| sdk_error(API, e)) }
+        })
+        .await?;
+    Ok(assigned_ipv6_prefixes_of(&out))
+}
+
+/// `UnassignIpv6Addresses` with `Ipv6Prefix.N`; nothing to give back is no call.
+pub(super) async fn unassign_ipv6_prefixes(
+    ec2: &SdkEc2,
+    eni_id: &str,
+    prefixes: &[Ipv6Net],
+) -> AwsResult<()> {
+    const API: &str = "UnassignIpv6Addresses";
+    if prefixes.is_empty() {
+        return Ok(());
+    }
+    ec2.call(API, || {
+        let r = ec2
+            .client
+            .unassign_ipv6_addresses()
+            .network_interface_id(eni_id)
+            .set_ipv6_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()));
         async move { r.send().await.map(|_| ()).map_err(|e| sdk_error(API, e)) }
     })
     .await

@@ -122,6 +122,7 @@ impl<E: Ec2, K: net::kernel::Kernel> PoolManager<E, K> {
             description: format!("{ENI_DESCRIPTION_PREFIX}{}", self.facts.instance_id),
             secondary_ips: if kind == CidrKind::Ip { count } else { 0 },
             prefixes: if kind == CidrKind::Prefix { count } else { 0 },
+            ipv6_addresses: 0,
             tags,
             conntrack: self.conntrack,
         }
