@@ -13,6 +13,7 @@ pub mod cni_server;
 pub mod free_eni;
 pub mod host_net;
 pub mod introspect;
+pub mod ipv6_loop;
 pub mod leaked_enis;
 pub mod logging;
 pub mod metrics;

@@ -56,6 +56,11 @@ pub async fn converge_host_network(
     host.set_metrics(metrics.clone());
     host.setup_node(&node.id.primary_mac, node.primary_ip())
         .await?;
+    if node.ipv6.is_some() {
+        // IPv6: only card 0 is managed and no ENI is added after start, so the primary
+        // ENI is the only one pods use (docs/ipv6.md).
+        return Ok(());
+    }
     // Subnet CIDRs for the ENI route tables: EC2, else each ENI's IMDS entry (upstream reads
     // them from IMDS only; a failing DescribeSubnets is not fatal).
     let subnets = node
