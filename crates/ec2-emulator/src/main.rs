@@ -40,12 +40,16 @@ struct Args {
     region: String,
     #[arg(long, default_value = "us-west-2a")]
     availability_zone: String,
+    /// Dual-stack VPC: an IPv6 /56 on the VPC, a /64 on every subnet with
+    /// `AssignIpv6AddressOnCreation`, so instances and new ENIs get an IPv6 address.
+    #[arg(long)]
+    ipv6: bool,
     /// Hot-plug the first instance's ENIs as links into this network namespace.
     #[arg(long)]
     node_netns: Option<String>,
     /// Seed the region from a JSON file (keys as the long options, with `_`:
     /// `instance_type`, `instances`, `vpc_cidr`, `subnet_cidr`, `extra_subnets`, `region`,
-    /// `availability_zone`); values in the file override the command line.
+    /// `availability_zone`, `ipv6`); values in the file override the command line.
     #[arg(long)]
     seed: Option<std::path::PathBuf>,
 }
@@ -61,6 +65,7 @@ struct Seed {
     extra_subnets: Option<Vec<String>>,
     region: Option<String>,
     availability_zone: Option<String>,
+    ipv6: Option<bool>,
 }
 
 impl Args {
@@ -93,6 +98,9 @@ impl Args {
         if let Some(v) = seed.availability_zone {
             self.availability_zone = v;
         }
+        if let Some(v) = seed.ipv6 {
+            self.ipv6 = v;
+        }
         Ok(())
     }
 }
@@ -116,8 +124,10 @@ fn parse_extra_subnet(spec: &str) -> anyhow::Result<(Ipv4Net, Vec<(String, Strin
 struct Seeded {
     world: World,
     vpc: String,
-    /// `(subnet ID, CIDR)`, the node subnet first.
-    subnets: Vec<(String, String)>,
+    /// `{"id", "cidr", "ipv6_cidr"}` of each subnet, the node subnet first.
+    subnets: Vec<serde_json::Value>,
+    /// The VPC's IPv6 /56 (`--ipv6`).
+    vpc_ipv6: Option<ipnet::Ipv6Net>,
     security_group: String,
     instances: Vec<String>,
 }
@@ -141,6 +151,18 @@ fn seed_world(args: &Args) -> anyhow::Result<Seeded> {
         world.create_tags(std::slice::from_ref(&id), &tags.into_iter().collect())?;
         subnets.push((id, cidr.to_string()));
     }
+    let vpc_ipv6 = if args.ipv6 {
+        Some(world.enable_ipv6(&vpc).context("IPv6 CIDRs")?)
+    } else {
+        None
+    };
+    let subnets = subnets
+        .into_iter()
+        .map(|(id, cidr)| {
+            let v6 = world.subnets.get(&id).and_then(|s| s.ipv6_cidr());
+            serde_json::json!({"id": id, "cidr": cidr, "ipv6_cidr": v6.map(|c| c.to_string())})
+        })
+        .collect();
     let sg = world.create_security_group(&vpc, "node");
     let mut instances = Vec::new();
     for _ in 0..args.instances.max(1) {
@@ -150,6 +172,7 @@ fn seed_world(args: &Args) -> anyhow::Result<Seeded> {
         world,
         vpc,
         subnets,
+        vpc_ipv6,
         security_group: sg,
         instances,
     })
@@ -173,21 +196,28 @@ async fn serve_imds(
         let local = listener.local_addr()?;
         let router = server::imds_router(shared.clone(), id.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
-        let (primary_ip, primary_mac) = {
+        let (primary_ip, primary_mac, primary_ipv6) = {
             let emu = lock(shared);
             let eni = emu
                 .world
                 .instance(id)
                 .ok()
                 .and_then(|i| emu.world.enis.get(&i.primary_eni));
-            eni.map(|e| (e.primary_ip.to_string(), e.mac.clone()))
-                .unwrap_or_default()
+            eni.map(|e| {
+                (
+                    e.primary_ip.to_string(),
+                    e.mac.clone(),
+                    e.ipv6_addresses.first().map(|a| a.to_string()),
+                )
+            })
+            .unwrap_or_default()
         };
         imds_out.push(serde_json::json!({
             "instance_id": id,
             "imds_endpoint": format!("http://{local}"),
             "primary_ip": primary_ip,
             "primary_mac": primary_mac,
+            "primary_ipv6": primary_ipv6,
         }));
     }
     Ok(imds_out)
@@ -214,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
         world,
         vpc,
         subnets,
+        vpc_ipv6,
         security_group: sg,
         instances,
     } = seed_world(&args)?;
@@ -237,7 +268,8 @@ async fn main() -> anyhow::Result<()> {
         "region": args.region,
         "availability_zone": args.availability_zone,
         "vpc_id": vpc,
-        "subnets": subnets.iter().map(|(id, cidr)| serde_json::json!({"id": id, "cidr": cidr})).collect::<Vec<_>>(),
+        "vpc_ipv6_cidr": vpc_ipv6.map(|c| c.to_string()),
+        "subnets": subnets,
         "security_group": sg,
         "instance_type": args.instance_type,
         "instances": imds_out,

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, put};
 
 use crate::faults::Faults;
-use crate::hotplug::HotPlug;
+use crate::hotplug::{HotPlug, PluggedEni};
 use crate::model::imds::{self, ImdsHistory};
 use crate::model::{Ec2Error, ErrorCode, InstanceTypeInfo, World};
 use crate::query::{self, Params, Xml};
@@ -100,14 +100,17 @@ impl Emulator {
                     .record(now, view, 3600);
             }
             if let Some(plug) = self.hotplug.get_mut(&id) {
-                let macs: Vec<(String, u32, u32)> = self
+                let macs: Vec<PluggedEni> = self
                     .world
                     .attached_enis(&id)
                     .iter()
                     .filter_map(|e| {
-                        e.attachment
-                            .as_ref()
-                            .map(|a| (e.mac.clone(), a.network_card, a.device_index))
+                        e.attachment.as_ref().map(|a| PluggedEni {
+                            mac: e.mac.clone(),
+                            card: a.network_card,
+                            device: a.device_index,
+                            ipv6: e.ipv6_addresses.first().copied(),
+                        })
                     })
                     .collect();
                 if let Err(err) = plug.sync(&macs) {

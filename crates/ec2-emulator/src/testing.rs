@@ -1,13 +1,16 @@
 //! Test support shared by the workspace's integration tests: an emulated node served over
 //! HTTP in-process, and network namespaces that remove themselves.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
+
+use ipnet::Ipv6Net;
 
 use crate::model::World;
 use crate::server::{self, Emulator, Shared};
 
-/// One emulated instance in a VPC `10.0.0.0/16`, with EC2 and IMDS served on loopback.
+/// One emulated instance in a VPC `10.0.0.0/16` (dual-stack if asked), with EC2 and IMDS
+/// served on loopback.
 pub struct EmulatedNode {
     pub emu: Shared,
     pub ec2_endpoint: String,
@@ -18,6 +21,10 @@ pub struct EmulatedNode {
     pub security_group: String,
     pub primary_mac: String,
     pub primary_ip: Ipv4Addr,
+    /// Dual-stack only: the VPC's /56, the node subnet's /64, the primary ENI's IPv6.
+    pub vpc_ipv6_cidr: Option<Ipv6Net>,
+    pub subnet_ipv6_cidr: Option<Ipv6Net>,
+    pub primary_ipv6: Option<Ipv6Addr>,
 }
 
 /// Serves `router` on a free loopback port of the current namespace, or of the network
@@ -48,6 +55,22 @@ impl EmulatedNode {
     /// network namespace at `netns` (for an agent that runs in that namespace, as in a
     /// container with host networking), or in the current one.
     pub async fn start_in(instance_type: &str, subnet_cidr: &str, netns: Option<&str>) -> Self {
+        Self::start_with(instance_type, subnet_cidr, netns, false).await
+    }
+
+    /// Like [`EmulatedNode::start`] in a dual-stack VPC (`World::enable_ipv6`): the subnet
+    /// has a /64 and assigns IPv6 on creation, so the instance has a primary IPv6.
+    pub async fn start_dual_stack(instance_type: &str, subnet_cidr: &str) -> Self {
+        Self::start_with(instance_type, subnet_cidr, None, true).await
+    }
+
+    /// [`EmulatedNode::start_in`], dual-stack when `ipv6`.
+    pub async fn start_with(
+        instance_type: &str,
+        subnet_cidr: &str,
+        netns: Option<&str>,
+        ipv6: bool,
+    ) -> Self {
         let mut world = World::new();
         let vpc = world.create_vpc("10.0.0.0/16".parse().expect("VPC CIDR"));
         let subnet = world
@@ -57,6 +80,8 @@ impl EmulatedNode {
                 "us-west-2a",
             )
             .expect("subnet");
+        let vpc_ipv6_cidr = ipv6.then(|| world.enable_ipv6(&vpc).expect("IPv6 CIDRs"));
+        let subnet_ipv6_cidr = world.subnets[&subnet].ipv6_cidr();
         let sg = world.create_security_group(&vpc, "node");
         let ty = crate::catalog::instance_type(instance_type).expect("known instance type");
         let instance = world
@@ -64,6 +89,7 @@ impl EmulatedNode {
             .expect("instance");
         let eni = &world.enis[&world.instances[&instance].primary_eni];
         let (primary_mac, primary_ip) = (eni.mac.clone(), eni.primary_ip);
+        let primary_ipv6 = eni.ipv6_addresses.first().copied();
         let emu: Shared = Arc::new(Mutex::new(Emulator::new(
             world,
             "us-west-2",
@@ -85,6 +111,9 @@ impl EmulatedNode {
             security_group: sg,
             primary_mac,
             primary_ip,
+            vpc_ipv6_cidr,
+            subnet_ipv6_cidr,
+            primary_ipv6,
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct CreateEni {
     pub description: String,
     pub secondary_ip_count: u32,
     pub prefix_count: u32,
+    /// `Ipv6AddressCount`; `None`: the subnet's `AssignIpv6AddressOnCreation` decides.
+    pub ipv6_address_count: Option<u32>,
     pub tags: Tags,
     pub conntrack: ConnTrack,
 }
@@ -83,7 +85,11 @@ impl World {
             self.grant(&id, &AssignRequest::Count(req.secondary_ip_count))
         } else {
             Ok(Assigned::default())
-        };
+        }
+        .and_then(|got| {
+            self.ipv6_on_creation(&id, req.ipv6_address_count)?;
+            Ok(got)
+        });
         if let Err(err) = grant {
             // Undo the ENI itself: nothing of a failed create stays behind.
             let _ = self.delete_network_interface(&id);
@@ -126,6 +132,9 @@ impl World {
         }
         if eni.address_slots() > ty.ipv4_per_eni {
             return Err(address_limit());
+        }
+        if eni.ipv6_slots() > ty.ipv6_per_eni() {
+            return Err(super::ipv6_ops::ipv6_limit(eni.ipv6_slots(), &ty.name));
         }
         if !eni.prefixes.is_empty() && !ty.supports_prefixes() {
             return Err(Ec2Error::invalid(format!(
@@ -209,6 +218,14 @@ impl World {
             }
             for prefix in &eni.prefixes {
                 subnet.pool.release_prefix(*prefix);
+            }
+            if let Some(v6) = subnet.ipv6.as_mut() {
+                for ip in &eni.ipv6_addresses {
+                    v6.release_address(*ip);
+                }
+                for prefix in &eni.ipv6_prefixes {
+                    v6.release_prefix(*prefix);
+                }
             }
         }
         Ok(())

@@ -19,10 +19,16 @@ pub fn view_of(world: &World, instance_id: &str, region: &str) -> Option<ImdsVie
         .get(&instance.vpc_id)
         .map(|v| join_lines(&v.cidrs))
         .unwrap_or_default();
+    let vpc_ipv6_cidrs = world
+        .vpcs
+        .get(&instance.vpc_id)
+        .map(|v| join_lines(&v.ipv6_cidrs))
+        .unwrap_or_default();
     let mut view = ImdsView::new();
     put_instance_leaves(&mut view, instance, primary, region);
     for eni in world.attached_enis(instance_id) {
         put_interface_leaves(&mut view, world, eni, &vpc_cidrs);
+        put_ipv6_leaves(&mut view, world, eni, &vpc_ipv6_cidrs);
     }
     Some(view)
 }
@@ -49,6 +55,9 @@ fn put_instance_leaves(view: &mut ImdsView, instance: &Instance, primary: &Eni, 
     );
     put(format!("{md}/mac"), primary.mac.clone());
     put(format!("{md}/local-ipv4"), primary.primary_ip.to_string());
+    if let Some(ipv6) = primary.ipv6_addresses.first() {
+        put(format!("{md}/ipv6"), ipv6.to_string());
+    }
     put(
         format!("{md}/local-hostname"),
         format!(
@@ -118,6 +127,30 @@ fn put_interface_leaves(view: &mut ImdsView, world: &World, eni: &Eni, vpc_cidrs
     put(format!("{base}/local-ipv4s"), join_lines(eni.private_ips()));
     if !eni.prefixes.is_empty() {
         put(format!("{base}/ipv4-prefix"), join_lines(&eni.prefixes));
+    }
+}
+
+/// The IPv6 leaves of one attached ENI, each only when it has a value (a real IMDS answers
+/// 404 for `ipv6s` of an ENI without IPv6, and so on); `vpc_ipv6_cidrs` one per line.
+fn put_ipv6_leaves(view: &mut ImdsView, world: &World, eni: &Eni, vpc_ipv6_cidrs: &str) {
+    if eni.attachment.is_none() {
+        return;
+    }
+    let base = format!("meta-data/network/interfaces/macs/{}", eni.mac);
+    let subnet_v6 = world
+        .subnets
+        .get(&eni.subnet_id)
+        .and_then(|s| s.ipv6_cidr());
+    let leaves = [
+        ("ipv6s", join_lines(&eni.ipv6_addresses)),
+        ("ipv6-prefix", join_lines(&eni.ipv6_prefixes)),
+        ("subnet-ipv6-cidr-blocks", join_lines(subnet_v6)),
+        ("vpc-ipv6-cidr-blocks", vpc_ipv6_cidrs.to_string()),
+    ];
+    for (leaf, value) in leaves {
+        if !value.is_empty() {
+            view.insert(format!("{base}/{leaf}"), value);
+        }
     }
 }
 

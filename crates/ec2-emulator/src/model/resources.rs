@@ -2,11 +2,12 @@
 //! and network interfaces.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::address_pool::AddressPool;
+use super::ipv6_pool::Ipv6Pool;
 
 /// Resource tags, sorted by key.
 pub type Tags = BTreeMap<String, String>;
@@ -15,6 +16,8 @@ pub type Tags = BTreeMap<String, String>;
 pub struct Vpc {
     pub id: String,
     pub cidrs: Vec<Ipv4Net>,
+    /// Associated IPv6 CIDRs (/56 each); empty in an IPv4-only VPC.
+    pub ipv6_cidrs: Vec<Ipv6Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +26,21 @@ pub struct Subnet {
     pub vpc_id: String,
     pub availability_zone: String,
     pub pool: AddressPool,
+    /// The subnet's IPv6 /64 and its addresses, if one is associated.
+    pub ipv6: Option<Ipv6Pool>,
+    /// `AssignIpv6AddressOnCreation`: new ENIs (and instances) get one IPv6 address unless
+    /// `Ipv6AddressCount=0` is asked.
+    pub assign_ipv6_on_creation: bool,
     pub tags: Tags,
 }
 
 impl Subnet {
     pub fn cidr(&self) -> Ipv4Net {
         self.pool.cidr()
+    }
+
+    pub fn ipv6_cidr(&self) -> Option<Ipv6Net> {
+        self.ipv6.as_ref().map(Ipv6Pool::cidr)
     }
 }
 
@@ -65,6 +77,12 @@ impl InstanceTypeInfo {
             bare_metal: false,
             vcpus: None,
         }
+    }
+
+    /// IPv6 addresses per ENI (`Ipv6AddressesPerInterface`): the IPv4 figure, as EC2
+    /// documents for `AssignIpv6Addresses` ("as many IPv6 addresses as private IPv4").
+    pub fn ipv6_per_eni(&self) -> u32 {
+        self.ipv4_per_eni
     }
 
     /// Prefix delegation needs the Nitro hypervisor or bare metal.
@@ -130,6 +148,11 @@ pub struct Eni {
     pub primary_ip: Ipv4Addr,
     pub secondary_ips: BTreeSet<Ipv4Addr>,
     pub prefixes: BTreeSet<Ipv4Net>,
+    /// IPv6 addresses in the order they were assigned (the first is the ENI's primary
+    /// IPv6, what IMDS `ipv6` shows for the primary ENI).
+    pub ipv6_addresses: Vec<Ipv6Addr>,
+    /// Delegated IPv6 /80 prefixes.
+    pub ipv6_prefixes: BTreeSet<Ipv6Net>,
     pub tags: Tags,
     pub attachment: Option<Attachment>,
     pub source_dest_check: bool,
@@ -179,6 +202,12 @@ impl Eni {
     /// prefix (a /28 counts as one, as EC2 counts it).
     pub fn address_slots(&self) -> u32 {
         1 + self.secondary_ips.len() as u32 + self.prefixes.len() as u32
+    }
+
+    /// IPv6 addresses and prefixes counted against the per-ENI IPv6 limit (a /80 as one,
+    /// like a /28 for IPv4).
+    pub fn ipv6_slots(&self) -> u32 {
+        (self.ipv6_addresses.len() + self.ipv6_prefixes.len()) as u32
     }
 
     /// All private IPv4 addresses, primary first (as IMDS `local-ipv4s` lists them).

@@ -51,6 +51,7 @@ impl World {
             Vpc {
                 id: id.clone(),
                 cidrs: vec![cidr.trunc()],
+                ipv6_cidrs: Vec::new(),
             },
         );
         id
@@ -119,6 +120,8 @@ impl World {
                 vpc_id: vpc_id.to_string(),
                 availability_zone: availability_zone.to_string(),
                 pool,
+                ipv6: None,
+                assign_ipv6_on_creation: false,
                 tags: Tags::new(),
             },
         );
@@ -147,6 +150,7 @@ impl World {
     ) -> Result<String, Ec2Error> {
         let instance_id = self.fresh_id("i");
         let eni_id = self.create_eni_in(subnet_id, groups, "Primary network interface")?;
+        self.ipv6_on_creation(&eni_id, None)?;
         let (az, vpc_id) = {
             let subnet = self
                 .subnets
@@ -219,6 +223,8 @@ impl World {
             primary_ip,
             secondary_ips: BTreeSet::new(),
             prefixes: BTreeSet::new(),
+            ipv6_addresses: Vec::new(),
+            ipv6_prefixes: BTreeSet::new(),
             tags: Tags::new(),
             attachment: None,
             source_dest_check: true,

@@ -14,7 +14,7 @@ use super::render;
 use super::xml::Xml;
 
 /// The actions the emulator answers (what the agent's `Ec2` trait uses).
-pub const ACTIONS: [&str; 15] = [
+pub const ACTIONS: [&str; 17] = [
     "DescribeNetworkInterfaces",
     "DescribeInstances",
     "DescribeInstanceTypes",
@@ -27,6 +27,8 @@ pub const ACTIONS: [&str; 15] = [
     "ModifyNetworkInterfaceAttribute",
     "AssignPrivateIpAddresses",
     "UnassignPrivateIpAddresses",
+    "AssignIpv6Addresses",
+    "UnassignIpv6Addresses",
     "CreateTags",
     "DeleteTags",
     "TerminateInstances",
@@ -56,6 +58,8 @@ pub fn handle(
         }
         "AssignPrivateIpAddresses" => assign_private_ip_addresses(world, params, request_id),
         "UnassignPrivateIpAddresses" => unassign_private_ip_addresses(world, params, request_id),
+        "AssignIpv6Addresses" => super::ipv6_actions::assign(world, params, request_id),
+        "UnassignIpv6Addresses" => super::ipv6_actions::unassign(world, params, request_id),
         "CreateTags" => create_tags(world, params, request_id),
         "DeleteTags" => delete_tags(world, params, request_id),
         "TerminateInstances" => terminate_instances(world, params, request_id),
@@ -67,7 +71,7 @@ pub fn handle(
 }
 
 /// The body of an action that answers only `<return>true</return>`.
-fn return_true(x: &mut Xml) {
+pub(super) fn return_true(x: &mut Xml) {
     x.leaf("return", true);
 }
 
@@ -82,6 +86,7 @@ fn create_network_interface(
         description: params.get("Description").unwrap_or_default().to_string(),
         secondary_ip_count: params.u32("SecondaryPrivateIpAddressCount")?.unwrap_or(0),
         prefix_count: params.u32("Ipv4PrefixCount")?.unwrap_or(0),
+        ipv6_address_count: params.u32("Ipv6AddressCount")?,
         tags: params.tag_specifications("network-interface"),
         conntrack: ConnTrack {
             tcp_established_timeout: params
@@ -260,14 +265,17 @@ fn terminate_instances(
     }))
 }
 
-fn missing(name: &str) -> Ec2Error {
+pub(super) fn missing(name: &str) -> Ec2Error {
     Ec2Error::new(
         ErrorCode::MissingParameter,
         format!("The request must contain the parameter {name}"),
     )
 }
 
-fn parse_all<T: std::str::FromStr>(params: &Params, prefix: &str) -> Result<Vec<T>, Ec2Error> {
+pub(super) fn parse_all<T: std::str::FromStr>(
+    params: &Params,
+    prefix: &str,
+) -> Result<Vec<T>, Ec2Error> {
     params
         .list(prefix)
         .iter()

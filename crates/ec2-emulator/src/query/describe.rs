@@ -62,6 +62,12 @@ fn eni_matches(eni: &Eni, filter: &Filter) -> Result<bool, Ec2Error> {
                 .iter()
                 .any(|ip| any_value(filter, Some(&ip.to_string()))));
         }
+        "ipv6-addresses.ipv6-address" => {
+            return Ok(eni
+                .ipv6_addresses
+                .iter()
+                .any(|ip| any_value(filter, Some(&ip.to_string()))));
+        }
         other => return Err(unknown_filter(other)),
     };
     Ok(any_value(filter, value.as_deref()))
@@ -76,6 +82,12 @@ fn subnet_matches(subnet: &Subnet, filter: &Filter) -> Result<bool, Ec2Error> {
         "availability-zone" => subnet.availability_zone.clone(),
         "subnet-id" => subnet.id.clone(),
         "cidr-block" | "cidr" => subnet.cidr().to_string(),
+        "ipv6-cidr-block-association.ipv6-cidr-block" => {
+            return Ok(any_value(
+                filter,
+                subnet.ipv6_cidr().map(|c| c.to_string()).as_deref(),
+            ));
+        }
         other => return Err(unknown_filter(other)),
     };
     Ok(any_value(filter, Some(&value)))

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod describe;
+pub mod ipv6_actions;
 pub mod params;
 pub mod render;
 pub mod xml;

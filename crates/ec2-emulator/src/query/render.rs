@@ -58,7 +58,12 @@ pub fn eni_fields(x: &mut Xml, world: &World, eni: &Eni) {
     x.items("ipv4PrefixSet", &eni.prefixes, |x, p| {
         x.leaf("ipv4Prefix", p);
     });
-    x.node("ipv6AddressesSet", |_| {});
+    x.items("ipv6AddressesSet", &eni.ipv6_addresses, |x, a| {
+        x.leaf("ipv6Address", a).leaf("isPrimaryIpv6", false);
+    });
+    x.items("ipv6PrefixSet", &eni.ipv6_prefixes, |x, p| {
+        x.leaf("ipv6Prefix", p);
+    });
 }
 
 pub fn subnet_fields(x: &mut Xml, subnet: &Subnet) {
@@ -74,7 +79,28 @@ pub fn subnet_fields(x: &mut Xml, subnet: &Subnet) {
         .leaf("availableIpAddressCount", subnet.pool.available())
         .leaf("availabilityZone", &subnet.availability_zone)
         .leaf("defaultForAz", false)
-        .leaf("mapPublicIpOnLaunch", false);
+        .leaf("mapPublicIpOnLaunch", false)
+        .leaf(
+            "assignIpv6AddressOnCreation",
+            subnet.assign_ipv6_on_creation,
+        );
+    x.items(
+        "ipv6CidrBlockAssociationSet",
+        subnet.ipv6_cidr(),
+        |x, cidr| {
+            x.leaf(
+                "associationId",
+                format!(
+                    "subnet-cidr-assoc-{}",
+                    subnet.id.trim_start_matches("subnet-")
+                ),
+            )
+            .leaf("ipv6CidrBlock", cidr)
+            .node("ipv6CidrBlockState", |x| {
+                x.leaf("state", "associated");
+            });
+        },
+    );
     tag_set(x, &subnet.tags);
 }
 

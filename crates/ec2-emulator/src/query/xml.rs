@@ -57,6 +57,12 @@ impl Xml {
         self
     }
 
+    /// Escaped text in the current element (a list of plain values: `<item>text</item>`).
+    pub fn text(&mut self, text: impl std::fmt::Display) -> &mut Self {
+        self.buf.push_str(&escape(&text.to_string()));
+        self
+    }
+
     /// `<name>…</name>` with nested content.
     pub fn node(&mut self, name: &str, inner: impl FnOnce(&mut Xml)) -> &mut Self {
         self.buf.push_str(&format!("<{name}>"));
