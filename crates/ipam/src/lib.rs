@@ -19,7 +19,8 @@ pub use checkpoint_file::{
     write_atomic, write_checkpoint,
 };
 pub use datastore::{
-    AllocatedIp, Assignment, Datastore, DatastoreConfig, DatastoreError, DropReason,
-    DroppedAllocation, Eni, ForcedRelease, NewEni, RestoreReport, Unassignment, format_stats,
+    AllocatedIp, Assignment, CidrEntry, Datastore, DatastoreConfig, DatastoreError, DropReason,
+    DroppedAllocation, Eni, ForcedRelease, NewEni, PodNet, RestoreReport, Unassignment,
+    format_stats,
 };
 pub use types::{IpamKey, IpamMetadata, LEGACY_IF_NAME, LEGACY_NETWORK_NAME, Timestamp};

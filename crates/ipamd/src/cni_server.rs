@@ -5,7 +5,7 @@
 //! Kubernetes API ([`PodIpAnnotator`]).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use ipam::{DatastoreError, IpamKey, IpamMetadata};
@@ -47,6 +47,10 @@ impl FromIterator<String> for SharedCidrs {
 /// Facts the replies carry.
 #[derive(Debug, Clone, Default)]
 pub struct ReplyFacts {
+    /// IPv6 mode: pods get /128s, replies carry `IPv6Addr` and `VPCv6CIDRs`, the config
+    /// reply `NodeIPv6` (upstream's `enableIPv6` branches of `rpc_handler.go`).
+    pub ipv6: bool,
+    /// The VPC's CIDRs of the cluster's family (`VPCv4CIDRs` or `VPCv6CIDRs`).
     pub vpc_cidrs: SharedCidrs,
     pub exclude_snat_cidrs: Vec<String>,
     pub external_snat: bool,
@@ -55,6 +59,8 @@ pub struct ReplyFacts {
     pub instance_id: String,
     pub region: String,
     pub node_ipv4: String,
+    /// The primary ENI's IPv6 address (IMDS `ipv6`), IPv6 mode only.
+    pub node_ipv6: String,
 }
 
 /// State shared by the handlers.
@@ -107,12 +113,12 @@ impl PodIpAnnotator {
     }
 
     /// ADD: set the annotation to `ip`.
-    pub fn set(&self, namespace: &str, name: &str, ip: Ipv4Addr) {
+    pub fn set(&self, namespace: &str, name: &str, ip: IpAddr) {
         self.enqueue(namespace, name, PodIpPatch::Set(ip.to_string()));
     }
 
     /// DEL: set it to `""` if it still holds `released` (upstream leaves another value alone).
-    pub fn clear(&self, namespace: &str, name: &str, released: Ipv4Addr) {
+    pub fn clear(&self, namespace: &str, name: &str, released: IpAddr) {
         let released = released.to_string();
         self.enqueue(namespace, name, PodIpPatch::Clear { released });
     }
@@ -183,9 +189,49 @@ impl CniService {
         let mut ds = pool::lock(&self.ds);
         let out = op(&mut ds);
         let generation = self.checkpointer.generation();
-        let assigned = ds.stats(pool::now()).assigned_ips;
+        let assigned = ds.stats(pool::now()).assigned_ips + ds.ipv6_assigned();
         self.metrics.assigned_ip_addresses.set(i64::from(assigned));
         (out, generation)
+    }
+
+    /// An address of the cluster's family for `key`.
+    fn assign(
+        &self,
+        key: &IpamKey,
+        meta: &IpamMetadata,
+    ) -> (Result<PodAddress, DatastoreError>, u64) {
+        let now = pool::now();
+        self.on_datastore(|ds| {
+            if self.facts.ipv6 {
+                ds.assign_pod_ipv6(key, meta, now).map(PodAddress::from)
+            } else {
+                ds.assign_pod_ipv4(key, meta, now).map(PodAddress::from)
+            }
+        })
+    }
+
+    /// Releases `key`'s address; in IPv4 mode also says whether that emptied a CIDR of
+    /// the other prefix-delegation mode.
+    fn release(&self, key: &IpamKey) -> ((Result<PodAddress, DatastoreError>, bool), u64) {
+        let now = pool::now();
+        self.on_datastore(|ds| {
+            if self.facts.ipv6 {
+                let released = ds.unassign_pod_ipv6(key, now);
+                (
+                    released.map(|u| PodAddress::released(u.ip.into(), &u)),
+                    false,
+                )
+            } else {
+                let released = ds.unassign_pod(key, now);
+                let leftover = released
+                    .as_ref()
+                    .is_ok_and(|u| emptied_other_mode_cidr(ds, u));
+                (
+                    released.map(|u| PodAddress::released(u.ip.into(), &u)),
+                    leftover,
+                )
+            }
+        })
     }
 
     /// Waits for the checkpoint of `generation` (group commit, see `checkpointer`).
@@ -194,6 +240,48 @@ impl CniService {
             .durable(generation)
             .await
             .map_err(|e| Status::internal(format!("writing the checkpoint: {e}")))
+    }
+
+    /// The reply's `IPAllocationMetadata` row of `a`.
+    fn allocation(a: &PodAddress) -> IpAllocationMetadata {
+        let (v4, v6) = match a.ip {
+            IpAddr::V4(ip) => (ip.to_string(), String::new()),
+            IpAddr::V6(ip) => (String::new(), ip.to_string()),
+        };
+        IpAllocationMetadata {
+            i_pv4_addr: v4,
+            i_pv6_addr: v6,
+            device_number: a.device_number as i32,
+            route_table_id: a.route_table_id as i32,
+        }
+    }
+}
+
+/// A pod's address of either family with where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PodAddress {
+    ip: IpAddr,
+    device_number: u32,
+    route_table_id: u32,
+}
+
+impl<A: Into<IpAddr>> From<ipam::Assignment<A>> for PodAddress {
+    fn from(a: ipam::Assignment<A>) -> Self {
+        Self {
+            ip: a.ip.into(),
+            device_number: a.device_number,
+            route_table_id: a.route_table_id,
+        }
+    }
+}
+
+impl PodAddress {
+    fn released<N: ipam::PodNet>(ip: IpAddr, u: &ipam::Unassignment<N>) -> Self {
+        Self {
+            ip,
+            device_number: u.device_number,
+            route_table_id: u.route_table_id,
+        }
     }
 }
 
@@ -233,8 +321,7 @@ impl CniBackend for CniService {
         }
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
         let meta = IpamMetadata::new(&req.k8s_pod_namespace, &req.k8s_pod_name, 1);
-        let (assigned, generation) =
-            self.on_datastore(|ds| ds.assign_pod_ipv4(&key, &meta, pool::now()));
+        let (assigned, generation) = self.assign(&key, &meta);
         // Whatever happened, let the pool catch up right away.
         self.kick.notify_one();
         let a = match assigned {
@@ -250,29 +337,30 @@ impl CniBackend for CniService {
         };
         if let Err(e) = self.durable(generation).await {
             // Not on disk: a restart would not know the pod. Give the address back.
-            let _ = self.on_datastore(|ds| ds.unassign_pod(&key, pool::now()));
+            let _ = self.release(&key);
             return Err(e);
         }
         if let Some(annotator) = &self.annotate {
             annotator.set(&req.k8s_pod_namespace, &req.k8s_pod_name, a.ip);
         }
-        let mut cidrs = self.facts.vpc_cidrs.get();
-        if !self.facts.external_snat {
-            cidrs.extend(self.facts.exclude_snat_cidrs.iter().cloned());
-        }
-        Ok(Response::new(AddNetworkReply {
+        let mut reply = AddNetworkReply {
             success: true,
-            ip_allocation_metadata: vec![IpAllocationMetadata {
-                i_pv4_addr: a.ip.to_string(),
-                i_pv6_addr: String::new(),
-                device_number: a.device_number as i32,
-                route_table_id: a.route_table_id as i32,
-            }],
-            use_external_snat: self.facts.external_snat,
-            vp_cv4_cid_rs: cidrs,
+            ip_allocation_metadata: vec![Self::allocation(&a)],
             network_policy_mode: self.facts.network_policy_mode.clone(),
             ..Default::default()
-        }))
+        };
+        let mut cidrs = self.facts.vpc_cidrs.get();
+        if self.facts.ipv6 {
+            // IPv6: no SNAT, so neither `UseExternalSNAT` nor the exclusions apply.
+            reply.vp_cv6_cid_rs = cidrs;
+        } else {
+            if !self.facts.external_snat {
+                cidrs.extend(self.facts.exclude_snat_cidrs.iter().cloned());
+            }
+            reply.use_external_snat = self.facts.external_snat;
+            reply.vp_cv4_cid_rs = cidrs;
+        }
+        Ok(Response::new(reply))
     }
 
     async fn del_network(
@@ -291,13 +379,7 @@ impl CniBackend for CniService {
             )));
         }
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
-        let ((released, leftover), generation) = self.on_datastore(|ds| {
-            let released = ds.unassign_pod(&key, pool::now());
-            let leftover = released
-                .as_ref()
-                .is_ok_and(|u| emptied_other_mode_cidr(ds, u));
-            (released, leftover)
-        });
+        let ((released, leftover), generation) = self.release(&key);
         if leftover {
             // Prefix delegation was switched: the pool loop gives the CIDR back to EC2 now
             // (`pool::leftovers`), as upstream's DelNetwork does, without this DEL waiting.
@@ -312,12 +394,7 @@ impl CniBackend for CniService {
         match released {
             Ok(u) => Ok(Response::new(DelNetworkReply {
                 success: true,
-                ip_allocation_metadata: vec![IpAllocationMetadata {
-                    i_pv4_addr: u.ip.to_string(),
-                    i_pv6_addr: String::new(),
-                    device_number: u.device_number as i32,
-                    route_table_id: u.route_table_id as i32,
-                }],
+                ip_allocation_metadata: vec![Self::allocation(&u)],
                 network_policy_mode: self.facts.network_policy_mode.clone(),
                 ..Default::default()
             })),
@@ -340,10 +417,23 @@ impl ConfigServerBackend for CniService {
         Ok(Response::new(NetworkPolicyAgentConfigReply {
             network_policy_mode: self.facts.network_policy_mode.clone(),
             multi_nic_enabled: self.facts.multi_nic,
-            node_i_pv4: self.facts.node_ipv4.clone(),
-            node_i_pv6: String::new(),
+            // The node's address of the cluster's family; the other is empty.
+            node_i_pv4: if self.facts.ipv6 {
+                String::new()
+            } else {
+                self.facts.node_ipv4.clone()
+            },
+            node_i_pv6: if self.facts.ipv6 {
+                self.facts.node_ipv6.clone()
+            } else {
+                String::new()
+            },
             instance_id: self.facts.instance_id.clone(),
             region: self.facts.region.clone(),
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "cni_server_v6_tests.rs"]
+mod v6_tests;

@@ -28,6 +28,8 @@ use net::snat::{Randomize, SnatSettings};
 
 use crate::metrics::Metrics;
 
+mod v6;
+
 /// Host networking failures.
 #[derive(Debug, thiserror::Error)]
 pub enum HostNetError {
@@ -59,6 +61,9 @@ pub struct HostNetSettings {
     /// `ENABLE_V6_EGRESS`: block connections into egress-cni's IPv6 pod range (upstream
     /// `SetupHostNetwork`).
     pub v6_egress: bool,
+    /// IPv6 cluster: node set-up is [`HostNet::setup_node`]'s IPv6 form (no SNAT, the
+    /// fwmark rule in IPv6, egress-cni's IPv4 range blocked).
+    pub ipv6: bool,
     /// Attempts and pause when waiting for a hot-plugged link.
     pub link_attempts: u32,
     pub link_interval: Duration,
@@ -113,20 +118,32 @@ impl<K: Kernel> HostNet<K> {
     /// them (upstream `SetupHostNetwork` with `ENABLE_V6_EGRESS`). One ip6tables rule at the
     /// top of FORWARD, added once.
     async fn block_egress_range(&self, backend: Backend) -> Result<usize, HostNetError> {
-        const COMMENT: &str = "Block Node Local Pod access via IPv6";
+        self.block_node_local_range(backend, Family::V6).await
+    }
+
+    /// egress-cni's pod range of `family` (IPv6 in IPv4 clusters, IPv4 in IPv6 clusters) is
+    /// for egress only: one `REJECT` of new connections to it at the top of `FORWARD`,
+    /// added once (upstream `setupRuleToBlockNodeLocalAccess`).
+    async fn block_node_local_range(
+        &self,
+        backend: Backend,
+        family: Family,
+    ) -> Result<usize, HostNetError> {
+        let (range, comment) = match family {
+            Family::V6 => (EGRESS_V6_RANGE, "Block Node Local Pod access via IPv6"),
+            Family::V4 => (v6::EGRESS_V4_RANGE, "Block Node Local Pod access via IPv4"),
+        };
         let saved = self
             .nl
-            .firewall_save(backend, Family::V6, Some("filter"))
+            .firewall_save(backend, family, Some("filter"))
             .await?;
-        if saved.contains(COMMENT) {
+        if saved.contains(comment) {
             return Ok(0);
         }
         let batch = format!(
-            "*filter\n-I FORWARD 1 -d {EGRESS_V6_RANGE} -m conntrack --ctstate NEW -m comment --comment \"{COMMENT}\" -j REJECT\nCOMMIT\n"
+            "*filter\n-I FORWARD 1 -d {range} -m conntrack --ctstate NEW -m comment --comment \"{comment}\" -j REJECT\nCOMMIT\n"
         );
-        self.nl
-            .firewall_restore(backend, Family::V6, &batch)
-            .await?;
+        self.nl.firewall_restore(backend, family, &batch).await?;
         Ok(1)
     }
 
@@ -178,6 +195,9 @@ impl<K: Kernel> HostNet<K> {
         primary_mac: &str,
         primary_ip: Ipv4Addr,
     ) -> Result<usize, HostNetError> {
+        if self.settings.ipv6 {
+            return self.setup_node_v6(primary_mac).await;
+        }
         let s = &self.settings;
         let link = self
             .nl
@@ -327,7 +347,7 @@ mod tests {
 
     use super::*;
 
-    fn settings() -> HostNetSettings {
+    pub(super) fn settings() -> HostNetSettings {
         HostNetSettings {
             netns: None,
             eni_mtu: 9001,
@@ -340,6 +360,7 @@ mod tests {
             veth_prefix: "eni".into(),
             connmark: 0x80,
             v6_egress: true,
+            ipv6: false,
             link_attempts: 1,
             link_interval: Duration::ZERO,
         }

@@ -41,49 +41,30 @@ fn time(t: Option<Timestamp>) -> Value {
     })
 }
 
-/// `ENIInfos` of one datastore, scrubbed.
+/// `ENIInfos` of one datastore, scrubbed. `TotalIPs` counts the IPv6 prefixes' addresses
+/// too (2^48 per /80, as upstream's `total`); `AddressFamily` is `""` for IPv4 CIDRs (upstream's
+/// copy drops it) and `"6"` for IPv6 prefixes (ours keeps it: the family is the one fact that
+/// tells the two maps' entries apart).
 pub fn eni_infos(ds: &Datastore, now: Timestamp) -> Value {
     let stats = ds.stats(now);
     let mut enis = Map::new();
     for eni in ds.enis() {
-        let mut cidrs = Map::new();
-        for (net, entry) in &eni.ipv4_cidrs {
-            let mut addresses = Map::new();
-            for (ip, info) in &entry.addresses {
-                let (key, meta, assigned) = match &info.assignment {
-                    Some(a) => (
-                        json!({"networkName": a.key.network_name, "containerID": "", "ifName": ""}),
-                        json!({"k8sPodNamespace": a.metadata.k8s_pod_namespace, "k8sPodName": a.metadata.k8s_pod_name}),
-                        Some(a.assigned_time),
-                    ),
-                    None => (
-                        json!({"networkName": "", "containerID": "", "ifName": ""}),
-                        json!({}),
-                        None,
-                    ),
-                };
-                addresses.insert(
-                    ip.to_string(),
-                    json!({
-                        "Address": ip.to_string(),
-                        "IPAMKey": key,
-                        "IPAMMetadata": meta,
-                        "AssignedTime": time(assigned),
-                        "UnassignedTime": time(info.unassigned_time),
-                    }),
-                );
-            }
-            let mask = net.netmask().octets();
-            cidrs.insert(
-                net.to_string(),
-                json!({
-                    "Cidr": {"IP": net.network().to_string(), "Mask": base64(&mask)},
-                    "IPAddresses": addresses,
-                    "IsPrefix": entry.is_prefix,
-                    "AddressFamily": "",
-                }),
-            );
-        }
+        let v4: Map<String, Value> = eni
+            .ipv4_cidrs
+            .iter()
+            .map(|(net, entry)| {
+                let cidr = json!({"IP": net.network().to_string(), "Mask": base64(&net.netmask().octets())});
+                (net.to_string(), cidr_json(cidr, entry, ""))
+            })
+            .collect();
+        let v6: Map<String, Value> = eni
+            .ipv6_cidrs
+            .iter()
+            .map(|(net, entry)| {
+                let cidr = json!({"IP": net.network().to_string(), "Mask": base64(&net.netmask().octets())});
+                (net.to_string(), cidr_json(cidr, entry, "6"))
+            })
+            .collect();
         enis.insert(
             eni.id.clone(),
             json!({
@@ -92,15 +73,53 @@ pub fn eni_infos(ds: &Datastore, now: Timestamp) -> Value {
                 "IsTrunk": eni.is_trunk,
                 "IsEFA": eni.is_efa,
                 "DeviceNumber": eni.device_number,
-                "AvailableIPv4Cidrs": cidrs,
-                "IPv6Cidrs": {},
+                "AvailableIPv4Cidrs": v4,
+                "IPv6Cidrs": v6,
                 "IsExcludedForPodIPs": eni.excluded,
                 "RouteTableID": eni.route_table_id,
                 "SubnetID": eni.subnet_id,
             }),
         );
     }
-    json!({"TotalIPs": stats.total_ips, "AssignedIPs": stats.assigned_ips, "ENIs": enis})
+    let v6_total = u64::try_from(ds.ipv6_total_addresses()).unwrap_or(u64::MAX);
+    let total = u64::from(stats.total_ips).saturating_add(v6_total);
+    let assigned = stats.assigned_ips + ds.ipv6_assigned();
+    json!({"TotalIPs": total, "AssignedIPs": assigned, "ENIs": enis})
+}
+
+/// One `CidrInfo`: the CIDR, the addresses used at least once (scrubbed), the kind.
+fn cidr_json<N: ipam::PodNet>(cidr: Value, entry: &ipam::CidrEntry<N>, family: &str) -> Value {
+    let mut addresses = Map::new();
+    for (ip, info) in &entry.addresses {
+        let (key, meta, assigned) = match &info.assignment {
+            Some(a) => (
+                json!({"networkName": a.key.network_name, "containerID": "", "ifName": ""}),
+                json!({"k8sPodNamespace": a.metadata.k8s_pod_namespace, "k8sPodName": a.metadata.k8s_pod_name}),
+                Some(a.assigned_time),
+            ),
+            None => (
+                json!({"networkName": "", "containerID": "", "ifName": ""}),
+                json!({}),
+                None,
+            ),
+        };
+        addresses.insert(
+            ip.to_string(),
+            json!({
+                "Address": ip.to_string(),
+                "IPAMKey": key,
+                "IPAMMetadata": meta,
+                "AssignedTime": time(assigned),
+                "UnassignedTime": time(info.unassigned_time),
+            }),
+        );
+    }
+    json!({
+        "Cidr": cidr,
+        "IPAddresses": addresses,
+        "IsPrefix": entry.is_prefix,
+        "AddressFamily": family,
+    })
 }
 
 /// Go's `[]byte` JSON encoding: standard base64.
@@ -228,5 +247,45 @@ mod tests {
             "0001-01-01T00:00:00Z"
         );
         assert_eq!(v["ENIs"]["eni-0abc"]["RouteTableID"], 254);
+    }
+
+    #[test]
+    fn ipv6_prefixes_show_under_ipv6_cidrs_with_family_6() {
+        let cfg = DatastoreConfig {
+            prefix_delegation: true,
+            ..DatastoreConfig::default()
+        };
+        let mut ds = ipam::Datastore::new(cfg, Box::new(NullSink));
+        let now = Timestamp::from_unix_secs(1_700_000_000);
+        let eni = NewEni {
+            id: "eni-0abc".into(),
+            is_primary: true,
+            route_table_id: 254,
+            ..NewEni::default()
+        };
+        ds.add_eni(eni, now).unwrap();
+        ds.add_ipv6_cidr("eni-0abc", "2600:1f13::/80".parse().unwrap())
+            .unwrap();
+        ds.assign_pod_ipv6(
+            &IpamKey::new("aws-cni", "secret-container", "eth0"),
+            &IpamMetadata::new("default", "v6-pod", 1),
+            now,
+        )
+        .unwrap();
+        let v = eni_infos(&ds, now);
+        assert!(!v.to_string().contains("secret-container"));
+        assert_eq!(v["TotalIPs"], 1u64 << 48);
+        assert_eq!(v["AssignedIPs"], 1);
+        let eni = &v["ENIs"]["eni-0abc"];
+        assert_eq!(eni["AvailableIPv4Cidrs"], json!({}));
+        let cidr = &eni["IPv6Cidrs"]["2600:1f13::/80"];
+        assert_eq!(cidr["AddressFamily"], "6");
+        assert_eq!(cidr["IsPrefix"], true);
+        assert_eq!(cidr["Cidr"]["IP"], "2600:1f13::");
+        assert_eq!(cidr["Cidr"]["Mask"], "/////////////wAAAAAAAA==");
+        assert_eq!(
+            cidr["IPAddresses"]["2600:1f13::"]["IPAMMetadata"]["k8sPodName"],
+            "v6-pod"
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod free_eni;
 pub mod host_net;
 pub mod iam_events;
 pub mod introspect;
+pub mod ipv6_loop;
 pub mod leaked_enis;
 pub mod logging;
 pub mod metrics;

@@ -107,6 +107,28 @@ pub fn add_eni_from_ec2(
     eni: &EniDescription,
     now: Timestamp,
 ) -> Result<(), DatastoreError> {
+    add_eni_record(ds, eni, now)?;
+    let cidrs = eni
+        .secondary_ips
+        .iter()
+        .map(|ip| Ipv4Net::from(*ip))
+        .chain(eni.prefixes.iter().copied());
+    for cidr in cidrs {
+        match ds.add_ipv4_cidr(&eni.id, cidr) {
+            Ok(()) | Err(DatastoreError::IpAlreadyInStore) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The ENI itself (device, primary/trunk/EFA, route table, subnet) without its addresses;
+/// an ENI already known is fine.
+pub fn add_eni_record(
+    ds: &mut Datastore,
+    eni: &EniDescription,
+    now: Timestamp,
+) -> Result<(), DatastoreError> {
     let (card, device) = eni
         .attachment
         .as_ref()
@@ -123,21 +145,9 @@ pub fn add_eni_from_ec2(
         subnet_id: eni.subnet_id.clone(),
     };
     match ds.add_eni(spec, now) {
-        Ok(()) | Err(DatastoreError::DuplicateEni) => {}
-        Err(e) => return Err(e),
+        Ok(()) | Err(DatastoreError::DuplicateEni) => Ok(()),
+        Err(e) => Err(e),
     }
-    let cidrs = eni
-        .secondary_ips
-        .iter()
-        .map(|ip| Ipv4Net::from(*ip))
-        .chain(eni.prefixes.iter().copied());
-    for cidr in cidrs {
-        match ds.add_ipv4_cidr(&eni.id, cidr) {
-            Ok(()) | Err(DatastoreError::IpAlreadyInStore) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

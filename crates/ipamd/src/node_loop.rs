@@ -282,14 +282,19 @@ pub fn spawn_leaked_eni_cleanup<E: Ec2 + 'static>(
     })
 }
 
-/// Datastore gauges (`utils/prometheusmetrics/prometheusmetrics.go`; docs/metrics.md).
+/// Datastore gauges (`utils/prometheusmetrics/prometheusmetrics.go`; docs/metrics.md). IPv6
+/// prefixes count in the totals as upstream's `total` does (2^48 addresses per /80), and in
+/// the per-ENI and per-CIDR series.
 pub fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
     let ds = pool::lock(ds);
     let stats = ds.stats(pool::now());
-    metrics.total_ip_addresses.set(i64::from(stats.total_ips));
+    let v6_total = i64::try_from(ds.ipv6_total_addresses()).unwrap_or(i64::MAX);
+    metrics
+        .total_ip_addresses
+        .set(i64::from(stats.total_ips).saturating_add(v6_total));
     metrics
         .assigned_ip_addresses
-        .set(i64::from(stats.assigned_ips));
+        .set(i64::from(stats.assigned_ips + ds.ipv6_assigned()));
     metrics
         .total_ipv4_prefixes
         .set(i64::from(stats.total_prefixes));
@@ -297,15 +302,20 @@ pub fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
     // Freed ENIs drop out of the per-ENI series.
     metrics.assigned_ip_per_eni.reset();
     for eni in ds.enis() {
-        let assigned: u32 = eni.ipv4_cidrs.values().map(|c| c.assigned_count()).sum();
         metrics
             .assigned_ip_per_eni
             .with_label_values(&[&eni.id])
-            .set(f64::from(assigned));
+            .set(f64::from(eni.assigned_count()));
     }
     metrics.publish_assigned_per_cidr(ds.enis().iter().flat_map(|eni| {
-        eni.ipv4_cidrs
+        let v4 = eni
+            .ipv4_cidrs
             .iter()
-            .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()))
+            .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()));
+        let v6 = eni
+            .ipv6_cidrs
+            .iter()
+            .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()));
+        v4.chain(v6)
     }));
 }

@@ -208,6 +208,7 @@ pub fn host_settings(
         veth_prefix: "eni".into(),
         connmark: 0x80,
         v6_egress: false,
+        ipv6: false,
         link_attempts,
         link_interval,
     }

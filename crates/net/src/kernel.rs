@@ -123,6 +123,14 @@ pub trait Kernel: Send + Sync + Sized {
     fn add_rule(&self, rule: &Rule) -> impl Future<Output = Result<(), KernelError>> + Send;
     /// Deletes one matching rule; `Ok(false)` when there is none.
     fn delete_rule(&self, rule: &Rule) -> impl Future<Output = Result<bool, KernelError>> + Send;
+    /// The IPv6 twin of an address-free rule (fwmark/iif/priority/table; `src`/`dst`
+    /// ignored): added when `present` (an identical one is success), else one matching rule
+    /// deleted (`Ok(false)` when there is none). ipamd's main-ENI rule in IPv6 mode.
+    fn set_addressless_rule_v6(
+        &self,
+        rule: &Rule,
+        present: bool,
+    ) -> impl Future<Output = Result<bool, KernelError>> + Send;
 
     /// IPv4 neighbours, optionally of one link.
     fn neighbours(
@@ -393,6 +401,13 @@ impl Kernel for NetlinkHandle {
     }
     fn delete_rule(&self, rule: &Rule) -> impl Future<Output = Result<bool, KernelError>> + Send {
         NetlinkHandle::delete_rule(self, rule)
+    }
+    fn set_addressless_rule_v6(
+        &self,
+        rule: &Rule,
+        present: bool,
+    ) -> impl Future<Output = Result<bool, KernelError>> + Send {
+        NetlinkHandle::set_addressless_rule_v6(self, rule, present)
     }
     fn neighbours(
         &self,

@@ -64,6 +64,10 @@ pub enum Call {
     AddRule(Rule),
     /// `delete_rule` of an existing rule.
     DeleteRule(Rule),
+    /// `set_addressless_rule_v6` adding a new IPv6 rule.
+    AddRuleV6(Rule),
+    /// `set_addressless_rule_v6` deleting an existing IPv6 rule.
+    DeleteRuleV6(Rule),
     /// `replace_permanent_neighbour`.
     ReplaceNeighbour {
         link: String,
@@ -87,6 +91,8 @@ pub struct Model {
     pub routes: Vec<Route>,
     pub routes_v6: Vec<Route6>,
     pub rules: Vec<Rule>,
+    /// IPv6 address-free rules (`set_addressless_rule_v6`).
+    pub rules_v6: Vec<Rule>,
     pub neighbours: Vec<Neighbour>,
     pub sysctls: BTreeMap<String, String>,
     /// veth name → (peer namespace, peer name).

@@ -1,20 +1,22 @@
 //! Assigning addresses to pods and releasing them, with the checkpoint written before
-//! returning and the change rolled back when that write fails.
+//! returning and the change rolled back when that write fails. One flow for both
+//! families (upstream `AssignPodIPv4Address` / `AssignPodIPv6Address`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::eni::{AddressInfo, Assigned, CidrEntry};
+use super::family::PodNet;
 use super::{Datastore, DatastoreError};
 use crate::types::{IpamKey, IpamMetadata, Timestamp};
 
-/// The address a pod got.
+/// The address a pod got (`Assignment` for IPv4, `Assignment<Ipv6Addr>` for IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    /// The pod's IPv4 address.
-    pub ip: Ipv4Addr,
+pub struct Assignment<A = Ipv4Addr> {
+    /// The pod's address.
+    pub ip: A,
     /// ENI holding it.
     pub eni_id: String,
     /// That ENI's device number.
@@ -23,13 +25,13 @@ pub struct Assignment {
     pub route_table_id: u32,
 }
 
-/// The address a pod gave back.
+/// The address a pod gave back (`Unassignment` for IPv4, `Unassignment<Ipv6Net>` for IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unassignment {
+pub struct Unassignment<N: PodNet = Ipv4Net> {
     /// The key under which it was found (the legacy form when the fallback matched).
     pub key: IpamKey,
     /// The released address.
-    pub ip: Ipv4Addr,
+    pub ip: N::Addr,
     /// ENI holding it.
     pub eni_id: String,
     /// That ENI's device number.
@@ -40,17 +42,22 @@ pub struct Unassignment {
     pub interfaces_count: u32,
     /// Set when the ENI is excluded and this CIDR now has no assigned address: upstream
     /// schedules its removal (5 s later); the caller decides.
-    pub empty_excluded_cidr: Option<Ipv4Net>,
+    pub empty_excluded_cidr: Option<N>,
 }
 
 /// Position of an address: (ENI index, CIDR, address).
-type Slot = (usize, Ipv4Net, Ipv4Addr);
+type Slot<N> = (usize, N, <N as PodNet>::Addr);
 
 /// Picks an unused address of a CIDR: an unassigned, out-of-cooldown address already in
 /// the map (lowest first; the other such entries are garbage-collected, as upstream), else
-/// the lowest address never used. `None` when everything is assigned or cooling down.
-fn pick_unused(cidr: &mut CidrEntry, now: Timestamp, cooldown: Duration) -> Option<Ipv4Addr> {
-    let reusable: Vec<Ipv4Addr> = cidr
+/// the lowest address never used (a /28's `.0` and a /80's `::` are usable). `None` when
+/// everything is assigned or cooling down.
+pub(crate) fn pick_unused<N: PodNet>(
+    cidr: &mut CidrEntry<N>,
+    now: Timestamp,
+    cooldown: Duration,
+) -> Option<N::Addr> {
+    let reusable: Vec<N::Addr> = cidr
         .addresses
         .iter()
         .filter(|(_, a)| !a.is_assigned() && !a.in_cooldown(now, cooldown))
@@ -62,19 +69,27 @@ fn pick_unused(cidr: &mut CidrEntry, now: Timestamp, cooldown: Duration) -> Opti
         }
         return Some(first);
     }
-    all_addrs(cidr.cidr).find(|ip| !cidr.addresses.contains_key(ip))
+    lowest_never_used(cidr)
 }
 
-/// Every address of the CIDR including network and broadcast (a /28's `.0` is usable).
-fn all_addrs(net: Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
-    (u32::from(net.network())..=u32::from(net.broadcast())).map(Ipv4Addr::from)
+/// The lowest address of the CIDR not in its map: the first gap in the ascending map (the
+/// map only holds addresses of the CIDR), so a /80 is never walked address by address.
+fn lowest_never_used<N: PodNet>(cidr: &CidrEntry<N>) -> Option<N::Addr> {
+    let mut next: u128 = 0;
+    for ip in cidr.addresses.keys() {
+        if cidr.cidr.offset_of(*ip) != next {
+            break;
+        }
+        next += 1;
+    }
+    cidr.cidr.nth(next)
 }
 
 impl Datastore {
-    /// Where `key` holds an address, if anywhere (any ENI, any CIDR kind).
-    fn find_key(&self, key: &IpamKey) -> Option<Slot> {
+    /// Where `key` holds an address of family `N`, if anywhere.
+    fn find_key<N: PodNet>(&self, key: &IpamKey) -> Option<Slot<N>> {
         self.enis.iter().enumerate().find_map(|(i, eni)| {
-            eni.ipv4_cidrs.values().find_map(|c| {
+            N::cidrs(eni).values().find_map(|c| {
                 c.addresses.iter().find_map(|(ip, a)| {
                     a.assignment
                         .as_ref()
@@ -85,7 +100,7 @@ impl Datastore {
         })
     }
 
-    fn assignment_at(&self, eni_idx: usize, ip: Ipv4Addr) -> Assignment {
+    fn assignment_at<A>(&self, eni_idx: usize, ip: A) -> Assignment<A> {
         let eni = &self.enis[eni_idx];
         Assignment {
             ip,
@@ -108,20 +123,46 @@ impl Datastore {
         metadata: &IpamMetadata,
         now: Timestamp,
     ) -> Result<Assignment, DatastoreError> {
+        let pd = self.config.prefix_delegation;
+        self.assign_in::<Ipv4Net>(key, metadata, now, |c| c.in_mode(pd))
+    }
+
+    /// Assigns an IPv6 address to `key` from the ENIs' IPv6 prefixes (upstream
+    /// `AssignPodIPv6Address`): the same flow as [`Self::assign_pod_ipv4`] over the IPv6
+    /// prefix CIDRs. IPv6 needs prefix delegation: without it
+    /// [`DatastoreError::Ipv6WithoutPrefixDelegation`].
+    pub fn assign_pod_ipv6(
+        &mut self,
+        key: &IpamKey,
+        metadata: &IpamMetadata,
+        now: Timestamp,
+    ) -> Result<Assignment<Ipv6Addr>, DatastoreError> {
+        if !self.config.prefix_delegation {
+            return Err(DatastoreError::Ipv6WithoutPrefixDelegation);
+        }
+        self.assign_in::<Ipv6Net>(key, metadata, now, |c| c.is_prefix)
+    }
+
+    fn assign_in<N: PodNet>(
+        &mut self,
+        key: &IpamKey,
+        metadata: &IpamMetadata,
+        now: Timestamp,
+        usable: impl Fn(&CidrEntry<N>) -> bool,
+    ) -> Result<Assignment<N::Addr>, DatastoreError> {
         if key.is_zero() {
             return Err(DatastoreError::EmptyKey);
         }
-        if let Some((idx, _, ip)) = self.find_key(key) {
+        if let Some((idx, _, ip)) = self.find_key::<N>(key) {
             return Ok(self.assignment_at(idx, ip));
         }
-        let pd = self.config.prefix_delegation;
         let cooldown = self.config.ip_cooldown;
-        let mut found: Option<(usize, Ipv4Net, Ipv4Addr, Option<AddressInfo>)> = None;
+        let mut found: Option<(usize, N, N::Addr, Option<AddressInfo>)> = None;
         'outer: for (i, eni) in self.enis.iter_mut().enumerate() {
             if eni.excluded {
                 continue;
             }
-            for cidr in eni.ipv4_cidrs.values_mut().filter(|c| c.in_mode(pd)) {
+            for cidr in N::cidrs_mut(eni).values_mut().filter(|c| usable(c)) {
                 if let Some(ip) = pick_unused(cidr, now, cooldown) {
                     let previous = cidr.addresses.insert(
                         ip,
@@ -143,7 +184,7 @@ impl Datastore {
             return Err(DatastoreError::NoAvailableIp);
         };
         if let Err(e) = self.persist() {
-            if let Some(c) = self.enis[idx].ipv4_cidrs.get_mut(&cidr) {
+            if let Some(c) = N::cidrs_mut(&mut self.enis[idx]).get_mut(&cidr) {
                 match previous {
                     Some(prev) => c.addresses.insert(ip, prev),
                     None => c.addresses.remove(&ip),
@@ -154,7 +195,7 @@ impl Datastore {
         Ok(self.assignment_at(idx, ip))
     }
 
-    /// Releases the address held by `key`, or by its legacy form
+    /// Releases the IPv4 address held by `key`, or by its legacy form
     /// (`_migrated-from-cri/<container>/unknown`) (upstream `UnassignPodIPAddress`).
     ///
     /// Not found → [`DatastoreError::UnknownPod`] (a pending restored allocation under that
@@ -166,8 +207,28 @@ impl Datastore {
         key: &IpamKey,
         now: Timestamp,
     ) -> Result<Unassignment, DatastoreError> {
+        self.unassign_in::<Ipv4Net>(key, now)
+    }
+
+    /// [`Self::unassign_pod`] over the IPv6 prefixes (IPv6 mode).
+    pub fn unassign_pod_ipv6(
+        &mut self,
+        key: &IpamKey,
+        now: Timestamp,
+    ) -> Result<Unassignment<Ipv6Net>, DatastoreError> {
+        self.unassign_in::<Ipv6Net>(key, now)
+    }
+
+    fn unassign_in<N: PodNet>(
+        &mut self,
+        key: &IpamKey,
+        now: Timestamp,
+    ) -> Result<Unassignment<N>, DatastoreError> {
         let legacy = key.legacy_fallback();
-        let Some((idx, cidr, ip)) = self.find_key(key).or_else(|| self.find_key(&legacy)) else {
+        let found = self
+            .find_key::<N>(key)
+            .or_else(|| self.find_key::<N>(&legacy));
+        let Some((idx, cidr, ip)) = found else {
             let before = self.pending.len();
             self.pending.retain(|p| p.key != *key && p.key != legacy);
             if self.pending.len() != before {
@@ -175,8 +236,7 @@ impl Datastore {
             }
             return Err(DatastoreError::UnknownPod);
         };
-        let taken = self.enis[idx]
-            .ipv4_cidrs
+        let taken = N::cidrs_mut(&mut self.enis[idx])
             .get_mut(&cidr)
             .and_then(|c| c.addresses.get_mut(&ip))
             .and_then(|a| a.assignment.take());
@@ -184,8 +244,7 @@ impl Datastore {
             return Err(DatastoreError::UnknownPod);
         };
         if let Err(e) = self.persist() {
-            if let Some(a) = self.enis[idx]
-                .ipv4_cidrs
+            if let Some(a) = N::cidrs_mut(&mut self.enis[idx])
                 .get_mut(&cidr)
                 .and_then(|c| c.addresses.get_mut(&ip))
             {
@@ -194,12 +253,13 @@ impl Datastore {
             return Err(e.into());
         }
         let eni = &mut self.enis[idx];
+        let excluded = eni.excluded;
         let mut empty_excluded_cidr = None;
-        if let Some(c) = eni.ipv4_cidrs.get_mut(&cidr) {
+        if let Some(c) = N::cidrs_mut(eni).get_mut(&cidr) {
             if let Some(a) = c.addresses.get_mut(&ip) {
                 a.unassigned_time = Some(now);
             }
-            if eni.excluded && c.assigned_count() == 0 {
+            if excluded && c.assigned_count() == 0 {
                 empty_excluded_cidr = Some(cidr);
             }
         }

@@ -1,12 +1,13 @@
-//! The datastore's per-ENI records: [`Eni`], its IPv4 [`CidrEntry`]s and the per-address
-//! [`AddressInfo`]. Read-only outside the datastore (introspection reads them).
+//! The datastore's per-ENI records: [`Eni`], its IPv4 and IPv6 [`CidrEntry`]s and the
+//! per-address [`AddressInfo`]. Read-only outside the datastore (introspection reads them).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
+use super::family::PodNet;
 use crate::types::{IpamKey, IpamMetadata, Timestamp};
 
 /// What the caller knows about an ENI when adding it to the datastore.
@@ -62,29 +63,39 @@ impl AddressInfo {
     }
 }
 
-/// One IPv4 CIDR of an ENI: a secondary /32 or a /28 prefix.
+/// One CIDR of an ENI: an IPv4 secondary /32 or /28 prefix (`CidrEntry`, the default), or
+/// an IPv6 prefix (`CidrEntry<Ipv6Net>`, a /80 in IPv6 mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CidrEntry {
+pub struct CidrEntry<N: PodNet = Ipv4Net> {
     /// The CIDR (network address, host bits zero).
-    pub cidr: Ipv4Net,
-    /// A delegated prefix (anything shorter than /32).
+    pub cidr: N,
+    /// A delegated prefix (anything shorter than a single address).
     pub is_prefix: bool,
     /// Addresses used at least once, ascending.
-    pub addresses: BTreeMap<Ipv4Addr, AddressInfo>,
+    pub addresses: BTreeMap<N::Addr, AddressInfo>,
 }
 
-impl CidrEntry {
-    pub(crate) fn new(cidr: Ipv4Net) -> Self {
-        Self {
-            cidr,
-            is_prefix: cidr.prefix_len() < 32,
-            addresses: BTreeMap::new(),
-        }
-    }
-
+impl CidrEntry<Ipv4Net> {
     /// Number of addresses (1 for a /32, 16 for a /28).
     pub fn size(&self) -> u32 {
-        1u32 << (32 - u32::from(self.cidr.prefix_len()))
+        u32::try_from(self.cidr.size()).unwrap_or(u32::MAX)
+    }
+}
+
+impl CidrEntry<Ipv6Net> {
+    /// Number of addresses (2^48 for a /80).
+    pub fn size(&self) -> u128 {
+        self.cidr.size()
+    }
+}
+
+impl<N: PodNet> CidrEntry<N> {
+    pub(crate) fn new(cidr: N) -> Self {
+        Self {
+            cidr,
+            is_prefix: cidr.prefix_bits() < N::BITS,
+            addresses: BTreeMap::new(),
+        }
     }
 
     /// Addresses bound to a pod.
@@ -134,6 +145,8 @@ pub struct Eni {
     pub created_at: Timestamp,
     /// IPv4 CIDRs of both kinds, ascending.
     pub ipv4_cidrs: BTreeMap<Ipv4Net, CidrEntry>,
+    /// IPv6 prefixes, ascending (upstream `IPv6Cidrs`).
+    pub ipv6_cidrs: BTreeMap<Ipv6Net, CidrEntry<Ipv6Net>>,
 }
 
 impl Eni {
@@ -149,23 +162,30 @@ impl Eni {
             subnet_id: spec.subnet_id,
             created_at: now,
             ipv4_cidrs: BTreeMap::new(),
+            ipv6_cidrs: BTreeMap::new(),
         }
     }
 
-    /// Addresses bound to pods on this ENI (all CIDRs).
+    /// Addresses bound to pods on this ENI (all CIDRs, both families).
     pub fn assigned_count(&self) -> u32 {
-        self.ipv4_cidrs
+        let v4: u32 = self
+            .ipv4_cidrs
             .values()
             .map(CidrEntry::assigned_count)
-            .sum()
+            .sum();
+        let v6: u32 = self
+            .ipv6_cidrs
+            .values()
+            .map(CidrEntry::assigned_count)
+            .sum();
+        v4.saturating_add(v6)
     }
 
     /// Any address on this ENI in cooldown (upstream `hasIPInCooling`).
     pub fn has_ip_in_cooldown(&self, now: Timestamp, period: Duration) -> bool {
-        self.ipv4_cidrs
-            .values()
-            .flat_map(|c| c.addresses.values())
-            .any(|a| a.in_cooldown(now, period))
+        let v4 = self.ipv4_cidrs.values().flat_map(|c| c.addresses.values());
+        let v6 = self.ipv6_cidrs.values().flat_map(|c| c.addresses.values());
+        v4.chain(v6).any(|a| a.in_cooldown(now, period))
     }
 
     /// The CIDR holding `ip`, if any.
@@ -173,12 +193,23 @@ impl Eni {
         self.ipv4_cidrs.values().find(|c| c.cidr.contains(&ip))
     }
 
-    /// `(ip, assignment)` of every assigned address, CIDRs and addresses ascending.
+    /// `(ip, assignment)` of every assigned IPv4 address, CIDRs and addresses ascending.
     pub fn assigned(&self) -> impl Iterator<Item = (Ipv4Addr, &Assigned)> {
-        self.ipv4_cidrs.values().flat_map(|c| {
-            c.addresses
-                .iter()
-                .filter_map(|(ip, a)| a.assignment.as_ref().map(|s| (*ip, s)))
-        })
+        assigned_in(&self.ipv4_cidrs)
     }
+
+    /// `(ip, assignment)` of every assigned IPv6 address, prefixes and addresses ascending.
+    pub fn assigned_v6(&self) -> impl Iterator<Item = (Ipv6Addr, &Assigned)> {
+        assigned_in(&self.ipv6_cidrs)
+    }
+}
+
+fn assigned_in<N: PodNet>(
+    cidrs: &BTreeMap<N, CidrEntry<N>>,
+) -> impl Iterator<Item = (N::Addr, &Assigned)> {
+    cidrs.values().flat_map(|c| {
+        c.addresses
+            .iter()
+            .filter_map(|(ip, a)| a.assignment.as_ref().map(|s| (*ip, s)))
+    })
 }

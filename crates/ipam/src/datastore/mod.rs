@@ -7,20 +7,22 @@
 
 mod assign;
 mod eni;
+mod family;
 mod query;
 mod restore;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::checkpoint::{Checkpoint, CheckpointEntry, CheckpointError, CheckpointSink};
 use crate::types::{IpamKey, Timestamp};
 
 pub use assign::{Assignment, Unassignment};
 pub use eni::{AddressInfo, Assigned, CidrEntry, Eni, NewEni};
+pub use family::PodNet;
 pub use query::{AllocatedIp, format_stats};
 pub use restore::{DropReason, DroppedAllocation, RestoreReport};
 
@@ -55,6 +57,9 @@ pub enum DatastoreError {
     /// No free address in any current-mode CIDR.
     #[error("AssignPodIPAddress: no available IP/Prefix addresses")]
     NoAvailableIp,
+    /// IPv6 assignment while prefix delegation is off (upstream's wording).
+    #[error("PD is not enabled. V6 is only supported in PD mode")]
+    Ipv6WithoutPrefixDelegation,
     /// Assign with an all-empty key (which upstream would treat as "unassigned").
     #[error("datastore: empty IPAM key")]
     EmptyKey,
@@ -88,7 +93,7 @@ impl Default for DatastoreConfig {
 #[derive(Debug, Default)]
 pub struct ForcedRelease {
     /// Keys that held an address in the removed range, with that address.
-    pub unassigned: Vec<(IpamKey, Ipv4Addr)>,
+    pub unassigned: Vec<(IpamKey, IpAddr)>,
     /// Set when the checkpoint could not be rewritten afterwards (the removal stands).
     pub checkpoint_error: Option<CheckpointError>,
 }
@@ -157,12 +162,22 @@ impl Datastore {
     /// Adds a /32 (secondary IP) or shorter (prefix) CIDR to an ENI. Host bits are cleared.
     /// Pending restored allocations inside the new CIDR are adopted as assigned.
     pub fn add_ipv4_cidr(&mut self, eni_id: &str, cidr: Ipv4Net) -> Result<(), DatastoreError> {
+        self.add_cidr(eni_id, cidr)
+    }
+
+    /// Adds an IPv6 prefix (a /80 in IPv6 mode) to an ENI (upstream `AddIPv6CidrToStore`).
+    /// Host bits are cleared; pending restored allocations inside it are adopted.
+    pub fn add_ipv6_cidr(&mut self, eni_id: &str, cidr: Ipv6Net) -> Result<(), DatastoreError> {
+        self.add_cidr(eni_id, cidr)
+    }
+
+    fn add_cidr<N: PodNet>(&mut self, eni_id: &str, cidr: N) -> Result<(), DatastoreError> {
         let idx = self
             .eni_index(eni_id)
             .ok_or(DatastoreError::UnknownEniOnAdd)?;
-        let cidr = cidr.trunc();
-        let eni = &mut self.enis[idx];
-        if eni.ipv4_cidrs.contains_key(&cidr) {
+        let cidr = cidr.network_only();
+        let cidrs = N::cidrs_mut(&mut self.enis[idx]);
+        if cidrs.contains_key(&cidr) {
             return Err(DatastoreError::IpAlreadyInStore);
         }
         let mut entry = CidrEntry::new(cidr);
@@ -180,7 +195,7 @@ impl Datastore {
                 }
                 None => true,
             });
-        eni.ipv4_cidrs.insert(cidr, entry);
+        cidrs.insert(cidr, entry);
         Ok(())
     }
 
@@ -192,21 +207,42 @@ impl Datastore {
         cidr: Ipv4Net,
         force: bool,
     ) -> Result<ForcedRelease, DatastoreError> {
+        self.del_cidr(eni_id, cidr, force)
+    }
+
+    /// [`Self::del_ipv4_cidr`] for an IPv6 prefix (upstream `DelIPv6CidrFromStore`).
+    pub fn del_ipv6_cidr(
+        &mut self,
+        eni_id: &str,
+        cidr: Ipv6Net,
+        force: bool,
+    ) -> Result<ForcedRelease, DatastoreError> {
+        self.del_cidr(eni_id, cidr, force)
+    }
+
+    fn del_cidr<N: PodNet>(
+        &mut self,
+        eni_id: &str,
+        cidr: N,
+        force: bool,
+    ) -> Result<ForcedRelease, DatastoreError>
+    where
+        N::Addr: Into<IpAddr>,
+    {
         let idx = self.eni_index(eni_id).ok_or(DatastoreError::UnknownEni)?;
-        let cidr = cidr.trunc();
-        let entry = self.enis[idx]
-            .ipv4_cidrs
+        let cidr = cidr.network_only();
+        let entry = N::cidrs(&self.enis[idx])
             .get(&cidr)
             .ok_or(DatastoreError::UnknownIp)?;
-        let unassigned: Vec<(IpamKey, Ipv4Addr)> = entry
+        let unassigned: Vec<(IpamKey, IpAddr)> = entry
             .addresses
             .iter()
-            .filter_map(|(ip, a)| a.assignment.as_ref().map(|s| (s.key.clone(), *ip)))
+            .filter_map(|(ip, a)| a.assignment.as_ref().map(|s| (s.key.clone(), (*ip).into())))
             .collect();
         if !unassigned.is_empty() && !force {
             return Err(DatastoreError::IpInUse);
         }
-        self.enis[idx].ipv4_cidrs.remove(&cidr);
+        N::cidrs_mut(&mut self.enis[idx]).remove(&cidr);
         Ok(self.finish_forced(unassigned))
     }
 
@@ -219,10 +255,14 @@ impl Datastore {
         force: bool,
     ) -> Result<ForcedRelease, DatastoreError> {
         let idx = self.eni_index(eni_id).ok_or(DatastoreError::UnknownEni)?;
-        let unassigned: Vec<(IpamKey, Ipv4Addr)> = self.enis[idx]
+        let eni = &self.enis[idx];
+        let v4 = eni
             .assigned()
-            .map(|(ip, s)| (s.key.clone(), ip))
-            .collect();
+            .map(|(ip, s)| (s.key.clone(), IpAddr::V4(ip)));
+        let v6 = eni
+            .assigned_v6()
+            .map(|(ip, s)| (s.key.clone(), IpAddr::V6(ip)));
+        let unassigned: Vec<(IpamKey, IpAddr)> = v4.chain(v6).collect();
         if !unassigned.is_empty() && !force {
             return Err(DatastoreError::EniInUse);
         }
@@ -230,7 +270,7 @@ impl Datastore {
         Ok(self.finish_forced(unassigned))
     }
 
-    fn finish_forced(&mut self, unassigned: Vec<(IpamKey, Ipv4Addr)>) -> ForcedRelease {
+    fn finish_forced(&mut self, unassigned: Vec<(IpamKey, IpAddr)>) -> ForcedRelease {
         let checkpoint_error = if unassigned.is_empty() {
             None
         } else {
@@ -250,18 +290,30 @@ impl Datastore {
     }
 
     /// The checkpoint document of the current state: assigned addresses (ENIs by device
-    /// number, CIDRs and addresses ascending), then pending restored allocations.
+    /// number; per ENI IPv4 then IPv6, CIDRs and addresses ascending; an IPv6 address goes
+    /// in `ipv6`), then pending restored allocations.
     pub fn checkpoint(&self) -> Checkpoint {
+        let row = |ip: IpAddr, s: &Assigned| CheckpointEntry {
+            key: s.key.clone(),
+            ipv4: if ip.is_ipv4() {
+                ip.to_string()
+            } else {
+                String::new()
+            },
+            ipv6: if ip.is_ipv6() {
+                ip.to_string()
+            } else {
+                String::new()
+            },
+            allocation_timestamp: s.assigned_time.unix_nanos(),
+            metadata: s.metadata.clone(),
+        };
         let mut allocations: Vec<CheckpointEntry> = self
             .enis
             .iter()
-            .flat_map(|e| e.assigned())
-            .map(|(ip, s)| CheckpointEntry {
-                key: s.key.clone(),
-                ipv4: ip.to_string(),
-                ipv6: String::new(),
-                allocation_timestamp: s.assigned_time.unix_nanos(),
-                metadata: s.metadata.clone(),
+            .flat_map(|e| {
+                let v4 = e.assigned().map(|(ip, s)| row(IpAddr::V4(ip), s));
+                v4.chain(e.assigned_v6().map(|(ip, s)| row(IpAddr::V6(ip), s)))
             })
             .collect();
         allocations.extend(self.pending.iter().cloned());

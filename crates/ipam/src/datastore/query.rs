@@ -98,8 +98,27 @@ impl Datastore {
         self.enis
             .iter()
             .flat_map(|e| e.ipv4_cidrs.values())
-            .map(CidrEntry::size)
+            .map(|c| c.size())
             .sum()
+    }
+
+    /// Σ sizes of the IPv6 prefixes on every ENI (2^48 per /80; upstream's `total` in IPv6
+    /// mode, what `awscni_total_ip_addresses` and introspection's `TotalIPs` show there).
+    pub fn ipv6_total_addresses(&self) -> u128 {
+        self.enis
+            .iter()
+            .flat_map(|e| e.ipv6_cidrs.values())
+            .fold(0u128, |sum, c| sum.saturating_add(c.size()))
+    }
+
+    /// IPv6 prefixes on every ENI.
+    pub fn ipv6_prefix_count(&self) -> u32 {
+        count_u32(self.enis.iter().flat_map(|e| e.ipv6_cidrs.values()))
+    }
+
+    /// IPv6 addresses held by pods.
+    pub fn ipv6_assigned(&self) -> u32 {
+        count_u32(self.enis.iter().flat_map(|e| e.assigned_v6()))
     }
 
     /// `GetFreePrefixes`: prefix CIDRs (any ENI) with no assigned address.

@@ -4,21 +4,22 @@
 //! silently: they are reported and kept pending (and in the checkpoint) until a CIDR
 //! containing them is added or the pod is deleted.
 
-use std::net::Ipv4Addr;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::eni::{AddressInfo, Assigned, CidrEntry};
+use super::family::PodNet;
 use super::{Datastore, DatastoreError};
 use crate::checkpoint::{Checkpoint, CheckpointEntry, CheckpointError};
 
 /// Why an allocation was not restored as assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// The address lies in no IPv4 CIDR of any ENI (stale view or a really dead pod).
-    /// Kept pending.
+    /// The address lies in no CIDR of its family on any ENI (stale view or a really dead
+    /// pod). Kept pending.
     NoMatchingCidr,
-    /// Not an IPv4 allocation (IPv6 is not handled by this datastore yet).
+    /// The row carries neither an `ipv4` nor an `ipv6` address.
     NotIpv4,
-    /// `ipv4` is not a dotted-decimal address.
+    /// `ipv4` (`ipv6`) is not an IPv4 (IPv6) address.
     UnparsableAddress,
     /// All three key parts empty.
     EmptyKey,
@@ -45,9 +46,12 @@ pub struct RestoreReport {
 }
 
 /// `(ip, assignment)` when a pending row lies inside `cidr`.
-pub(super) fn adoptable(entry: &CheckpointEntry, cidr: &CidrEntry) -> Option<(Ipv4Addr, Assigned)> {
-    let ip: Ipv4Addr = entry.ipv4.parse().ok()?;
-    if !cidr.cidr.contains(&ip) || cidr.addresses.contains_key(&ip) {
+pub(super) fn adoptable<N: PodNet>(
+    entry: &CheckpointEntry,
+    cidr: &CidrEntry<N>,
+) -> Option<(N::Addr, Assigned)> {
+    let ip: N::Addr = N::checkpoint_field(entry).parse().ok()?;
+    if !cidr.cidr.holds(ip) || cidr.addresses.contains_key(&ip) {
         return None;
     }
     Some((ip, assigned_from(entry)))
@@ -63,8 +67,8 @@ fn assigned_from(entry: &CheckpointEntry) -> Assigned {
 
 impl Datastore {
     /// Restores the pod assignments of `doc` (`ReadBackingStore` step 3) into ENIs and CIDRs that
-    /// were already added. Each allocation whose address lies in an IPv4 CIDR of an ENI
-    /// becomes assigned with `AssignedTime = allocationTimestamp`. An address already
+    /// were already added. Each allocation whose address lies in a CIDR of an ENI (an `ipv4`
+    /// row in the IPv4 CIDRs, an `ipv6` row in the IPv6 prefixes) becomes assigned with `AssignedTime = allocationTimestamp`. An address already
     /// present is [`DatastoreError::IpAlreadyInStore`] and leaves the store unchanged; a
     /// wrong version is a checkpoint error. Then the checkpoint is rewritten.
     pub fn restore(&mut self, doc: &Checkpoint) -> Result<RestoreReport, DatastoreError> {
@@ -102,16 +106,26 @@ impl Datastore {
         if entry.key.is_zero() {
             return Ok(Some(DropReason::EmptyKey));
         }
-        if entry.ipv4.is_empty() {
-            return Ok(Some(DropReason::NotIpv4));
+        if !entry.ipv4.is_empty() {
+            return self.restore_in::<Ipv4Net>(entry);
         }
-        let Ok(ip) = entry.ipv4.parse::<Ipv4Addr>() else {
+        if !entry.ipv6.is_empty() {
+            return self.restore_in::<Ipv6Net>(entry);
+        }
+        Ok(Some(DropReason::NotIpv4))
+    }
+
+    fn restore_in<N: PodNet>(
+        &mut self,
+        entry: &CheckpointEntry,
+    ) -> Result<Option<DropReason>, DatastoreError> {
+        let Ok(ip) = N::checkpoint_field(entry).parse::<N::Addr>() else {
             return Ok(Some(DropReason::UnparsableAddress));
         };
         let cidr = self
             .enis
             .iter_mut()
-            .find_map(|e| e.ipv4_cidrs.values_mut().find(|c| c.cidr.contains(&ip)));
+            .find_map(|e| N::cidrs_mut(e).values_mut().find(|c| c.cidr.holds(ip)));
         let Some(cidr) = cidr else {
             return Ok(Some(DropReason::NoMatchingCidr));
         };

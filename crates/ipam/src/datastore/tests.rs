@@ -1,5 +1,6 @@
 //! Unit tests re-expressing upstream's `pkg/ipamd/datastore/data_store_test.go`.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::*;
@@ -76,7 +77,7 @@ fn remove_eni_requires_force_when_in_use() {
         "datastore: ENI is used and can not be deleted"
     );
     let rel = ds.remove_eni("eni-2", true).unwrap();
-    assert_eq!(rel.unassigned, vec![(key("a"), ip("10.0.0.2"))]);
+    assert_eq!(rel.unassigned, vec![(key("a"), ip("10.0.0.2").into())]);
     assert!(rel.checkpoint_error.is_none());
     assert!(sink.last().unwrap().allocations.is_empty());
     assert_eq!(ds.eni_count(), 1);
@@ -113,7 +114,7 @@ fn add_and_delete_ipv4_cidrs() {
     assert_eq!(gone.to_string(), "datastore: unknown IP");
     ds.del_ipv4_cidr("eni-1", net("1.1.1.2/32"), false).unwrap();
     let rel = ds.del_ipv4_cidr("eni-1", net("1.1.1.1/32"), true).unwrap();
-    assert_eq!(rel.unassigned, vec![(key("a"), ip("1.1.1.1"))]);
+    assert_eq!(rel.unassigned, vec![(key("a"), ip("1.1.1.1").into())]);
     assert_eq!(ds.stats(t(1)).total_ips, 0);
     assert_eq!(ds.address_of(&key("a")), None);
 }

@@ -31,6 +31,8 @@ pub enum BootstrapError {
     Checkpoint(#[from] ipam::CheckpointError),
     #[error("stale pods: {0}")]
     HostNet(#[from] HostNetError),
+    #[error("EC2 AssignIpv6Addresses (an IPv6 prefix for ENI {eni}): {source}")]
+    Ipv6Prefix { eni: String, source: aws::AwsError },
 }
 
 /// The datastore and what EC2 said about the node's ENIs.
@@ -66,6 +68,10 @@ pub async fn bootstrap_datastore(
         .await
         .map_err(BootstrapError::Ec2)?;
     let unmanaged = add_managed_enis(cfg, node, &enis, &mut ds).await?;
+    if cfg.is_ipv6() {
+        let provision = !cfg.provisioning_disabled();
+        crate::start::ipv6::add_prefixes(node.ec2.as_ref(), &enis, &mut ds, provision).await?;
+    }
     if cfg.eni.custom_networking {
         // Custom networking: pods get addresses from ENIConfig subnets, never the primary's.
         if let Err(e) = ds.set_eni_excluded(&node.primary.eni_id, true) {
@@ -103,7 +109,12 @@ async fn add_managed_enis(
             unmanaged.insert(eni.id.clone());
             continue;
         }
-        node::add_eni_from_ec2(ds, eni, now)?;
+        if cfg.is_ipv6() {
+            // IPv6: pods take /128s from the ENI's /80 only; its IPv4 addresses stay out.
+            node::add_eni_record(ds, eni, now)?;
+        } else {
+            node::add_eni_from_ec2(ds, eni, now)?;
+        }
         if cfg.provisioning_disabled() || eni.interface_type == "trunk" {
             continue;
         }

@@ -2,14 +2,14 @@
 //! security groups, the VPC CIDRs), an EC2 client for the region, and the instance type's
 //! limits (upstream's `awsutils.New` and `FetchInstanceTypeLimits`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use aws::sdk_ec2::SdkEc2;
 use aws::sdk_imds::SdkImds;
 use aws::{Ec2, Ec2Settings, Imds, ImdsEni, InstanceIdentity};
 use config::Config;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::metrics::Metrics;
 use crate::start::options::AgentOptions;
@@ -23,6 +23,11 @@ pub enum DiscoverError {
     Ec2(aws::AwsError),
     #[error("instance type {0:?} is in neither the limits table nor DescribeInstanceTypes")]
     UnknownInstanceType(String),
+    #[error(
+        "ENABLE_IPv6=true but the primary ENI has no IPv6 address in instance metadata \
+         (the subnet needs an IPv6 CIDR and the instance an IPv6 address)"
+    )]
+    NoPrimaryIpv6,
 }
 
 /// What the agent needs to know of its instance type.
@@ -46,8 +51,19 @@ pub struct Node {
     pub id: InstanceIdentity,
     pub primary: ImdsEni,
     pub security_groups: Vec<String>,
+    /// The VPC's IPv4 CIDRs (IPv4 clusters; empty in IPv6 clusters).
     pub vpc_cidrs: Vec<Ipv4Net>,
+    /// IPv6 clusters: the primary ENI's IPv6 address (IMDS `ipv6`) and the VPC's IPv6 CIDRs
+    /// (`vpc-ipv6-cidr-blocks`), upstream `nodeInit` step 2.
+    pub ipv6: Option<NodeIpv6>,
     pub limits: NodeLimits,
+}
+
+/// The node's IPv6 facts in an IPv6 cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIpv6 {
+    pub primary_ip: Ipv6Addr,
+    pub vpc_cidrs: Vec<Ipv6Net>,
 }
 
 impl Node {
@@ -73,10 +89,15 @@ pub async fn discover_node(
         .security_group_ids(&id.primary_mac)
         .await
         .map_err(DiscoverError::Imds)?;
-    let vpc_cidrs = imds
-        .vpc_ipv4_cidrs(&id.primary_mac)
-        .await
-        .map_err(DiscoverError::Imds)?;
+    let (vpc_cidrs, ipv6) = if cfg.is_ipv6() {
+        (Vec::new(), Some(node_ipv6(&imds, &id.primary_mac).await?))
+    } else {
+        let v4 = imds
+            .vpc_ipv4_cidrs(&id.primary_mac)
+            .await
+            .map_err(DiscoverError::Imds)?;
+        (v4, None)
+    };
     let mut settings = Ec2Settings::new(&id.region);
     settings.endpoint = cfg.aws.ec2_endpoint.clone().or(settings.endpoint);
     settings.http_timeout = cfg.aws.http_timeout;
@@ -98,7 +119,27 @@ pub async fn discover_node(
         primary,
         security_groups,
         vpc_cidrs,
+        ipv6,
         limits,
+    })
+}
+
+/// The primary IPv6 address and the VPC's IPv6 CIDRs from IMDS; no IPv6 address is fatal
+/// (upstream's `GetLocalIPv6` failing in `awsutils.New`).
+async fn node_ipv6<I: Imds>(imds: &I, primary_mac: &str) -> Result<NodeIpv6, DiscoverError> {
+    let primary_ip = imds
+        .primary_ipv6()
+        .await
+        .map_err(DiscoverError::Imds)?
+        .ok_or(DiscoverError::NoPrimaryIpv6)?;
+    let vpc_cidrs = imds
+        .vpc_ipv6_cidrs(primary_mac)
+        .await
+        .map_err(DiscoverError::Imds)?;
+    tracing::info!(%primary_ip, ?vpc_cidrs, "IPv6 cluster: the node's IPv6 facts");
+    Ok(NodeIpv6 {
+        primary_ip,
+        vpc_cidrs,
     })
 }
 

@@ -37,6 +37,7 @@ pub fn open_host_net(
         veth_prefix: cfg.networking.veth_prefix.clone(),
         connmark: cfg.networking.connmark,
         v6_egress: cfg.chain.v6_egress,
+        ipv6: cfg.is_ipv6(),
         link_attempts: h.link_attempts,
         link_interval: h.link_interval,
     };
@@ -55,6 +56,11 @@ pub async fn converge_host_network(
     host.set_metrics(metrics.clone());
     host.setup_node(&node.id.primary_mac, node.primary_ip())
         .await?;
+    if node.ipv6.is_some() {
+        // IPv6: only card 0 is managed and no ENI is added after start, so the primary
+        // ENI is the only one pods use (docs/ipv6.md).
+        return Ok(());
+    }
     // Subnet CIDRs for the ENI route tables: EC2, else each ENI's IMDS entry (upstream reads
     // them from IMDS only; a failing DescribeSubnets is not fatal).
     let subnets = node

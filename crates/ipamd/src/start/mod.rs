@@ -3,6 +3,7 @@
 pub mod bootstrap;
 pub mod discover;
 pub mod host;
+pub mod ipv6;
 pub mod options;
 pub mod pod_rules;
 pub mod serve;

@@ -165,7 +165,11 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
         ds: shared.ds.clone(),
         checkpointer: ready.checkpointer.clone(),
         facts: Arc::new(ReplyFacts {
-            vpc_cidrs: node.vpc_cidrs.iter().map(ToString::to_string).collect(),
+            ipv6: cfg.is_ipv6(),
+            vpc_cidrs: match &node.ipv6 {
+                Some(v6) => v6.vpc_cidrs.iter().map(ToString::to_string).collect(),
+                None => node.vpc_cidrs.iter().map(ToString::to_string).collect(),
+            },
             exclude_snat_cidrs: net
                 .exclude_snat_cidrs
                 .iter()
@@ -180,6 +184,11 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
             instance_id: node.id.instance_id.clone(),
             region: node.id.region.clone(),
             node_ipv4: node.id.local_ipv4.to_string(),
+            node_ipv6: node
+                .ipv6
+                .as_ref()
+                .map(|v6| v6.primary_ip.to_string())
+                .unwrap_or_default(),
         }),
         metrics: ready.metrics.clone(),
         blocker: shared.blocker.clone(),
@@ -261,6 +270,9 @@ fn spawn_background(
     manager: PoolManager<aws::sdk_ec2::SdkEc2>,
 ) -> Tasks {
     announce_eni_config(&ready.cfg, shared.cluster.as_ref());
+    if ready.cfg.is_ipv6() {
+        return spawn_ipv6_background(ready);
+    }
     let (cfg, node) = (&ready.cfg, &ready.node);
     let provisioning = !cfg.provisioning_disabled();
     let imds = node.imds.clone();
@@ -340,6 +352,28 @@ fn spawn_background(
             &ready.opts.timers,
             ready.metrics.clone(),
         ));
+    }
+    tasks
+}
+
+/// IPv6 cluster: no pool loop and no address reconciliation (upstream returns from
+/// `StartNodeIPPoolManager`); gauges and the EC2-confirmed prefix check instead
+/// (`ipv6_loop`), plus the Kubernetes link's tasks.
+fn spawn_ipv6_background(ready: &mut Ready) -> Tasks {
+    let mut tasks = Tasks::default();
+    tasks.spawn(crate::ipv6_loop::run(
+        ready.node.ec2.clone(),
+        ready.ds.clone(),
+        ready.metrics.clone(),
+        ready.node.id.instance_id.clone(),
+        !ready.cfg.provisioning_disabled(),
+        ready.opts.timers.clone(),
+    ));
+    if let Some(link) = ready.link.take() {
+        tasks.0.push(link.task);
+    }
+    if let Some((_, task)) = ready.max_pods_watch.take() {
+        tasks.0.push(task);
     }
     tasks
 }

@@ -34,7 +34,16 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(instance_type: &str, subnet_cidr: &str, tag: &str) -> Self {
-        let node = EmulatedNode::start(instance_type, subnet_cidr).await;
+        Self::with_node(EmulatedNode::start(instance_type, subnet_cidr).await, tag).await
+    }
+
+    /// A node in a dual-stack VPC: the subnet has an IPv6 /64, the instance a primary IPv6.
+    pub async fn new_dual_stack(instance_type: &str, subnet_cidr: &str, tag: &str) -> Self {
+        let node = EmulatedNode::start_dual_stack(instance_type, subnet_cidr).await;
+        Self::with_node(node, tag).await
+    }
+
+    async fn with_node(node: EmulatedNode, tag: &str) -> Self {
         let dir = testing::test_dir("ipamd", tag);
         let mut settings = Ec2Settings::from_lookup("us-west-2", |_| None);
         settings.endpoint = Some(node.ec2_endpoint.clone());

@@ -110,6 +110,40 @@ impl NetlinkHandle {
             .map_err(req_err(format!("append rule {rule}")))
     }
 
+    /// The IPv6 twin of an address-free `rule` (fwmark, mask, iif, priority, table; `src`
+    /// and `dst` must be `None`): added when `present` (EEXIST ok), else one deleted
+    /// (`Ok(false)` when there is none). ipamd's main-ENI fwmark rule in IPv6 mode (upstream
+    /// `SetupHostNetwork` with `Family = AF_INET6`).
+    pub async fn set_addressless_rule_v6(
+        &self,
+        rule: &Rule,
+        present: bool,
+    ) -> Result<bool, NetlinkError> {
+        let mut msg = build_rule(&Rule {
+            src: None,
+            dst: None,
+            ..rule.clone()
+        });
+        msg.header.family = AddressFamily::Inet6;
+        if present {
+            let mut req = self.handle.rule().add();
+            *req.message_mut() = msg;
+            let res = req
+                .execute()
+                .await
+                .map_err(req_err(format!("add IPv6 rule {rule}")));
+            return ok_if_exists(res).map(|()| true);
+        }
+        let res = self
+            .handle
+            .rule()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(req_err(format!("delete IPv6 rule {rule}")));
+        ok_if_missing(res)
+    }
+
     /// Deletes one rule matching `rule`; `Ok(false)` when there is none (ENOENT).
     pub async fn delete_rule(&self, rule: &Rule) -> Result<bool, NetlinkError> {
         let res = self

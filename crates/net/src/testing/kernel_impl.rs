@@ -273,6 +273,32 @@ impl Kernel for Recording {
             Ok(true)
         }))
     }
+    fn set_addressless_rule_v6(
+        &self,
+        rule: &Rule,
+        present: bool,
+    ) -> impl Future<Output = Result<bool, KernelError>> + Send {
+        let rule = Rule {
+            src: None,
+            dst: None,
+            ..rule.clone()
+        };
+        ready(self.with(|m, j| {
+            if present {
+                if !m.rules_v6.contains(&rule) {
+                    m.rules_v6.push(rule.clone());
+                    j.push((self.ns.clone(), Call::AddRuleV6(rule)));
+                }
+                return Ok(true);
+            }
+            let Some(pos) = m.rules_v6.iter().position(|r| rule_matches(&rule, r)) else {
+                return Ok(false);
+            };
+            let gone = m.rules_v6.remove(pos);
+            j.push((self.ns.clone(), Call::DeleteRuleV6(gone)));
+            Ok(true)
+        }))
+    }
     fn neighbours(
         &self,
         ifindex: Option<u32>,
