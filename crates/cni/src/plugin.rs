@@ -1,7 +1,7 @@
 //! ADD and DEL: ipamd over gRPC, then the pod's wiring with netlink (upstream's
 //! `cmdAdd`/`cmdDel` in `cmd/routed-eni-cni-plugin/cni.go`; docs/upstream-compat.md).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -86,7 +86,13 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
     check_add_env(env)?;
     let mut client = ipamd(&peers.ipamd).await?;
     let granted = request_address(&mut client, conf, env).await?;
-    let p = pod_network(conf, env, granted.ip, granted.table);
+    let ip = match granted.ip {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => {
+            return crate::pod_v6::add(&mut client, conf, env, peers, &granted, ip).await;
+        }
+    };
+    let p = pod_network(conf, env, ip, granted.table);
     wire_or_give_back(&mut client, conf, env, &p).await?;
     let host_mac = host_veth_mac(&p.host_veth).await;
     tracing::info!(container = %env.container_id, ip = %granted.ip, table = granted.table, veth = %p.host_veth, "ADD ok");
@@ -125,25 +131,27 @@ fn check_add_env(env: &CniEnv) -> Result<(), CniError> {
 }
 
 /// What ipamd granted the pod.
-struct Granted {
-    ip: Ipv4Addr,
-    table: u32,
-    device_number: i32,
+pub(crate) struct Granted {
+    /// `IPv4Addr`, or `IPv6Addr` when that is empty (IPv6 clusters).
+    pub(crate) ip: IpAddr,
+    pub(crate) table: u32,
+    pub(crate) device_number: i32,
     /// Addresses in the reply (`InterfaceCount` for the network policy agent).
-    interfaces: usize,
+    pub(crate) interfaces: usize,
     /// `NetworkPolicyMode`: empty when the network policy agent is not to be called.
-    network_policy_mode: String,
+    pub(crate) network_policy_mode: String,
 }
 
 /// The pod named in `CNI_ARGS`.
-fn pod_ref(env: &CniEnv) -> network_policy::PodRef<'_> {
+pub(crate) fn pod_ref(env: &CniEnv) -> network_policy::PodRef<'_> {
     network_policy::PodRef {
         name: env.arg("K8S_POD_NAME"),
         namespace: env.arg("K8S_POD_NAMESPACE"),
     }
 }
 
-/// AddNetwork: one IPv4 address for the pod, with its ENI's route table.
+/// AddNetwork: one address for the pod (IPv4, or IPv6 in IPv6 clusters), with its ENI's
+/// route table.
 async fn request_address(
     client: &mut CniBackendClient<tonic::transport::Channel>,
     conf: &NetConf,
@@ -176,12 +184,7 @@ async fn request_address(
         .ok_or_else(|| {
             CniError::ipamd("ipamd could not assign an IP address to the pod (see ipamd's log)")
         })?;
-    let ip: Ipv4Addr = alloc.i_pv4_addr.parse().map_err(|_| {
-        CniError::ipamd(format!(
-            "ipamd sent an invalid address {:?}",
-            alloc.i_pv4_addr
-        ))
-    })?;
+    let ip = crate::pod_v6::granted_ip(alloc)?;
     Ok(Granted {
         ip,
         table: u32::try_from(alloc.route_table_id).unwrap_or(0),
@@ -232,7 +235,7 @@ async fn wire_or_give_back(
 }
 
 /// The MAC of the host end of the pod's veth (empty when it cannot be read).
-async fn host_veth_mac(host_veth: &str) -> String {
+pub(crate) async fn host_veth_mac(host_veth: &str) -> String {
     match NetlinkHandle::current() {
         Ok(nl) => nl
             .link_by_name(host_veth)
@@ -246,7 +249,7 @@ async fn host_veth_mac(host_veth: &str) -> String {
 }
 
 /// The MAC of the pod's interface (empty when it cannot be read).
-async fn pod_mac(netns: &str, ifname: &str) -> String {
+pub(crate) async fn pod_mac(netns: &str, ifname: &str) -> String {
     let Ok(ns) = Netns::open(netns) else {
         return String::new();
     };
@@ -329,7 +332,7 @@ pub const DEL_PREV_RESULT_TEARDOWN_FAILED: &str =
 enum Release {
     /// Released; the pod's address and route table when ipamd sent a usable one, and the
     /// reply's `NetworkPolicyMode`.
-    Released(Option<(Ipv4Addr, u32)>, String),
+    Released(Option<(IpAddr, u32)>, String),
     /// `datastore: unknown pod`: nothing held (already released).
     UnknownPod,
     /// ipamd unreachable or any other gRPC error (as `cmdDel` treats them).
@@ -368,7 +371,7 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
             Ok(Release::Released(
                 r.ip_allocation_metadata.first().and_then(|a| {
                     Some((
-                        a.i_pv4_addr.parse().ok()?,
+                        crate::pod_v6::granted_ip(a).ok()?,
                         u32::try_from(a.route_table_id).unwrap_or(0),
                     ))
                 }),
@@ -384,7 +387,11 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
     }
 }
 
-async fn teardown(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> Result<(), CniError> {
+async fn teardown(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> Result<(), CniError> {
+    let ip = match ip {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => return crate::pod_v6::teardown(conf, env, ip, table).await,
+    };
     let p = pod_network(conf, env, ip, table);
     let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
     teardown_pod(&host, &p)
@@ -397,7 +404,11 @@ async fn teardown(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> Res
 /// never sticks in Terminating. The address is reclaimed by ipamd later.
 async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &str) {
     let container = env.container_id.as_str();
-    let Some((ip, table)) = conf.prev_result.as_ref().and_then(from_prev_result) else {
+    let Some((ip, table)) = conf
+        .prev_result
+        .as_ref()
+        .and_then(crate::pod_v6::from_prev_result_any)
+    else {
         tracing::warn!(container, ipamd_error, "{DEL_NO_PREV_RESULT}");
         return;
     };
@@ -431,9 +442,12 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
         }
         Release::Released(Some(w), mode) => (Some(w), mode),
         // Nothing (usable) from ipamd: whatever prevResult describes, best effort.
-        Release::Released(None, mode) => {
-            (conf.prev_result.as_ref().and_then(from_prev_result), mode)
-        }
+        Release::Released(None, mode) => (
+            conf.prev_result
+                .as_ref()
+                .and_then(crate::pod_v6::from_prev_result_any),
+            mode,
+        ),
         // Already released (a repeated DEL): as upstream, touch nothing. The address may
         // belong to another pod by now, and its rules with it.
         Release::UnknownPod => {

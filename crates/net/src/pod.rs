@@ -75,7 +75,7 @@ fn random_mac() -> Result<Mac, NetlinkError> {
 }
 
 /// A random MAC differing from every MAC in the host namespace (at most 10 tries).
-async fn unique_mac<K: Kernel>(host: &K) -> Result<Mac, NetlinkError> {
+pub(crate) async fn unique_mac<K: Kernel>(host: &K) -> Result<Mac, NetlinkError> {
     let taken: Vec<Option<Mac>> = host.links().await?.into_iter().map(|l| l.mac).collect();
     for _ in 0..10 {
         let mac = random_mac()?;
@@ -90,7 +90,7 @@ async fn unique_mac<K: Kernel>(host: &K) -> Result<Mac, NetlinkError> {
 
 /// Host-veth IPv6 sysctls (`accept_ra=0`, `accept_redirects=1`, `forwarding=0`); a missing
 /// file (kernel without IPv6) is ignored.
-fn host_veth_sysctls<K: Kernel>(host: &K, veth: &str) -> Result<(), NetlinkError> {
+pub(crate) fn host_veth_sysctls<K: Kernel>(host: &K, veth: &str) -> Result<(), NetlinkError> {
     for (key, value) in [
         ("accept_ra", "0"),
         ("accept_redirects", "1"),
