@@ -1,10 +1,13 @@
-//! The IPv6 half of the kernel seam that IPv6 pods need on top of [`Kernel`]: IPv6 policy
-//! rules, permanent IPv6 neighbours and IPv6 route deletion. A separate trait so that the
-//! IPv4 seam (and its recording implementation) stays as it is; [`NetlinkHandle`] implements
-//! both.
+//! The part of the kernel seam that IPv6 clusters need on top of [`Kernel`]: IPv6 policy
+//! rules, permanent IPv6 neighbours and IPv6 route deletion for IPv6 pods
+//! ([`crate::pod6`]), and a link-scope IPv4 address for egress-cni's IPv4 egress. A separate
+//! trait so that the IPv4 seam (and its recording implementation) stays as it is;
+//! [`NetlinkHandle`] implements both.
 
 use std::future::Future;
 use std::net::Ipv6Addr;
+
+use ipnet::Ipv4Net;
 
 use crate::kernel::Kernel;
 use crate::netlink::{KernelError, Mac, NetlinkHandle, Route6, Rule6};
@@ -32,6 +35,12 @@ pub trait Kernel6: Kernel {
         &self,
         route: &Route6,
     ) -> impl Future<Output = Result<bool, KernelError>> + Send;
+    /// Adds (or replaces) an IPv4 address with `scope link`.
+    fn replace_link_scope_address(
+        &self,
+        ifindex: u32,
+        addr: Ipv4Net,
+    ) -> impl Future<Output = Result<(), KernelError>> + Send;
 
     /// Deletes every IPv6 rule matching `rule`; returns how many went.
     fn delete_rule_v6_all(
@@ -74,5 +83,12 @@ impl Kernel6 for NetlinkHandle {
         route: &Route6,
     ) -> impl Future<Output = Result<bool, KernelError>> + Send {
         NetlinkHandle::delete_route_v6(self, route)
+    }
+    fn replace_link_scope_address(
+        &self,
+        ifindex: u32,
+        addr: Ipv4Net,
+    ) -> impl Future<Output = Result<(), KernelError>> + Send {
+        NetlinkHandle::replace_link_scope_address(self, ifindex, addr)
     }
 }

@@ -1,14 +1,17 @@
-//! IPv6 policy rules, permanent IPv6 neighbours and IPv6 route deletion: what an IPv6 pod's
-//! wiring needs beyond [`super::addr6`] (upstream `setupVeth` / `setupIPBasedContainerRouteRules`
-//! with an IPv6 address, `cmd/routed-eni-cni-plugin/driver/driver.go`). Adding an existing
-//! rule and deleting a missing one both succeed, as for IPv4.
+//! What IPv6 clusters need beyond [`super::addr6`]: IPv6 policy rules, permanent IPv6
+//! neighbours and IPv6 route deletion for an IPv6 pod's wiring (upstream `setupVeth` /
+//! `setupIPBasedContainerRouteRules` with an IPv6 address,
+//! `cmd/routed-eni-cni-plugin/driver/driver.go`), and the link-scope IPv4 address of
+//! egress-cni's host veth (upstream `setupHostVethV4`). Adding an existing rule and deleting
+//! a missing one both succeed, as for IPv4.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::AddressScope;
 use netlink_packet_route::neighbour::NeighbourState;
 use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
@@ -169,6 +172,24 @@ impl NetlinkHandle {
             .map_err(req_err(format!(
                 "add IPv6 neighbour {ip} lladdr {mac} on link {ifindex}"
             )))
+    }
+
+    /// Adds (or replaces) the IPv4 `addr` on link `ifindex` with `scope link` (not usable as
+    /// a source towards other destinations).
+    pub async fn replace_link_scope_address(
+        &self,
+        ifindex: u32,
+        addr: Ipv4Net,
+    ) -> Result<(), NetlinkError> {
+        let mut req = self
+            .handle
+            .address()
+            .add(ifindex, IpAddr::V4(addr.addr()), addr.prefix_len())
+            .replace();
+        req.message_mut().header.scope = AddressScope::Link;
+        req.execute().await.map_err(req_err(format!(
+            "add address {addr} scope link to link {ifindex}"
+        )))
     }
 
     /// Deletes the IPv6 route to `route.dst` in `route.table` (and through `route.oif` when
