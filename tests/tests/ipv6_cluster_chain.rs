@@ -166,9 +166,7 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
     );
     let (node, outside, pod) = namespaces();
     let before = node_view(&node);
-    let aws = format!(
-        r#"{{"cniVersion":"0.4.0","name":"aws-cni","type":"aws-cni","vethPrefix":"eni","mtu":"9001","pluginLogFile":"stderr","pluginLogLevel":"Debug"}}"#
-    );
+    let aws = r#"{"cniVersion":"0.4.0","name":"aws-cni","type":"aws-cni","vethPrefix":"eni","mtu":"9001","pluginLogFile":"stderr","pluginLogLevel":"Debug"}"#;
     let egress = |prev: &str| {
         format!(
             r#"{{"cniVersion":"0.4.0","name":"aws-cni","type":"egress-cni","mtu":"9001","enabled":"true",
@@ -204,7 +202,7 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
     };
 
     // ADD down the chain: aws-cni's result is egress-cni's prevResult.
-    let first = run("aws-cni", "ADD", &aws);
+    let first = run("aws-cni", "ADD", aws);
     assert_eq!(first.rc, 0, "{} {}", first.stdout, first.stderr);
     let second = run("egress-cni", "ADD", &egress(&first.stdout));
     assert_eq!(second.rc, 0, "{} {}", second.stdout, second.stderr);
@@ -240,7 +238,7 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
     };
     let del = run("egress-cni", "DEL", &egress(&second.stdout));
     assert_eq!((del.rc, del.stdout.as_str()), (0, ""), "{}", del.stderr);
-    let del = run("aws-cni", "DEL", &prev(&aws));
+    let del = run("aws-cni", "DEL", &prev(aws));
     assert_eq!((del.rc, del.stdout.as_str()), (0, ""), "{}", del.stderr);
     pod.recreate();
     let veth = net::names::host_veth_name("eni", "default", "dual-egress", 0);
