@@ -7,6 +7,7 @@ pub mod error;
 pub mod log;
 pub mod network_policy;
 pub mod plugin;
+pub mod pod_v6;
 pub mod result;
 pub mod skel;
 pub mod status;

@@ -1,7 +1,7 @@
 //! ADD and DEL: ipamd over gRPC, then the pod's wiring with netlink (upstream's
 //! `cmdAdd`/`cmdDel` in `cmd/routed-eni-cni-plugin/cni.go`; docs/upstream-compat.md).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,17 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
             return Err(e);
         }
     };
-    p.pod_ip = granted.ip;
+    let ip = match granted.ip {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => {
+            // An IPv6 cluster: the IPv4 pair made meanwhile goes, pod_v6 wires its own.
+            if let Ok((host, _)) = &prepared {
+                let _ = remove_pod_veth(host, &p).await;
+            }
+            return crate::pod_v6::add(&mut client, conf, env, peers, &granted, ip).await;
+        }
+    };
+    p.pod_ip = ip;
     p.table = granted.table;
     let wired = match prepared {
         Ok((host, prepared)) => finish_pod_in(&host, &prepared, &p)
@@ -188,25 +198,27 @@ fn check_add_env(env: &CniEnv) -> Result<(), CniError> {
 }
 
 /// What ipamd granted the pod.
-struct Granted {
-    ip: Ipv4Addr,
-    table: u32,
-    device_number: i32,
+pub(crate) struct Granted {
+    /// `IPv4Addr`, or `IPv6Addr` when that is empty (IPv6 clusters).
+    pub(crate) ip: IpAddr,
+    pub(crate) table: u32,
+    pub(crate) device_number: i32,
     /// Addresses in the reply (`InterfaceCount` for the network policy agent).
-    interfaces: usize,
+    pub(crate) interfaces: usize,
     /// `NetworkPolicyMode`: empty when the network policy agent is not to be called.
-    network_policy_mode: String,
+    pub(crate) network_policy_mode: String,
 }
 
 /// The pod named in `CNI_ARGS`.
-fn pod_ref(env: &CniEnv) -> network_policy::PodRef<'_> {
+pub(crate) fn pod_ref(env: &CniEnv) -> network_policy::PodRef<'_> {
     network_policy::PodRef {
         name: env.arg("K8S_POD_NAME"),
         namespace: env.arg("K8S_POD_NAMESPACE"),
     }
 }
 
-/// AddNetwork: one IPv4 address for the pod, with its ENI's route table.
+/// AddNetwork: one address for the pod (IPv4, or IPv6 in IPv6 clusters), with its ENI's
+/// route table.
 async fn request_address(
     client: &mut CniBackendClient<tonic::transport::Channel>,
     conf: &NetConf,
@@ -239,12 +251,7 @@ async fn request_address(
         .ok_or_else(|| {
             CniError::ipamd("ipamd could not assign an IP address to the pod (see ipamd's log)")
         })?;
-    let ip: Ipv4Addr = alloc.i_pv4_addr.parse().map_err(|_| {
-        CniError::ipamd(format!(
-            "ipamd sent an invalid address {:?}",
-            alloc.i_pv4_addr
-        ))
-    })?;
+    let ip = crate::pod_v6::granted_ip(alloc)?;
     Ok(Granted {
         ip,
         table: u32::try_from(alloc.route_table_id).unwrap_or(0),
@@ -288,6 +295,38 @@ async fn give_back_if_unwired<T>(
     Err(CniError::setup(format!(
         "failed to set up the pod network (address {ip} {release}): {e}"
     )))
+}
+
+/// The MAC of the host end of the pod's veth (empty when it cannot be read).
+pub(crate) async fn host_veth_mac(host_veth: &str) -> String {
+    match NetlinkHandle::current() {
+        Ok(nl) => nl
+            .link_by_name(host_veth)
+            .await
+            .ok()
+            .flatten()
+            .map(|l| l.mac.map(|m| m.to_string()).unwrap_or_default()),
+        Err(_) => None,
+    }
+    .unwrap_or_default()
+}
+
+/// The MAC of the pod's interface (empty when it cannot be read).
+pub(crate) async fn pod_mac(netns: &str, ifname: &str) -> String {
+    let Ok(ns) = Netns::open(netns) else {
+        return String::new();
+    };
+    match NetlinkHandle::in_netns(&ns) {
+        Ok(nl) => nl
+            .link_by_name(ifname)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.mac)
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The CNI result, with upstream's encoding (container interface `mac` = route table,
@@ -356,7 +395,7 @@ pub const DEL_PREV_RESULT_TEARDOWN_FAILED: &str =
 enum Release {
     /// Released; the pod's address and route table when ipamd sent a usable one, and the
     /// reply's `NetworkPolicyMode`.
-    Released(Option<(Ipv4Addr, u32)>, String),
+    Released(Option<(IpAddr, u32)>, String),
     /// `datastore: unknown pod`: nothing held (already released).
     UnknownPod,
     /// ipamd unreachable or any other gRPC error (as `cmdDel` treats them).
@@ -395,7 +434,7 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
             Ok(Release::Released(
                 r.ip_allocation_metadata.first().and_then(|a| {
                     Some((
-                        a.i_pv4_addr.parse().ok()?,
+                        crate::pod_v6::granted_ip(a).ok()?,
                         u32::try_from(a.route_table_id).unwrap_or(0),
                     ))
                 }),
@@ -411,7 +450,11 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
     }
 }
 
-async fn teardown(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> Result<(), CniError> {
+async fn teardown(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> Result<(), CniError> {
+    let ip = match ip {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => return crate::pod_v6::teardown(conf, env, ip, table).await,
+    };
     let p = pod_network(conf, env, ip, table);
     let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
     teardown_pod(&host, &p)
@@ -424,7 +467,11 @@ async fn teardown(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> Res
 /// never sticks in Terminating. The address is reclaimed by ipamd later.
 async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &str) {
     let container = env.container_id.as_str();
-    let Some((ip, table)) = conf.prev_result.as_ref().and_then(from_prev_result) else {
+    let Some((ip, table)) = conf
+        .prev_result
+        .as_ref()
+        .and_then(crate::pod_v6::from_prev_result_any)
+    else {
         tracing::warn!(container, ipamd_error, "{DEL_NO_PREV_RESULT}");
         return;
     };
@@ -460,9 +507,12 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
         }
         Release::Released(Some(w), mode) => (Some(w), mode),
         // Nothing (usable) from ipamd: whatever prevResult describes, best effort.
-        Release::Released(None, mode) => {
-            (conf.prev_result.as_ref().and_then(from_prev_result), mode)
-        }
+        Release::Released(None, mode) => (
+            conf.prev_result
+                .as_ref()
+                .and_then(crate::pod_v6::from_prev_result_any),
+            mode,
+        ),
         // Already released (a repeated DEL): as upstream, touch nothing. The address may
         // belong to another pod by now, and its rules with it.
         Release::UnknownPod => {

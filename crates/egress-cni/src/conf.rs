@@ -61,6 +61,21 @@ impl EgressConf {
 
     /// Every `ipam.ranges[][].subnet`, which must all parse and be IPv6 for IPv6 egress.
     pub fn ipv6_ranges(&self) -> Result<Vec<ipnet::Ipv6Net>, CniError> {
+        self.ranges("IPv6", "fd00::ac:00/118")
+    }
+
+    /// Every `ipam.ranges[][].subnet`, which must all parse and be IPv4 for IPv4 egress.
+    pub fn ipv4_ranges(&self) -> Result<Vec<ipnet::Ipv4Net>, CniError> {
+        self.ranges("IPv4", "169.254.172.0/22")
+    }
+
+    /// Every `ipam.ranges[][].subnet` as a prefix of one family (`family` and `example` name
+    /// it in errors).
+    fn ranges<N: std::str::FromStr>(
+        &self,
+        family: &str,
+        example: &str,
+    ) -> Result<Vec<N>, CniError> {
         let bad = |what: String| CniError::invalid_config(format!("egress-cni: {what}"));
         let sets = self
             .ipam
@@ -74,9 +89,9 @@ impl EgressConf {
                 .get("subnet")
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default();
-            let net: ipnet::Ipv6Net = subnet.parse().map_err(|_| {
+            let net: N = subnet.parse().map_err(|_| {
                 bad(format!(
-                    "ipam range subnet {subnet:?} is not an IPv6 prefix (IPv6 egress needs one, e.g. fd00::ac:00/118)"
+                    "ipam range subnet {subnet:?} is not an {family} prefix ({family} egress needs one, e.g. {example})"
                 ))
             })?;
             out.push(net);

@@ -10,6 +10,7 @@ use cni::conf::CniEnv;
 use cni::error::CniError;
 use cni::result::{CniResult, Interface};
 use ipnet::{IpNet, Ipv6Net};
+use net::firewall::Family;
 use net::kernel::Kernel;
 use net::netlink::NetlinkHandle;
 use net::netns::Netns;
@@ -18,24 +19,24 @@ use crate::conf::EgressConf;
 use crate::plugin::snat_chain_name;
 use crate::{ipam, snat, wire};
 
-fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CniError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CniError::io(format!("egress-cni: starting the runtime: {e}")))
 }
 
-fn open_netns(path: &str) -> Result<Netns, CniError> {
+pub(crate) fn open_netns(path: &str) -> Result<Netns, CniError> {
     Netns::open(path)
         .map_err(|e| CniError::invalid_env(format!("egress-cni: CNI_NETNS {path}: {e}")))
 }
 
-fn ipam_plugin(conf: &EgressConf, env: &CniEnv) -> Result<std::path::PathBuf, CniError> {
+pub(crate) fn ipam_plugin(conf: &EgressConf, env: &CniEnv) -> Result<std::path::PathBuf, CniError> {
     ipam::find_plugin(&env.path, conf.ipam_type())
 }
 
 /// The node's kernel (the current namespace) and the pod's.
-fn kernels(pod_ns: &Netns) -> Result<(NetlinkHandle, NetlinkHandle), CniError> {
+pub(crate) fn kernels(pod_ns: &Netns) -> Result<(NetlinkHandle, NetlinkHandle), CniError> {
     let nl = |e: net::netlink::NetlinkError| CniError::setup(format!("egress-cni: netlink: {e}"));
     Ok((
         NetlinkHandle::current().map_err(nl)?,
@@ -58,12 +59,12 @@ pub async fn wire_and_snat<K: Kernel>(
     let rules = snat::PodSnat {
         chain: &chain,
         comment: &comment,
-        pod_ip: addr.addr(),
-        node_ip,
+        pod_ip: addr.addr().into(),
+        node_ip: node_ip.into(),
         random: snat::random_flag(conf.randomize_snat.as_deref()),
     };
     if let Err(e) = snat::apply(host, &rules).await {
-        let _ = snat::remove(host, &chain).await;
+        let _ = snat::remove(host, &chain, Family::V6).await;
         let _ = wire::teardown_in(pod).await;
         return Err(e);
     }
@@ -117,21 +118,22 @@ pub fn add(
             return Err(e);
         }
     };
-    append_interfaces(&mut result, &wired, &env.netns);
+    append_interfaces(&mut result, &wired, wire::POD_IFNAME, &env.netns);
     Ok(result.to_json())
 }
 
-/// Appends the host veth and `v6if0` to `interfaces`; the egress address is not added to
+/// Appends the host veth and the pod's egress interface to `interfaces`; the egress address is not added to
 /// `ips` (upstream).
-fn append_interfaces(result: &mut CniResult, wired: &wire::Wired, netns: &str) {
+pub(crate) fn append_interfaces(
+    result: &mut CniResult,
+    wired: &wire::Wired,
+    pod_ifname: &str,
+    netns: &str,
+) {
     let mac = |m: Option<net::netlink::Mac>| m.map(|m| m.to_string()).unwrap_or_default();
     result.interfaces.extend([
         Interface::new(&wired.host_veth, mac(wired.host_mac), None),
-        Interface::new(
-            wire::POD_IFNAME,
-            mac(wired.pod_mac),
-            Some(netns.to_string()),
-        ),
+        Interface::new(pod_ifname, mac(wired.pod_mac), Some(netns.to_string())),
     ]);
 }
 
@@ -147,7 +149,7 @@ pub fn del(conf: &EgressConf, env: &CniEnv, stdin: &[u8]) -> Result<(), CniError
             .map_err(|e| CniError::setup(format!("egress-cni: netlink: {e}")))?;
         // Upstream only logs rule-removal errors: a DEL that keeps failing blocks pod
         // deletion.
-        if let Err(e) = snat::remove(&host, &chain).await {
+        if let Err(e) = snat::remove(&host, &chain, Family::V6).await {
             eprintln!("{}", e.msg);
         }
         if env.netns.is_empty() || !Path::new(&env.netns).exists() {
@@ -160,7 +162,6 @@ pub fn del(conf: &EgressConf, env: &CniEnv, stdin: &[u8]) -> Result<(), CniError
 
 #[cfg(test)]
 mod tests {
-    use net::firewall::Family;
     use net::iptables_backend::Backend;
     use net::netlink::{Route6, Scope};
     use net::testing::{Call, Recording};
@@ -252,7 +253,7 @@ mod tests {
             "*nat\n:POSTROUTING ACCEPT [0:0]\n:{chain} - [0:0]\n-A POSTROUTING -s fd00::ac:2/128 -j {chain}\nCOMMIT\n"
         );
         host.set_firewall_save(Backend::Nft, Family::V6, Some("nat"), &saved);
-        snat::remove(&host, &chain).await.unwrap();
+        snat::remove(&host, &chain, Family::V6).await.unwrap();
         wire::teardown_in(&pod).await.unwrap();
         assert!(pod.model().links.is_empty() && host.model().links.is_empty());
         let Some(Call::FirewallRestore { batch, .. }) = host.calls().pop() else {

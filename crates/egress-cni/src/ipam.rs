@@ -119,6 +119,19 @@ pub fn single_address(result: &str) -> Result<IpNet, CniError> {
     })
 }
 
+/// The `gateway` of the single IP of an IPAM ADD result (host-local's default: the range's
+/// first address), if it gave one.
+pub fn single_gateway(result: &str) -> Option<std::net::IpAddr> {
+    let v: Value = serde_json::from_str(result).ok()?;
+    v.get("ips")?
+        .as_array()?
+        .first()?
+        .get("gateway")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +141,11 @@ mod tests {
         let one =
             r#"{"cniVersion":"1.0.0","ips":[{"address":"fd00::ac:2/118","gateway":"fd00::ac:1"}]}"#;
         assert_eq!(single_address(one).unwrap().to_string(), "fd00::ac:2/118");
+        assert_eq!(single_gateway(one).unwrap().to_string(), "fd00::ac:1");
+        assert_eq!(
+            single_gateway(r#"{"ips":[{"address":"169.254.172.2/22"}]}"#),
+            None
+        );
         let two = r#"{"ips":[{"address":"fd00::ac:2/118"},{"address":"fd00::ac:3/118"}]}"#;
         assert_eq!(single_address(two).unwrap_err().code, 7);
         assert_eq!(single_address(r#"{"ips":[]}"#).unwrap_err().code, 7);

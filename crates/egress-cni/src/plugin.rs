@@ -3,10 +3,10 @@
 use cni::conf::CniEnv;
 use cni::error::CniError;
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::conf::EgressConf;
-use crate::egress_v6;
+use crate::{egress_v4, egress_v6};
 
 /// Versions upstream's plugin advertises (`version.All` of containernetworking/cni v1.3).
 pub const SUPPORTED_VERSIONS: [&str; 7] = [
@@ -15,10 +15,6 @@ pub const SUPPORTED_VERSIONS: [&str; 7] = [
 
 /// What to print on stdout for a successful command (`None`: nothing).
 pub type Output = Option<String>;
-
-/// Error code of an ADD asking for IPv4 egress (IPv6 clusters), which this build does not
-/// implement (plugin-specific range, 100+).
-pub const NOT_IMPLEMENTED: u32 = 100;
 
 fn error(code: u32, msg: String) -> CniError {
     CniError {
@@ -96,27 +92,24 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
             if !conf.is_enabled() {
                 return Ok(Some(prev.get().to_owned()));
             }
-            let mtu = conf.mtu().map_err(fail)?;
-            let node_ip = v6_node_ip(&conf).map_err(fail)?;
-            egress_v6::add(
-                &conf,
-                env,
-                stdin,
-                node_ip,
-                mtu.unwrap_or(DEFAULT_MTU),
-                prev.get(),
-            )
-            .map(Some)
-            .map_err(fail)
+            let mtu = conf.mtu().map_err(fail)?.unwrap_or(DEFAULT_MTU);
+            let added = match node_ip(&conf).map_err(fail)? {
+                IpAddr::V6(ip) => egress_v6::add(&conf, env, stdin, ip, mtu, prev.get()),
+                IpAddr::V4(ip) => egress_v4::add(&conf, env, stdin, ip, mtu, prev.get()),
+            };
+            added.map(Some).map_err(fail)
         }
         "DEL" => {
-            if !conf.is_enabled() || is_v4_node_ip(&conf) {
-                // Nothing was created: disabled, or the IPv4-egress ADD refused.
+            if !conf.is_enabled() {
+                // Nothing was created.
                 return Ok(None);
             }
-            egress_v6::del(&conf, env, stdin)
-                .map(|()| None)
-                .map_err(fail)
+            let deleted = if is_v4_node_ip(&conf) {
+                egress_v4::del(&conf, env, stdin)
+            } else {
+                egress_v6::del(&conf, env, stdin)
+            };
+            deleted.map(|()| None).map_err(fail)
         }
         // Upstream registers no CHECK; STATUS and GC have nothing to report or collect
         // (host-local's allocations are released by DEL).
@@ -130,22 +123,17 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
 /// MTU of the egress veth when the conflist gives none (the kernel's veth default).
 const DEFAULT_MTU: u32 = 1500;
 
-/// The node's IPv6 for SNAT. An IPv4 `nodeIP` selects IPv4 egress, which this build refuses.
-fn v6_node_ip(conf: &EgressConf) -> Result<Ipv6Addr, CniError> {
+/// The node's address for SNAT; its family selects the egress family (upstream: an IPv4
+/// `nodeIP` means IPv4 egress for an IPv6 cluster, anything else IPv6 egress).
+fn node_ip(conf: &EgressConf) -> Result<IpAddr, CniError> {
     let raw = conf.node_ip.as_deref().unwrap_or_default();
-    match raw.parse::<IpAddr>() {
-        Ok(IpAddr::V6(ip)) => Ok(ip),
-        Ok(IpAddr::V4(_)) => Err(error(
-            NOT_IMPLEMENTED,
-            "egress-cni: IPv4 egress (enabled=\"true\" with an IPv4 nodeIP) is not implemented \
-             by this build; set ENABLE_V4_EGRESS to false (see docs/migration.md)"
-                .to_owned(),
-        )),
-        Err(_) => Err(CniError::invalid_config(format!(
+    raw.parse::<IpAddr>().map_err(|_| {
+        CniError::invalid_config(format!(
             "egress-cni: nodeIP {raw:?} is not an IP address (the entrypoint renders the \
-             node's primary IPv6 there when ENABLE_V6_EGRESS=true)"
-        ))),
-    }
+             node's primary IPv6 there when ENABLE_V6_EGRESS=true, its primary IPv4 in IPv6 \
+             clusters with ENABLE_V4_EGRESS=true)"
+        ))
+    })
 }
 
 /// The node IP's family selects the egress family: IPv4 node IP → IPv4 egress.

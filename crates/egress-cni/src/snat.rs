@@ -1,11 +1,12 @@
-//! The pod's ip6tables `nat` rules (upstream `cmdAddEgressV6`, `snat.Add` in
-//! `cmd/egress-cni-plugin`): a per-pod chain accepting multicast and SNATing everything else
-//! to the node's IPv6, jumped to from `POSTROUTING` for the pod's address. Batches are pure
-//! text; [`apply`] runs them through `net`'s one firewall runner ([`Kernel::firewall_restore`]:
-//! `ip6tables-restore --wait --noflush` of the node's iptables backend, so concurrent plugin
+//! The pod's `nat` rules (upstream `snat.Add` / `snat.Del` in `cmd/egress-cni-plugin`): a
+//! per-pod chain accepting multicast and SNATing everything else to the node's address,
+//! jumped to from `POSTROUTING` for the pod's egress address; ip6tables for IPv6 egress
+//! (`cmdAddEgressV6`), iptables for IPv4 egress (`cmdAddEgressV4`). Batches are pure text;
+//! [`apply`] runs them through `net`'s one firewall runner ([`Kernel::firewall_restore`]:
+//! `ip[6]tables-restore --wait --noflush` of the node's iptables backend, so concurrent plugin
 //! runs wait for the xtables lock on legacy nodes).
 
-use std::net::Ipv6Addr;
+use std::net::IpAddr;
 
 use cni::error::CniError;
 use net::firewall::{self, Family};
@@ -14,7 +15,7 @@ use net::iptables_save::{SavedTable, parse_table, quote};
 use net::kernel::Kernel;
 use net::netlink::KernelError;
 
-/// Error code of an ip6tables failure (plugin-specific range).
+/// Error code of an iptables / ip6tables failure (plugin-specific range).
 pub const IPTABLES_FAILED: u32 = 103;
 
 /// The rule comment: `name: "<network>" id: "<containerID>"`.
@@ -37,15 +38,42 @@ pub fn random_flag(randomize: Option<&str>) -> Option<&'static str> {
 pub struct PodSnat<'a> {
     pub chain: &'a str,
     pub comment: &'a str,
-    pub pod_ip: Ipv6Addr,
-    pub node_ip: Ipv6Addr,
+    pub pod_ip: IpAddr,
+    pub node_ip: IpAddr,
     pub random: Option<&'static str>,
+}
+
+impl PodSnat<'_> {
+    /// The firewall family of the pod's egress address.
+    pub fn family(&self) -> Family {
+        family_of(self.pod_ip)
+    }
+
+    /// The pod's address as `iptables-save` prints a source (`/32`, `/128`).
+    fn saved_source(&self) -> String {
+        let len = if self.pod_ip.is_ipv4() { 32 } else { 128 };
+        format!("{}/{len}", self.pod_ip)
+    }
+
+    /// The multicast range the chain accepts unSNATed (upstream `ipv4MulticastRange` /
+    /// `ipv6MulticastRange`).
+    fn multicast(&self) -> &'static str {
+        if self.pod_ip.is_ipv4() {
+            "224.0.0.0/4"
+        } else {
+            "ff00::/8"
+        }
+    }
+}
+
+/// The firewall family of `ip`.
+pub fn family_of(ip: IpAddr) -> Family {
+    if ip.is_ipv4() { Family::V4 } else { Family::V6 }
 }
 
 /// Whether `POSTROUTING` already jumps to `chain` for `pod_ip`.
 fn has_jump(current: &SavedTable, s: &PodSnat<'_>) -> bool {
-    let src = format!("{}/128", s.pod_ip);
-    // (`iptables-save` prints the source as a /128 prefix.)
+    let src = s.saved_source();
     current.rules.iter().any(|r| {
         r.chain == "POSTROUTING"
             && r.args.windows(2).any(|w| w == ["-s", src.as_str()])
@@ -58,7 +86,7 @@ fn has_jump(current: &SavedTable, s: &PodSnat<'_>) -> bool {
 /// another source (an earlier address of the same container) are removed.
 pub fn add_batch(current: &SavedTable, s: &PodSnat<'_>) -> String {
     let c = quote(s.comment);
-    let src = format!("{}/128", s.pod_ip);
+    let src = s.saved_source();
     let mut out = String::from("*nat\n");
     for r in current.rules.iter().filter(|r| {
         r.chain == "POSTROUTING"
@@ -69,8 +97,9 @@ pub fn add_batch(current: &SavedTable, s: &PodSnat<'_>) -> String {
     }
     out.push_str(&format!(":{} - [0:0]\n", s.chain));
     out.push_str(&format!(
-        "-A {} -d ff00::/8 -j ACCEPT -m comment --comment {c}\n",
-        s.chain
+        "-A {} -d {} -j ACCEPT -m comment --comment {c}\n",
+        s.chain,
+        s.multicast()
     ));
     out.push_str(&format!(
         "-A {} -j SNAT --to-source {} -m comment --comment {c}",
@@ -121,11 +150,11 @@ fn fw_err(e: KernelError) -> CniError {
     }
 }
 
-/// The node's backend and its current `nat` table (IPv6).
-async fn current_nat<K: Kernel>(k: &K) -> Result<(Backend, SavedTable), CniError> {
+/// The node's backend and its current `nat` table of `family`.
+async fn current_nat<K: Kernel>(k: &K, family: Family) -> Result<(Backend, SavedTable), CniError> {
     let backend = firewall::detect_backend(k).await;
     let saved = k
-        .firewall_save(backend, Family::V6, Some("nat"))
+        .firewall_save(backend, family, Some("nat"))
         .await
         .map_err(fw_err)?;
     Ok((backend, parse_table(&saved, "nat")))
@@ -133,18 +162,19 @@ async fn current_nat<K: Kernel>(k: &K) -> Result<(Backend, SavedTable), CniError
 
 /// Installs the pod's rules (one restore batch) through the node's kernel `k`.
 pub async fn apply<K: Kernel>(k: &K, s: &PodSnat<'_>) -> Result<(), CniError> {
-    let (backend, current) = current_nat(k).await?;
-    k.firewall_restore(backend, Family::V6, &add_batch(&current, s))
+    let (backend, current) = current_nat(k, s.family()).await?;
+    k.firewall_restore(backend, s.family(), &add_batch(&current, s))
         .await
         .map_err(fw_err)
 }
 
-/// Removes the pod's jump and chain (one restore batch; nothing to do is success).
-pub async fn remove<K: Kernel>(k: &K, chain: &str) -> Result<(), CniError> {
-    let (backend, current) = current_nat(k).await?;
+/// Removes the pod's jump and chain from the `family` table (one restore batch; nothing to
+/// do is success).
+pub async fn remove<K: Kernel>(k: &K, chain: &str, family: Family) -> Result<(), CniError> {
+    let (backend, current) = current_nat(k, family).await?;
     match del_batch(&current, chain) {
         Some(batch) => k
-            .firewall_restore(backend, Family::V6, &batch)
+            .firewall_restore(backend, family, &batch)
             .await
             .map_err(fw_err),
         None => Ok(()),
@@ -200,6 +230,41 @@ mod tests {
         assert!(del.contains("-D POSTROUTING -s fd00::ac:2/128"), "{del}");
         assert!(del.contains("-X CNI-E6-e335b08ae90730d0a659a"), "{del}");
         assert_eq!(del_batch(&SavedTable::default(), pod().chain), None);
+    }
+
+    #[test]
+    fn ipv4_batch_is_upstreams_test_cmd_add_v4() {
+        // Upstream `TestCmdAddV4`'s expected rules.
+        let s = PodSnat {
+            chain: "CNI-E4-5740307710ebfd5fb24f5",
+            comment: "name: \"aws-cni\" id: \"containerId-123\"",
+            pod_ip: "169.254.172.10".parse().unwrap(),
+            node_ip: "192.168.1.123".parse().unwrap(),
+            random: random_flag(Some("prng")),
+        };
+        assert_eq!(s.family(), Family::V4);
+        let batch = add_batch(&SavedTable::default(), &s);
+        assert!(
+            batch.contains("-A CNI-E4-5740307710ebfd5fb24f5 -d 224.0.0.0/4 -j ACCEPT"),
+            "{batch}"
+        );
+        assert!(
+            batch.contains("-j SNAT --to-source 192.168.1.123 -m comment"),
+            "{batch}"
+        );
+        assert!(
+            batch.contains("-A POSTROUTING -s 169.254.172.10 -j CNI-E4-5740307710ebfd5fb24f5"),
+            "{batch}"
+        );
+        let saved = parse_table(
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n:CNI-E4-5740307710ebfd5fb24f5 - [0:0]\n\
+             -A POSTROUTING -s 169.254.172.10/32 -j CNI-E4-5740307710ebfd5fb24f5\nCOMMIT\n",
+            "nat",
+        );
+        assert!(
+            !add_batch(&saved, &s).contains("POSTROUTING"),
+            "jump already there"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn setup_err(what: &str) -> impl FnOnce(NetlinkError) -> CniError + '_ {
 }
 
 /// `veth` + 8 random hex digits (containernetworking `RandomVethName`).
-fn random_veth_name() -> Result<String, CniError> {
+pub(crate) fn random_veth_name() -> Result<String, CniError> {
     let mut bytes = [0u8; 4];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))

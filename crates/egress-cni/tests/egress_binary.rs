@@ -1,7 +1,7 @@
 //! The real `egress-cni` binary as a runtime chains it after aws-cni with the conflist's
 //! default IPv4-cluster entry (`"enabled": "false"`): ADD passes prevResult through
 //! unchanged, DEL and CHECK succeed, VERSION answers, bad input gets a CNI error. The enabled
-//! IPv6 path on a real kernel is in `egress_v6_kernel.rs`.
+//! paths on a real kernel are in `egress_v6_kernel.rs` and `egress_v4_kernel.rs`.
 
 mod support;
 
@@ -101,17 +101,20 @@ fn bad_input_gets_cni_errors() {
         ),
     );
     assert_eq!((rc, error_code(&out)), (1, 1), "{out}");
-    // IPv4 egress (an IPv4 nodeIP, IPv6 clusters) is refused clearly instead of half-wiring.
-    let enabled_v4 = disabled_conf(PREV)
+    // IPv4 egress (an IPv4 nodeIP, IPv6 clusters): an IPv6 range is a configuration error,
+    // and a pod namespace that does not exist an environment one.
+    let enabled_v4_bad_range = disabled_conf(PREV)
         .replace(r#""enabled":"false""#, r#""enabled":"true""#)
         .replace(r#""nodeIP":"""#, r#""nodeIP":"192.168.1.123""#);
+    let (rc, out) = plugin("ADD", &enabled_v4_bad_range);
+    assert_eq!((rc, error_code(&out)), (1, 7), "{out}");
+    assert!(out.contains("IPv4 prefix"), "{out}");
+    let enabled_v4 = enabled_v4_bad_range.replace("fd00::ac:00/118", "169.254.172.0/22");
     let (rc, out) = plugin("ADD", &enabled_v4);
-    assert_eq!((rc, error_code(&out)), (1, 100), "{out}");
-    assert!(out.contains("ENABLE_V4_EGRESS"), "{out}");
-    let (rc, out) = plugin("DEL", &enabled_v4);
-    assert_eq!((rc, out.as_str()), (0, ""));
+    assert_eq!((rc, error_code(&out)), (1, 4), "{out}");
+    assert!(out.contains("CNI_NETNS"), "{out}");
     // IPv6 egress with a pod namespace that does not exist.
-    let enabled_v6 = enabled_v4.replace("192.168.1.123", "2600:1f14::10");
+    let enabled_v6 = enabled_v4_bad_range.replace("192.168.1.123", "2600:1f14::10");
     let (rc, out) = plugin("ADD", &enabled_v6);
     assert_eq!((rc, error_code(&out)), (1, 4), "{out}");
     assert!(out.contains("CNI_NETNS"), "{out}");

@@ -84,7 +84,8 @@ pub struct ConflistParams {
 pub enum NodeIpNeed {
     /// Egress is off: no lookup.
     None,
-    /// IPv6 cluster with `ENABLE_V4_EGRESS`: IMDS `local-ipv4`; failing to read it is fatal.
+    /// IPv6 cluster: IMDS `local-ipv4`, rendered as `nodeIP` whether `ENABLE_V4_EGRESS` is on
+    /// or not; failing to read it is fatal (upstream `generateJSON`).
     LocalIpv4,
     /// IPv4 cluster with `ENABLE_V6_EGRESS`: IMDS `ipv6`; failing to read it turns egress off.
     Ipv6,
@@ -93,9 +94,18 @@ pub enum NodeIpNeed {
 /// Which node address the egress entry needs.
 pub fn node_ip_need(cfg: &Config) -> NodeIpNeed {
     match cfg.ip_family {
-        IpFamily::V6 if cfg.chain.v4_egress => NodeIpNeed::LocalIpv4,
+        IpFamily::V6 => NodeIpNeed::LocalIpv4,
         IpFamily::V4 if cfg.chain.v6_egress => NodeIpNeed::Ipv6,
-        _ => NodeIpNeed::None,
+        IpFamily::V4 => NodeIpNeed::None,
+    }
+}
+
+/// Whether egress-cni is to be enabled: `ENABLE_V4_EGRESS` (default true) in IPv6 clusters,
+/// `ENABLE_V6_EGRESS` (default false) in IPv4 clusters.
+pub fn egress_wanted(cfg: &Config) -> bool {
+    match cfg.ip_family {
+        IpFamily::V6 => cfg.chain.v4_egress,
+        IpFamily::V4 => cfg.chain.v6_egress,
     }
 }
 
@@ -104,7 +114,7 @@ impl ConflistParams {
     /// (`None` when not needed or not found: egress is then disabled).
     pub fn from_config(cfg: &Config, egress_node_ip: Option<IpAddr>) -> Self {
         let cluster_ipv6 = cfg.ip_family == IpFamily::V6;
-        let wanted = node_ip_need(cfg) != NodeIpNeed::None;
+        let wanted = egress_wanted(cfg);
         let log = &cfg.logging;
         let egress_log = if cluster_ipv6 {
             &log.egress_v4_plugin_log_file
@@ -497,7 +507,16 @@ mod tests {
             ("ENABLE_V4_EGRESS", "false"),
         ])
         .unwrap();
-        assert_eq!(node_ip_need(&off), NodeIpNeed::None);
+        // Upstream reads local-ipv4 in every IPv6 cluster and renders it, egress on or off.
+        assert_eq!(node_ip_need(&off), NodeIpNeed::LocalIpv4);
+        let p = ConflistParams::from_config(&off, Some("10.0.0.10".parse().unwrap()));
+        let doc: Value = serde_json::from_str(&render(&p)).unwrap();
+        assert_eq!(doc["plugins"][1]["enabled"], "false");
+        assert_eq!(doc["plugins"][1]["nodeIP"], "10.0.0.10");
+        assert_eq!(
+            doc["plugins"][1]["ipam"]["ranges"][0][0]["subnet"],
+            "169.254.172.0/22"
+        );
     }
 
     #[test]

@@ -172,27 +172,19 @@ async fn stop(child: &mut Child, sig: Signal) -> Result<i32, EntrypointError> {
 }
 
 /// Refuses configurations this build cannot serve, before anything is installed: the
-/// agent's unbuilt switches ([`Config::check_built`]: security groups for pods, IPv6 mode,
-/// multi-NIC, IMDS-only mode) and egress-cni's IPv4 egress for IPv6 clusters
-/// (`ENABLE_V4_EGRESS`). Failing at start-up stalls a rolling update on the first node
-/// instead of misbehaving on every node.
+/// agent's unbuilt switches ([`Config::check_built`]). Failing at start-up stalls a rolling
+/// update on the first node instead of misbehaving on every node. egress-cni's IPv4 egress
+/// for IPv6 clusters (`ENABLE_V4_EGRESS`, default on) is built and accepted.
 pub fn check_supported(cfg: &Config) -> Result<(), EntrypointError> {
-    let mut problems: Vec<String> = match cfg.check_built() {
-        Ok(()) => Vec::new(),
-        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
-    };
-    if conflist::node_ip_need(cfg) == NodeIpNeed::LocalIpv4 {
-        problems.push(
-            "ENABLE_V4_EGRESS=true: egress-cni's IPv4 egress for IPv6 clusters is not \
-             implemented in this build; set ENABLE_V4_EGRESS=false (see docs/migration.md)"
-                .to_owned(),
-        );
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(EntrypointError::Unsupported(problems.join("; ")))
-    }
+    cfg.check_built().map_err(|e| {
+        EntrypointError::Unsupported(
+            e.errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
 }
 
 /// Runs the whole sequence and returns the process exit code.
@@ -272,6 +264,47 @@ fn spawn_agent(agent: &Path, cwd: &Path) -> Result<Child, EntrypointError> {
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt as _;
+
+    fn ipv6(vars: &[(&str, &str)]) -> Result<Config, config::ConfigError> {
+        let base = [
+            ("ENABLE_IPv4", "false"),
+            ("ENABLE_IPv6", "true"),
+            ("ENABLE_PREFIX_DELEGATION", "true"),
+        ];
+        Config::from_vars(base.iter().chain(vars).copied())
+    }
+
+    #[test]
+    fn v4_egress_is_accepted_in_ipv6_clusters() {
+        for egress in ["true", "false"] {
+            let cfg = ipv6(&[("ENABLE_V4_EGRESS", egress)]).unwrap();
+            let msg = check_supported(&cfg)
+                .map_err(|e| e.to_string())
+                .unwrap_err();
+            // Only the agent's own IPv6 refusal (lifted with ipamd's IPv6 mode), never egress.
+            assert!(!msg.contains("ENABLE_V4_EGRESS"), "{msg}");
+            assert!(msg.contains("ENABLE_IPv6"), "{msg}");
+        }
+        let egress = ipv6(&[]).unwrap();
+        assert_eq!(conflist::node_ip_need(&egress), NodeIpNeed::LocalIpv4);
+    }
+
+    #[test]
+    fn ipv6_clusters_take_mtus_from_1280_to_9001() {
+        for (mtu, ok) in [
+            ("1279", false),
+            ("1280", true),
+            ("9001", true),
+            ("9002", false),
+        ] {
+            for var in ["AWS_VPC_ENI_MTU", "POD_MTU"] {
+                assert_eq!(ipv6(&[(var, mtu)]).is_ok(), ok, "{var}={mtu}");
+            }
+        }
+        // 576 is fine for IPv4 clusters, not for IPv6 ones.
+        assert!(Config::from_vars([("ENABLE_IPv4", "true"), ("POD_MTU", "576")]).is_ok());
+        assert!(ipv6(&[("POD_MTU", "576")]).is_err());
+    }
 
     #[test]
     fn exit_codes() {

@@ -76,7 +76,7 @@ fn random_mac() -> Result<Mac, NetlinkError> {
 
 /// A random MAC differing from every MAC in `taken` (the host's links; at most 10 tries,
 /// as upstream's `generateUniqueRandomMAC`).
-fn unique_mac(taken: &[Link]) -> Result<Mac, NetlinkError> {
+pub(crate) fn unique_mac(taken: &[Link]) -> Result<Mac, NetlinkError> {
     for _ in 0..10 {
         let mac = random_mac()?;
         if !taken.iter().any(|l| l.mac == Some(mac)) {
@@ -90,7 +90,7 @@ fn unique_mac(taken: &[Link]) -> Result<Mac, NetlinkError> {
 
 /// Host-veth IPv6 sysctls (`accept_ra=0`, `accept_redirects=1`, `forwarding=0`); a missing
 /// file (kernel without IPv6) is ignored.
-fn host_veth_sysctls<K: Kernel>(host: &K, veth: &str) -> Result<(), NetlinkError> {
+pub(crate) fn host_veth_sysctls<K: Kernel>(host: &K, veth: &str) -> Result<(), NetlinkError> {
     for (key, value) in [
         ("accept_ra", "0"),
         ("accept_redirects", "1"),
