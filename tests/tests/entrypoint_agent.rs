@@ -321,11 +321,10 @@ fn an_agent_that_dies_before_it_is_healthy_fails_the_entrypoint_without_a_confli
     );
 }
 
-/// IPv6 clusters are refused at start for the agent's IPv6 mode only (lifted with ipamd's
-/// IPv6 mode); `ENABLE_V4_EGRESS` (default true there) is accepted: egress-cni's IPv4 egress
-/// is built.
+/// IPv6 clusters pass the start-up check: ipamd's IPv6 mode and egress-cni's IPv4 egress
+/// (`ENABLE_V4_EGRESS`, default true there) are built.
 #[test]
-fn ipv6_clusters_are_refused_for_the_agent_not_for_v4_egress() {
+fn ipv6_clusters_with_v4_egress_pass_the_start_up_check() {
     let d = dirs();
     let out = Command::new(entrypoint())
         .env_clear()
@@ -339,9 +338,10 @@ fn ipv6_clusters_are_refused_for_the_agent_not_for_v4_egress() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    // Whatever stops this bare run later (no IMDS here), it is not a refusal of IPv6 mode
+    // or of its IPv4 egress: both are built.
     assert!(!err.contains("ENABLE_V4_EGRESS"), "{err}");
-    assert!(err.contains("ENABLE_IPv6=\"true\": IPv6 mode"), "{err}");
-    assert_eq!(fs::read_dir(&d.bin).unwrap().count(), 0);
+    assert!(!err.contains("not built"), "{err}");
 }
 
 #[test]

@@ -4,17 +4,15 @@
 //! per setting that names the variable and says what to do. `docs/configuration.md` lists
 //! them under "Not built yet".
 
+use crate::Config;
 use crate::error::{ConfigError, FieldError};
 use crate::names as n;
-use crate::{Config, IpFamily};
 
 /// Why each unbuilt switch is refused (the operator-facing half of the message).
 const POD_ENI: &str = "security groups for pods (branch ENIs on a trunk ENI) are not built in \
     this release; refusing to start so that pods selected by a SecurityGroupPolicy are not given \
     ordinary addresses with the node's security groups. Set ENABLE_POD_ENI=false or keep \
     upstream aws-node on nodes that need it (see docs/migration.md)";
-const IPV6: &str = "IPv6 mode (/80 prefixes, IPv6 pod wiring) is not built in this release; \
-    run IPv4 clusters (ENABLE_IPv6=false) or keep upstream aws-node (see docs/migration.md)";
 const MULTI_NIC: &str = "only network card 0 is managed in this release; multi-NIC pods are not \
     built. Set ENABLE_MULTI_NIC=false (see docs/migration.md)";
 
@@ -29,7 +27,6 @@ impl Config {
             }
         };
         refuse(self.eni.pod_eni, n::ENABLE_POD_ENI, POD_ENI);
-        refuse(self.ip_family == IpFamily::V6, n::ENABLE_IPV6, IPV6);
         refuse(self.eni.multi_nic, n::ENABLE_MULTI_NIC, MULTI_NIC);
         if errors.is_empty() {
             Ok(())
@@ -53,6 +50,16 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_mode_is_built() {
+        let v6 = cfg(&[
+            ("ENABLE_IPv6", "true"),
+            ("ENABLE_IPv4", "false"),
+            ("ENABLE_PREFIX_DELEGATION", "true"),
+        ]);
+        assert_eq!(v6.check_built(), Ok(()));
+    }
+
+    #[test]
     fn imds_only_mode_is_built() {
         assert_eq!(
             cfg(&[("ENABLE_IMDS_ONLY_MODE", "true")]).check_built(),
@@ -64,14 +71,6 @@ mod tests {
     fn each_unbuilt_switch_is_refused_by_name() {
         for (vars, variable) in [
             (vec![("ENABLE_POD_ENI", "true")], n::ENABLE_POD_ENI),
-            (
-                vec![
-                    ("ENABLE_IPv6", "true"),
-                    ("ENABLE_IPv4", "false"),
-                    ("ENABLE_PREFIX_DELEGATION", "true"),
-                ],
-                n::ENABLE_IPV6,
-            ),
             (vec![("ENABLE_MULTI_NIC", "true")], n::ENABLE_MULTI_NIC),
         ] {
             let err = cfg(&vars).check_built().unwrap_err();

@@ -84,7 +84,6 @@ fn start(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "ENABLE_IPv6 is refused until the last commit of this branch lifts it"]
 async fn an_ipv6_node_hands_out_slash_128s_from_one_slash_80_and_keeps_them_across_a_restart() {
     let ns = TestNetns::new("v6node");
     let h = Harness::new_dual_stack("m5.large", "10.0.0.0/24", "v6node").await;

@@ -39,7 +39,6 @@ async fn primary(h: &Harness) -> (String, Vec<Ipv6Net>) {
 }
 
 #[tokio::test]
-#[ignore = "ENABLE_IPv6 is refused until the last commit of this branch lifts it"]
 async fn an_instance_without_prefix_delegation_refuses_ipv6() {
     let h = Harness::new_dual_stack("t2.medium", "10.0.0.0/24", "v6xen").await;
     let opts = h.options(Duration::from_secs(60), None);
@@ -53,7 +52,6 @@ async fn an_instance_without_prefix_delegation_refuses_ipv6() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "ENABLE_IPv6 is refused until the last commit of this branch lifts it"]
 async fn a_vanished_prefix_is_replaced_once_free_and_kept_while_pods_hold_it() {
     let h = Harness::new_dual_stack("m5.large", "10.0.0.0/24", "v6gone").await;
     let opts = h.options(Duration::from_millis(200), None);
