@@ -244,10 +244,11 @@ impl Metrics {
             if is_ec2 {
                 self.ec2api_error_count.with_label_values(&[api]).inc();
             }
-            if is_ec2 && e.kind == ErrorKind::Unauthorized {
-                if let Ok(mut refused) = self.refused_actions.lock() {
-                    refused.insert(api.to_string());
-                }
+            if is_ec2
+                && e.kind == ErrorKind::Unauthorized
+                && let Ok(mut refused) = self.refused_actions.lock()
+            {
+                refused.insert(api.to_string());
             }
         }
     }
