@@ -11,11 +11,11 @@ use proptest::prelude::*;
 fn valid(n: usize) -> Vec<u8> {
     let entries = (0..n)
         .map(|i| CheckpointEntry {
-            key: IpamKey::new("aws-cni", &format!("container-{i}"), "eth0"),
+            key: IpamKey::new("aws-cni", format!("container-{i}"), "eth0"),
             ipv4: format!("10.0.0.{}", i + 10),
             ipv6: String::new(),
             allocation_timestamp: 1_700_000_000_000_000_000 + i as i64,
-            metadata: IpamMetadata::new("default", &format!("pod-{i}"), 1),
+            metadata: IpamMetadata::new("default", format!("pod-{i}"), 1),
         })
         .collect();
     Checkpoint::new(entries).to_json().expect("encodes")
