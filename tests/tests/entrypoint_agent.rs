@@ -27,8 +27,13 @@ fn entrypoint() -> PathBuf {
 fn app_dir(root: &Path) -> PathBuf {
     let app = root.join("app");
     fs::create_dir_all(&app).unwrap();
+    // A snapshot, not a symlink: another build may replace the workspace binaries while the
+    // test runs, and the installed files are compared with what the entrypoint was given.
     for name in ["aws-k8s-agent", "aws-cni", "egress-cni"] {
-        std::os::unix::fs::symlink(workspace_bin(name), app.join(name)).unwrap();
+        let (from, to) = (workspace_bin(name), app.join(name));
+        if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to).unwrap();
+        }
     }
     app
 }
@@ -91,7 +96,7 @@ struct Seen {
 fn watch(d: &Dirs, stop: Arc<AtomicBool>) -> thread::JoinHandle<Seen> {
     let sizes: Vec<(PathBuf, u64)> = ["aws-cni", "egress-cni"]
         .iter()
-        .map(|n| (d.bin.join(n), fs::metadata(workspace_bin(n)).unwrap().len()))
+        .map(|n| (d.bin.join(n), fs::metadata(d.app.join(n)).unwrap().len()))
         .collect();
     let conflist = d.netd.join("10-aws.conflist");
     let socket = d.socket.clone();
@@ -203,7 +208,7 @@ async fn installs_atomically_supervises_the_agent_and_stops_on_sigterm() {
     for name in ["aws-cni", "egress-cni"] {
         assert_eq!(
             fs::read(d.bin.join(name)).unwrap(),
-            fs::read(workspace_bin(name)).unwrap(),
+            fs::read(d.app.join(name)).unwrap(),
             "{name} installed byte for byte"
         );
     }

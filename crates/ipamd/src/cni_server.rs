@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::checkpointer::Checkpointer;
 use crate::metrics::Metrics;
 use crate::pool::{self, GrowthBlocker, SharedDatastore};
+use crate::waiting_pods::WaitingPods;
 
 /// The version this server reports; upstream plugins send `""`, which is accepted too.
 pub const SERVER_VERSION: &str = "";
@@ -75,6 +76,8 @@ pub struct CniService {
     pub blocker: watch::Receiver<Option<GrowthBlocker>>,
     /// Wakes the pool loop at once when an ADD finds the pool low or empty.
     pub kick: Arc<Notify>,
+    /// Pods refused for want of an address, demand for the next tick (`PoolManager::waiting_pods`).
+    pub waiting: Arc<WaitingPods>,
     /// `ANNOTATE_POD_IP`: sets `vpc.amazonaws.com/pod-ips` on ADD, clears it on DEL.
     pub annotate: Option<PodIpAnnotator>,
 }
@@ -322,6 +325,10 @@ impl CniBackend for CniService {
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
         let meta = IpamMetadata::new(&req.k8s_pod_namespace, &req.k8s_pod_name, 1);
         let (assigned, generation) = self.assign(&key, &meta);
+        match &assigned {
+            Err(DatastoreError::NoAvailableIp) => self.waiting.refused(&key),
+            _ => self.waiting.done(&key),
+        }
         // Whatever happened, let the pool catch up right away.
         self.kick.notify_one();
         let a = match assigned {
@@ -379,6 +386,7 @@ impl CniBackend for CniService {
             )));
         }
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
+        self.waiting.done(&key);
         let ((released, leftover), generation) = self.release(&key);
         if leftover {
             // Prefix delegation was switched: the pool loop gives the CIDR back to EC2 now

@@ -42,6 +42,7 @@ fn service(ipv6: bool) -> CniService {
         metrics: Arc::new(Metrics::new("test").unwrap()),
         blocker,
         kick: Arc::new(Notify::new()),
+        waiting: Arc::default(),
         annotate: None,
     }
 }

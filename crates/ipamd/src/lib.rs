@@ -29,3 +29,4 @@ pub mod subnet_exclusion;
 pub mod subnets;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod waiting_pods;

@@ -85,6 +85,11 @@ pub struct PoolSnapshot {
     pub network_card: u32,
     /// ENIs in a stable order (device number).
     pub enis: Vec<EniView>,
+    /// Pods refused for want of an address since the last tick, still waiting (ours only:
+    /// upstream has no such count, so 0 plans exactly as upstream; docs/pool-planner.md,
+    /// "Waiting pods").
+    #[serde(default)]
+    pub waiting_pods: u32,
 }
 
 /// Pool statistics exactly as upstream's `GetIPStats` (`data_store.go`): excluded ENIs are not
@@ -101,6 +106,9 @@ pub struct PoolStats {
     pub total_prefixes: u32,
     /// `GetFreePrefixes`: prefix CIDRs with no assigned address.
     pub free_prefixes: u32,
+    /// [`PoolSnapshot::waiting_pods`]: demand on top of `AssignedIPs` (0 for upstream).
+    #[serde(default)]
+    pub waiting_pods: u32,
 }
 
 impl PoolStats {
@@ -113,10 +121,14 @@ impl PoolStats {
 impl PoolSnapshot {
     /// Statistics over the non-excluded ENIs.
     pub fn stats(&self) -> PoolStats {
+        let waiting = PoolStats {
+            waiting_pods: self.waiting_pods,
+            ..PoolStats::default()
+        };
         self.enis
             .iter()
             .filter(|e| !e.excluded)
-            .fold(PoolStats::default(), |mut s, e| {
+            .fold(waiting, |mut s, e| {
                 s.total_ips += e.total_ips;
                 s.assigned_ips += e.assigned_ips;
                 s.cooldown_ips += e.cooldown_ips;

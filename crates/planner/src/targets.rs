@@ -100,6 +100,10 @@ fn div_ceil(a: i64, b: i64) -> i64 {
 /// **Deviation:** upstream converts to prefixes only on card 0, so on cards > 0 in PD mode
 /// an address count is later used as a prefix count (releasing the only prefix, then
 /// re-allocating it every 30 s). We convert on every card; see `docs/pool-planner.md`.
+///
+/// **Ours only:** `stats.waiting_pods` (pods refused since the last tick) count as assigned,
+/// so one growth serves them and still leaves `WARM_IP_TARGET` free; upstream sizes each
+/// growth by the warm target alone and needs a tick per `WARM_IP_TARGET` waiting pods.
 pub fn target_state(policy: &PoolPolicy, network_card: u32, stats: &PoolStats) -> TargetState {
     let t = ip_targets(policy, network_card);
     if !t.defined {
@@ -108,7 +112,9 @@ pub fn target_state(policy: &PoolPolicy, network_card: u32, stats: &PoolStats) -
     let warm = i64::from(t.warm_ip);
     let minimum = i64::from(t.minimum_ip);
     let total = i64::from(stats.total_ips);
-    let available = i64::from(stats.available());
+    // Waiting pods take addresses before the warm ones count (0 for upstream).
+    let waiting = i64::from(stats.waiting_pods);
+    let available = i64::from(stats.available()) - waiting;
 
     let short = (warm - available).max(0).max(minimum - total);
     let over = (available - warm).max(0).min(total - minimum).max(0);
@@ -116,7 +122,7 @@ pub fn target_state(policy: &PoolPolicy, network_card: u32, stats: &PoolStats) -
     if policy.prefix_delegation {
         let per = i64::from(IPS_PER_PREFIX);
         let short_prefix = div_ceil(short, per);
-        let needed_for_warm = div_ceil(i64::from(stats.assigned_ips) + warm, per);
+        let needed_for_warm = div_ceil(i64::from(stats.assigned_ips) + waiting + warm, per);
         let needed_for_min = div_ceil(minimum, per);
         let total_prefixes = i64::from(stats.total_prefixes);
         let over_prefix = i64::from(stats.free_prefixes)

@@ -224,6 +224,7 @@ fn an_excluded_eni_with_pods_gives_back_its_free_addresses_and_is_freed_once_emp
     // Primary with pods; eni-1 excluded with 2 pods of 9 addresses.
     let mut pool = PoolSnapshot {
         network_card: 0,
+        waiting_pods: 0,
         enis: vec![view(0, 0, 9, 5, 0, 600), view(1, 3, 9, 2, 0, 600)],
     };
     let actions = plan_excluded(&p, &pool, &idle());
@@ -257,6 +258,7 @@ fn an_excluded_primary_keeps_its_pods_and_gives_back_the_rest() {
     let p = policy(false, false);
     let pool = PoolSnapshot {
         network_card: 0,
+        waiting_pods: 0,
         enis: vec![view(0, 3, 9, 3, 0, 600)],
     };
     assert_eq!(
@@ -279,6 +281,7 @@ fn drain_case() -> impl Strategy<Value = (PoolPolicy, PoolSnapshot, TickTimers)>
         .prop_map(|(custom, enis, allowed)| {
             let pool = PoolSnapshot {
                 network_card: 0,
+                waiting_pods: 0,
                 enis: enis
                     .into_iter()
                     .enumerate()

@@ -167,6 +167,7 @@ fn snapshot_strategy(pd: bool, max_cidrs: u32) -> impl Strategy<Value = PoolSnap
     )
         .prop_map(move |(card, enis)| PoolSnapshot {
             network_card: card,
+            waiting_pods: 0,
             enis: enis
                 .into_iter()
                 .enumerate()

@@ -116,6 +116,7 @@ fn card_1_in_pd_counts_in_prefixes() {
         cooldown_ips: 0,
         total_prefixes: 1,
         free_prefixes: 1,
+        waiting_pods: 0,
     };
     let ts = target_state(&prefix(0, 0, 0, 110), 1, &s);
     assert_eq!((ts.short, ts.over, ts.defined), (0, 0, true));
@@ -181,4 +182,74 @@ fn release_prefers_last_eni_and_frees_it() {
     }));
     node.settle(MAX_TICKS).expect("fixed point");
     assert_eq!(node.ips_per_eni(), vec![3, 2]);
+}
+
+#[test]
+fn waiting_pods_are_served_and_the_warm_target_kept_in_one_growth() {
+    // WARM_IP_TARGET=2, MINIMUM_IP_TARGET=5: 5 addresses, all taken, 7 pods refused since
+    // the last tick. Upstream (no waiting count) asks for 2; ours for 7 + 2.
+    let p = secondary(1, 2, 5, 110);
+    let full = PoolStats {
+        total_ips: 5,
+        assigned_ips: 5,
+        ..PoolStats::default()
+    };
+    assert_eq!(target_state(&p, 0, &full).short, 2);
+    let waiting = PoolStats {
+        waiting_pods: 7,
+        ..full
+    };
+    let ts = target_state(&p, 0, &waiting);
+    assert_eq!((ts.short, ts.over), (9, 0));
+    // Free addresses that are not enough for the waiting pods are not "over".
+    let some_free = PoolStats {
+        total_ips: 12,
+        assigned_ips: 5,
+        waiting_pods: 7,
+        ..PoolStats::default()
+    };
+    assert_eq!(target_state(&p, 0, &some_free).over, 0);
+    assert_eq!(target_state(&p, 0, &some_free).short, 2);
+}
+
+#[test]
+fn waiting_pods_count_in_prefixes_with_prefix_delegation() {
+    // One /28 full, 20 pods waiting, WARM_IP_TARGET=4: (16 + 20 + 4) / 16 -> 3 prefixes in
+    // all, so 2 more, and none over.
+    let p = prefix(0, 4, 0, 110);
+    let s = PoolStats {
+        total_ips: 16,
+        assigned_ips: 16,
+        total_prefixes: 1,
+        free_prefixes: 0,
+        waiting_pods: 20,
+        ..PoolStats::default()
+    };
+    let ts = target_state(&p, 0, &s);
+    assert_eq!((ts.short, ts.over), (2, 0));
+}
+
+#[test]
+fn minimum_ip_alone_grows_for_waiting_pods() {
+    // Upstream stalls here (short = max(0 - 0, 1 - 1) = 0); a waiting pod makes it 1.
+    let p = secondary(1, 0, 1, 110);
+    let s = PoolStats {
+        total_ips: 1,
+        assigned_ips: 1,
+        waiting_pods: 1,
+        ..PoolStats::default()
+    };
+    assert_eq!(target_state(&p, 0, &s).short, 1);
+    assert_eq!(
+        target_state(
+            &p,
+            0,
+            &PoolStats {
+                waiting_pods: 0,
+                ..s
+            }
+        )
+        .short,
+        0
+    );
 }

@@ -30,6 +30,7 @@ fn pd_stats(prefixes: u32, assigned: u32) -> PoolStats {
         cooldown_ips: 0,
         total_prefixes: prefixes,
         free_prefixes: prefixes.saturating_sub(used),
+        waiting_pods: 0,
     }
 }
 
@@ -242,6 +243,7 @@ fn warm_eni_pool() -> PoolSnapshot {
     };
     PoolSnapshot {
         network_card: 0,
+        waiting_pods: 0,
         enis: vec![
             view("eni-1", 1, true, 2, 2),
             view("eni-2", 2, false, 2, 0),

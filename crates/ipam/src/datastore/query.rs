@@ -164,6 +164,8 @@ impl Datastore {
         PoolSnapshot {
             network_card: self.config.network_card,
             enis,
+            // The pool loop fills in the pods it saw refused (ipamd::waiting_pods).
+            waiting_pods: 0,
         }
     }
 

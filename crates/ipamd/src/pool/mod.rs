@@ -13,6 +13,7 @@ use crate::free_eni::{EniFreer, FreeEniSettings};
 use crate::host_net::HostNet;
 use crate::metrics::{InProgress, Metrics};
 use crate::reconcile::{RELEASE_COOLDOWN, RecentlyReleased};
+use crate::waiting_pods::WaitingPods;
 use net::kernel::Kernel;
 use net::netlink::NetlinkHandle;
 
@@ -113,6 +114,8 @@ pub struct PoolManager<E: Ec2, K: Kernel = NetlinkHandle> {
     max_pods: Option<watch::Receiver<u32>>,
     /// The primary ENI's connection tracking timeouts, copied onto new ENIs.
     conntrack: Option<aws::ConnTrack>,
+    /// Pods AddNetwork refused since the last tick (`crate::waiting_pods`).
+    waiting: Arc<WaitingPods>,
 }
 
 impl<E: Ec2, K: Kernel> PoolManager<E, K> {
@@ -141,6 +144,7 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
             metrics: None,
             max_pods: None,
             conntrack: None,
+            waiting: Arc::default(),
         }
     }
 
@@ -212,6 +216,11 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
     }
 
     /// Why the pool last failed to grow, as it changes.
+    /// Where AddNetwork notes the pods it refused; each plan counts them as demand.
+    pub fn waiting_pods(&self) -> Arc<WaitingPods> {
+        self.waiting.clone()
+    }
+
     pub fn blocker(&self) -> watch::Receiver<Option<GrowthBlocker>> {
         self.blocker.subscribe()
     }
@@ -252,7 +261,8 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
 
     /// The plan the planner makes for the pool as it is now.
     pub fn plan(&self) -> TickPlan {
-        let snapshot = lock(&self.ds).snapshot(now());
+        let mut snapshot = lock(&self.ds).snapshot(now());
+        snapshot.waiting_pods = self.waiting.count();
         planner::plan_tick(&self.policy(), &self.capacity, &snapshot, &self.timers())
     }
 
@@ -263,6 +273,8 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
         self.drain_excluded(&mut out).await;
         self.release_other_mode(&mut out).await;
         let plan = self.plan();
+        // Planned for: a pod still without an address retries and is counted again.
+        self.waiting.clear();
         let mut grew = false;
         for action in &plan.actions {
             let _busy = self

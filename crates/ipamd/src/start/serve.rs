@@ -120,6 +120,7 @@ pub async fn serve(
         ds: ds.clone(),
         blocker: manager.blocker(),
         kick: Arc::new(Notify::new()),
+        waiting: manager.waiting_pods(),
         cluster,
     };
     let service = cni_service(&ready, &shared);
@@ -155,6 +156,7 @@ struct Shared {
     ds: SharedDatastore,
     blocker: watch::Receiver<Option<pool::GrowthBlocker>>,
     kick: Arc<Notify>,
+    waiting: Arc<crate::waiting_pods::WaitingPods>,
     cluster: Option<Arc<dyn k8s::Cluster>>,
 }
 
@@ -193,6 +195,7 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
         metrics: ready.metrics.clone(),
         blocker: shared.blocker.clone(),
         kick: shared.kick.clone(),
+        waiting: shared.waiting.clone(),
         annotate: shared
             .cluster
             .clone()

@@ -253,6 +253,8 @@ impl SimNode {
         PoolSnapshot {
             network_card: self.network_card,
             enis,
+            // Upstream's planner: no count of waiting pods.
+            waiting_pods: 0,
         }
     }
 
