@@ -244,4 +244,23 @@ proptest! {
             prop_assert!(plan.evaluation.too_low);
         }
     }
+
+    /// Pods waiting for an address (docs/pool-planner.md, deviation 12) can only make the
+    /// pool want more and release less; with IP targets, enough of them always make it low.
+    #[test]
+    fn waiting_pods_only_add_demand(
+        (policy, cap, pool, _timers) in case_strategy(),
+        waiting in 1u32..300,
+    ) {
+        let before = evaluate(&policy, &cap, &pool);
+        let with = evaluate(&policy, &cap, &PoolSnapshot { waiting_pods: waiting, ..pool.clone() });
+        prop_assert!(with.short >= before.short);
+        prop_assert!(with.over <= before.over);
+        prop_assert!(with.too_low || !before.too_low);
+        prop_assert!(with.too_high <= before.too_high);
+        let below_ceiling = before.stats.total_ips < policy.max_pods;
+        if before.ip_targets_defined && below_ceiling && waiting > before.stats.available() {
+            prop_assert!(with.too_low, "{waiting} waiting, {:?}", before.stats);
+        }
+    }
 }
