@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::Ipv6Net;
 
-use crate::model::World;
+use crate::model::{InstanceTypeInfo, World};
 use crate::server::{self, Emulator, Shared};
 
 /// One emulated instance in a VPC `10.0.0.0/16` (dual-stack if asked), with EC2 and IMDS
@@ -71,6 +71,28 @@ impl EmulatedNode {
         netns: Option<&str>,
         ipv6: bool,
     ) -> Self {
+        let ty = crate::catalog::instance_type(instance_type).expect("known instance type");
+        Self::start_typed(ty, subnet_cidr, netns, ipv6).await
+    }
+
+    /// An instance of a type the limits table does not know (a type newer than the
+    /// table): EC2's `DescribeInstanceTypes` answers `ty` for it, and the table for the rest.
+    pub async fn start_unlisted(ty: InstanceTypeInfo, subnet_cidr: &str) -> Self {
+        Self::start_typed(ty, subnet_cidr, None, false).await
+    }
+
+    async fn start_typed(
+        ty: InstanceTypeInfo,
+        subnet_cidr: &str,
+        netns: Option<&str>,
+        ipv6: bool,
+    ) -> Self {
+        let extra = ty.clone();
+        let catalog = move |name: &str| {
+            (name == extra.name)
+                .then(|| extra.clone())
+                .or_else(|| crate::catalog::instance_type(name))
+        };
         let mut world = World::new();
         let vpc = world.create_vpc("10.0.0.0/16".parse().expect("VPC CIDR"));
         let subnet = world
@@ -83,7 +105,6 @@ impl EmulatedNode {
         let vpc_ipv6_cidr = ipv6.then(|| world.enable_ipv6(&vpc).expect("IPv6 CIDRs"));
         let subnet_ipv6_cidr = world.subnets[&subnet].ipv6_cidr();
         let sg = world.create_security_group(&vpc, "node");
-        let ty = crate::catalog::instance_type(instance_type).expect("known instance type");
         let instance = world
             .run_instance(ty, &subnet, std::slice::from_ref(&sg))
             .expect("instance");
@@ -93,7 +114,7 @@ impl EmulatedNode {
         let emu: Shared = Arc::new(Mutex::new(Emulator::new(
             world,
             "us-west-2",
-            Arc::new(crate::catalog::instance_type),
+            Arc::new(catalog),
         )));
         let ec2_endpoint = serve(server::ec2_router(emu.clone()), netns)
             .await

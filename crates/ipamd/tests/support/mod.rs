@@ -43,7 +43,7 @@ impl Harness {
         Self::with_node(node, tag).await
     }
 
-    async fn with_node(node: EmulatedNode, tag: &str) -> Self {
+    pub async fn with_node(node: EmulatedNode, tag: &str) -> Self {
         let dir = testing::test_dir("ipamd", tag);
         let mut settings = Ec2Settings::from_lookup("us-west-2", |_| None);
         settings.endpoint = Some(node.ec2_endpoint.clone());
