@@ -11,15 +11,6 @@ use aws::{CreateEniRequest, Ec2, Tags};
 use ec2_emulator::server;
 use support::Harness;
 
-fn calls(h: &Harness, action: &str) -> u64 {
-    server::lock(h.emu())
-        .faults
-        .calls
-        .get(action)
-        .copied()
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_efa_only_eni_is_left_alone_and_keeps_its_slot() {
     // m5.large: 3 ENIs x 10 addresses.
@@ -71,10 +62,10 @@ async fn an_efa_only_eni_is_left_alone_and_keeps_its_slot() {
     drop(emu);
     assert_eq!(attached, 3, "primary, efa-only and one ENI of the agent's");
     assert_eq!(
-        calls(&h, "CreateNetworkInterface"),
+        h.ec2_calls("CreateNetworkInterface"),
         2,
         "the operator's and one"
     );
-    assert_eq!(calls(&h, "DetachNetworkInterface"), 0);
+    assert_eq!(h.ec2_calls("DetachNetworkInterface"), 0);
     agent.abort();
 }

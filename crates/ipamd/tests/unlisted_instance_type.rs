@@ -7,18 +7,8 @@ mod support;
 use std::time::Duration;
 
 use ec2_emulator::model::InstanceTypeInfo;
-use ec2_emulator::server;
 use ec2_emulator::testing::EmulatedNode;
 use support::Harness;
-
-fn calls(h: &Harness, action: &str) -> u64 {
-    server::lock(h.emu())
-        .faults
-        .calls
-        .get(action)
-        .copied()
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_type_outside_the_table_gets_its_limits_from_ec2_and_keeps_to_them() {
@@ -39,7 +29,7 @@ async fn a_type_outside_the_table_gets_its_limits_from_ec2_and_keeps_to_them() {
     // Several more pool ticks (every 100 ms) that find the pool short.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
-        calls(&h, "DescribeInstanceTypes") >= 1,
+        h.ec2_calls("DescribeInstanceTypes") >= 1,
         "limits read from EC2"
     );
     let enis = h.ec2_enis();
@@ -50,7 +40,7 @@ async fn a_type_outside_the_table_gets_its_limits_from_ec2_and_keeps_to_them() {
     );
     assert_eq!(h.ec2_secondary_count(), 6, "3 secondaries on each ENI");
     // An agent that believed in more room would create (and fail to attach) a third ENI.
-    assert_eq!(calls(&h, "CreateNetworkInterface"), 1);
-    assert_eq!(calls(&h, "AttachNetworkInterface"), 1);
+    assert_eq!(h.ec2_calls("CreateNetworkInterface"), 1);
+    assert_eq!(h.ec2_calls("AttachNetworkInterface"), 1);
     agent.abort();
 }

@@ -8,15 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use ec2_emulator::server;
 use rpc::CniBackendClient;
 use support::{Harness, add};
 use tokio::time::{Instant, sleep};
-
-fn calls(h: &Harness, action: &str) -> u64 {
-    let emu = server::lock(h.emu());
-    emu.faults.calls.get(action).copied().unwrap_or(0)
-}
 
 /// Adds pod `i`, retrying refusals until `deadline`; its address.
 async fn add_until_served(
@@ -84,7 +78,7 @@ async fn a_wave_with_warm_ip_target_needs_few_assignments() {
     h.wait_for("the minimum addresses", |h| h.ec2_secondary_count() >= 5)
         .await;
     sleep(Duration::from_millis(300)).await;
-    let before = calls(&h, "AssignPrivateIpAddresses");
+    let before = h.ec2_calls("AssignPrivateIpAddresses");
     let got = burst(&h, 24, Duration::from_secs(60)).await;
     let served: BTreeSet<Ipv4Addr> = got.values().flatten().copied().collect();
     assert_eq!(
@@ -92,7 +86,7 @@ async fn a_wave_with_warm_ip_target_needs_few_assignments() {
         24,
         "every pod served, no address twice: {got:?}"
     );
-    let assigns = calls(&h, "AssignPrivateIpAddresses") - before;
+    let assigns = h.ec2_calls("AssignPrivateIpAddresses") - before;
     // 19 addresses beyond the 5: by the warm target alone that is ~10 calls; ENI
     // boundaries (each new ENI comes with its own first assignment) keep it above 1.
     assert!(

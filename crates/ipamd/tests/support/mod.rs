@@ -65,6 +65,12 @@ impl Harness {
         &self.node.emu
     }
 
+    /// Calls of `action` the emulator has answered so far.
+    pub fn ec2_calls(&self, action: &str) -> u64 {
+        let emu = server::lock(&self.node.emu);
+        emu.faults.calls.get(action).copied().unwrap_or(0)
+    }
+
     pub fn checkpoint_path(&self) -> PathBuf {
         self.dir.join("ipam.json")
     }
