@@ -67,8 +67,9 @@ v6_node_addresses() {
     "$STATE/emulator.json")
   SUBNET6=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["subnets"][0]["ipv6_cidr"])' \
     "$STATE/emulator.json")
-  in_node sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.disable_ipv6=0 \
-    net.ipv6.conf.default.accept_ra=2 net.ipv6.conf.eth0.accept_ra=2
+  # crates/entrypoint/src/init.rs `sysctl_plan` with ENABLE_IPv6
+  in_node sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.all.forwarding=1 \
+    net.ipv6.conf.eth0.accept_ra=2
   in_node ip -6 addr add "$IP6/${SUBNET6#*/}" dev eth0 nodad
   echo "node eth0: $IP/24 and $IP6/${SUBNET6#*/} (subnet $SUBNET6); outside host 10.0.0.1 (IPv4 only)"
 }
