@@ -52,21 +52,28 @@ v6_add_pod() { # v6_add_pod <pod index>
   v6_plugin egress-cni ADD "$i" "$(v6_egress_conf)" "$first" >"$STATE/pod$i.result"
 }
 
-# DEL up the chain, in the runtime's order.
+# A field of the emulator's start-up line: v6_emulator_field <python expression on d>.
+v6_emulator_field() {
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
+    "$STATE/emulator.json" "$1"
+}
+
+# DEL up the chain, in the runtime's order (also from `--teardown`, where IP is not set).
 v6_del_pod() { # v6_del_pod <pod index>
   local i=$1 prev=""
+  IP=${IP:-$(v6_emulator_field 'd["instances"][0]["primary_ip"]')}
   [ -s "$STATE/pod$i.result" ] && prev=$(cat "$STATE/pod$i.result")
-  v6_plugin egress-cni DEL "$i" "$(v6_egress_conf)" "$prev"
-  v6_plugin aws-cni DEL "$i" "$(v6_aws_conf)" "$prev"
+  local rc=0
+  v6_plugin egress-cni DEL "$i" "$(v6_egress_conf)" "$prev" || rc=1
+  v6_plugin aws-cni DEL "$i" "$(v6_aws_conf)" "$prev" || rc=1
+  return $rc
 }
 
 # The node's eth0 gets its IPv6 address (IMDS `ipv6`) beside the IPv4 one; the sysctls are
 # the init container's for IPv6 clusters (docs/ipv6.md).
 v6_node_addresses() {
-  IP6=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["instances"][0]["primary_ipv6"])' \
-    "$STATE/emulator.json")
-  SUBNET6=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["subnets"][0]["ipv6_cidr"])' \
-    "$STATE/emulator.json")
+  IP6=$(v6_emulator_field 'd["instances"][0]["primary_ipv6"]')
+  SUBNET6=$(v6_emulator_field 'd["subnets"][0]["ipv6_cidr"]')
   # crates/entrypoint/src/init.rs `sysctl_plan` with ENABLE_IPv6
   in_node sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.all.forwarding=1 \
     net.ipv6.conf.eth0.accept_ra=2
