@@ -253,6 +253,7 @@ def check_variant(render, name):
         assert env["DISABLE_INTROSPECTION"] == "True"
     elif name == "ipv6":
         assert env["ENABLE_IPv6"] == "true" and env["ENABLE_IPv4"] == "false"
+        assert env["ENABLE_PREFIX_DELEGATION"] == "true" and env["ENABLE_V4_EGRESS"] == "true", env
         assert ienv["ENABLE_IPv6"] == "true", ienv
     print("ok")
 

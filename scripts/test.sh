@@ -23,4 +23,5 @@ cargo test -p integration-tests --locked --test image_container -- --nocapture -
 
 echo "== demo node smoke test (README's first command)"
 bash scripts/demo-node.sh
+bash scripts/demo-node.sh --ipv6 # the same node in IPv6 mode (docs/ipv6.md "The demo node")
 bash scripts/bench.sh --smoke # every benchmark part with small counts; never fails on a figure (docs/benchmarks.md)

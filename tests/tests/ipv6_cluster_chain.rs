@@ -1,11 +1,14 @@
 //! An IPv6 cluster's chain as kubelet's runtime runs it (`10-aws.conflist` in IPv6 mode:
 //! `aws-cni` then `egress-cni` with `enabled: "true"`, the node's IPv4 as `nodeIP` and
-//! host-local on `169.254.172.0/22`): the real `aws-cni` against a stand-in ipamd answering
-//! as upstream's does in IPv6 mode (`IPv6Addr`, `VPCv6CIDRs`, empty `IPv4Addr`), then the real
-//! `egress-cni` with aws-cni's result as prevResult, in namespaces made by the test. The pod
-//! gets its IPv6 `eth0` and an IPv4 `v4if0`; IPv6 reaches the node, IPv4 reaches an outside
-//! namespace from the node's IPv4 (SNAT). DEL in reverse order leaves the node exactly as
-//! before. Needs root, `ip`, iptables and host-local (`scripts/install-deps.sh`).
+//! host-local on `169.254.172.0/22`, then `portmap`): the real `aws-cni` against a stand-in
+//! ipamd answering as upstream's does in IPv6 mode (`IPv6Addr`, `VPCv6CIDRs`, empty
+//! `IPv4Addr`), then the real `egress-cni` with aws-cni's result as prevResult, then Debian's
+//! `portmap` with a host port, in namespaces made by the test. The pod gets its IPv6 `eth0`
+//! and an IPv4 `v4if0`; IPv6 reaches the node, IPv4 reaches an outside namespace from the
+//! node's IPv4 (SNAT), the node's IPv6 host port reaches the pod (portmap's DNAT to the
+//! address aws-cni's result carries). DEL in reverse order leaves the node as before, but
+//! for portmap's shared `CNI-HOSTPORT-*` chains, which it keeps for every pod as it does on
+//! any node. Needs root, `ip`, iptables, host-local and portmap (`scripts/install-deps.sh`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,6 +28,9 @@ const POD_IP: &str = "2001:db8:0:1::9";
 const NODE_V6: &str = "2001:db8:1::10";
 const NODE_V4: &str = "192.0.2.10";
 const OUTSIDE_V4: &str = "192.0.2.20";
+/// portmap's mapping: the node's port and the pod's.
+const HOST_PORT: u16 = 7180;
+const POD_PORT: u16 = 7181;
 /// As containerd passes them (`IgnoreUnknown=1` first: host-local refuses unknown args without
 /// it).
 const ARGS: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=dual-egress";
@@ -118,12 +124,17 @@ fn node_view(node: &TestNetns) -> String {
     s
 }
 
-/// One TCP exchange from the pod to `target` (a listener in `server_ns`); the peer address
-/// the listener saw.
-fn tcp(pod: &TestNetns, server_ns: &TestNetns, target: SocketAddr) -> SocketAddr {
+/// One TCP exchange from `client` to `target` reaching a listener on `bind` in `server_ns`;
+/// the peer address the listener saw.
+fn tcp(
+    client: &TestNetns,
+    server_ns: &TestNetns,
+    bind: SocketAddr,
+    target: SocketAddr,
+) -> SocketAddr {
     let listener = {
         let _in = server_ns.netns().enter().unwrap();
-        TcpListener::bind(target).unwrap()
+        TcpListener::bind(bind).unwrap()
     };
     let server = std::thread::spawn(move || {
         let (mut stream, peer) = listener.accept().unwrap();
@@ -132,9 +143,9 @@ fn tcp(pod: &TestNetns, server_ns: &TestNetns, target: SocketAddr) -> SocketAddr
         assert_eq!(got, "hello");
         peer
     });
-    let pod = pod.netns();
+    let client = client.netns();
     std::thread::spawn(move || {
-        let _in = pod.enter().unwrap();
+        let _in = client.enter().unwrap();
         let start = Instant::now();
         loop {
             match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
@@ -143,7 +154,7 @@ fn tcp(pod: &TestNetns, server_ns: &TestNetns, target: SocketAddr) -> SocketAddr
                     eprintln!("connect {target}: {e}; retrying");
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                Err(e) => panic!("no path from the pod to {target}: {e}"),
+                Err(e) => panic!("no path to {target}: {e}"),
             }
         }
     })
@@ -177,6 +188,13 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
             dir.path().join("egress-v4-plugin.log").display()
         )
     };
+    let portmap = |prev: &str| {
+        format!(
+            r#"{{"cniVersion":"0.4.0","name":"aws-cni","type":"portmap","capabilities":{{"portMappings":true}},"snat":true,
+            "runtimeConfig":{{"portMappings":[{{"hostPort":{HOST_PORT},"containerPort":{POD_PORT},"protocol":"tcp"}}]}},
+            "prevResult":{prev}}}"#
+        )
+    };
     let pod_path = pod.path();
     let socket_text = socket.display().to_string();
     let env = |command: &'static str| {
@@ -195,6 +213,7 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
     for name in ["aws-cni", "egress-cni"] {
         std::fs::copy(workspace_bin(name), dir.path().join(name)).unwrap();
     }
+    std::fs::copy(core_plugin("portmap"), dir.path().join("portmap")).unwrap();
     let run = |bin: &str, command: &'static str, stdin: &str| {
         let bin = dir.path().join(bin);
         let env = env(command);
@@ -217,16 +236,36 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
         .collect();
     assert_eq!(names.len(), 5, "{names:?}");
     assert_eq!((names[1], names[4]), ("eth0", "v4if0"), "{names:?}");
+    let third = run("portmap", "ADD", &portmap(&second.stdout));
+    assert_eq!(third.rc, 0, "{} {}", third.stdout, third.stderr);
+    let passed: Value = serde_json::from_str(&third.stdout).unwrap();
+    assert_eq!(passed, result, "portmap passes the result on");
+    let nat6 = node.exec_ok(&["ip6tables-nft-save", "-t", "nat"]);
+    assert!(
+        nat6.contains(&format!(
+            "--dport {HOST_PORT} -j DNAT --to-destination [{POD_IP}]:{POD_PORT}"
+        )),
+        "{nat6}"
+    );
 
     // IPv6 to the node from the pod's own address; IPv4 out through SNAT to the node's IPv4.
-    let v6 = tcp(&pod, &node, format!("[{NODE_V6}]:7101").parse().unwrap());
+    let to_node: SocketAddr = format!("[{NODE_V6}]:7101").parse().unwrap();
+    let v6 = tcp(&pod, &node, to_node, to_node);
     assert_eq!(v6.ip().to_string(), POD_IP);
-    let v4 = tcp(
-        &pod,
-        &outside,
-        format!("{OUTSIDE_V4}:7102").parse().unwrap(),
-    );
+    let to_outside: SocketAddr = format!("{OUTSIDE_V4}:7102").parse().unwrap();
+    let v4 = tcp(&pod, &outside, to_outside, to_outside);
     assert_eq!(v4.ip().to_string(), NODE_V4, "SNATed to the node's IPv4");
+    let host_port = tcp(
+        &node,
+        &pod,
+        format!("[{POD_IP}]:{POD_PORT}").parse().unwrap(),
+        format!("[{NODE_V6}]:{HOST_PORT}").parse().unwrap(),
+    );
+    assert_eq!(
+        host_port.ip().to_string(),
+        NODE_V6,
+        "the node's host port reaches the pod"
+    );
     let log = std::fs::read_to_string(dir.path().join("egress-v4-plugin.log")).unwrap();
     assert!(log.contains("Received an Add request"), "{log}");
 
@@ -236,6 +275,8 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
         v["prevResult"] = result.clone();
         v.to_string()
     };
+    let del = run("portmap", "DEL", &prev(&portmap("{}")));
+    assert_eq!((del.rc, del.stdout.as_str()), (0, ""), "{}", del.stderr);
     let del = run("egress-cni", "DEL", &egress(&second.stdout));
     assert_eq!((del.rc, del.stdout.as_str()), (0, ""), "{}", del.stderr);
     let del = run("aws-cni", "DEL", &prev(aws));
@@ -253,5 +294,22 @@ async fn ipv6_pods_get_ipv4_egress_through_the_chain_and_del_restores_the_node()
                 || e.file_name() == "lock")),
         "host-local released the egress address"
     );
-    assert_eq!(node_view(&node), before, "DEL restores the node");
+    let after = node_view(&node);
+    assert!(
+        !after.contains("CNI-DN-"),
+        "portmap removed the pod's chain: {after}"
+    );
+    let without_shared_portmap_chains = after
+        .lines()
+        .filter(|l| !l.contains("CNI-HOSTPORT-"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(
+        after, without_shared_portmap_chains,
+        "portmap's shared chains stay"
+    );
+    assert_eq!(
+        without_shared_portmap_chains, before,
+        "DEL restores the node"
+    );
 }

@@ -71,8 +71,8 @@ impl fmt::Display for ConfigError {
 pub enum PolicyError {
     /// IPv6 mode needs prefix delegation, which needs a Nitro or bare-metal instance.
     #[error(
-        "ENABLE_IPv6=true requires prefix delegation, but this instance type does not support it \
-         (a Nitro-based or bare-metal instance is required)"
+        "ENABLE_IPv6=true requires prefix delegation (ENABLE_PREFIX_DELEGATION=true), but this \
+         instance type does not support it (a Nitro-based or bare-metal instance is required)"
     )]
     PrefixDelegationUnsupportedInIpv6,
 }

@@ -48,6 +48,7 @@ async fn an_instance_without_prefix_delegation_refuses_ipv6() {
     };
     assert!(e.to_string().contains("ENABLE_IPv6=true"), "{e}");
     assert!(e.to_string().contains("prefix delegation"), "{e}");
+    assert!(e.to_string().contains("ENABLE_PREFIX_DELEGATION"), "{e}");
     assert!(primary(&h).await.1.is_empty(), "no prefix was asked for");
 }
 
