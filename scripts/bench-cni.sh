@@ -26,8 +26,8 @@ echo "== building aws-cni (release)"
 cargo build -q --release -p cni --bin aws-cni
 PLUGIN="$CARGO_TARGET_DIR/release/aws-cni"
 
-echo "== starting the demo node (emulator + ipamd)"
-bash scripts/demo-node.sh --keep >/tmp/bench-cni-demo.log 2>&1 || { cat /tmp/bench-cni-demo.log; exit 1; }
+echo "== starting the demo node (emulator + ipamd, ${DEMO_PROFILE:-release} build)"
+DEMO_PROFILE="${DEMO_PROFILE:-release}" bash scripts/demo-node.sh --keep >/tmp/bench-cni-demo.log 2>&1 || { cat /tmp/bench-cni-demo.log; exit 1; }
 POD=vpccni-bench-pod
 cleanup() {
   ip netns del "$POD" 2>/dev/null || true

@@ -47,7 +47,8 @@ part() { # part <name> <command...>: runs it, its output to the terminal and the
 }
 
 echo "bench: $($SMOKE && echo smoke || echo full) run on $(nproc) CPUs, $(uname -r), $(date -u +%FT%TZ)"
-part "1 aws-cni vs ptp+host-local" env N="$CNI_N" INSTRUCTIONS="$INSTRUCTIONS" bash scripts/bench-cni.sh
+part "1 aws-cni vs ptp+host-local" env N="$CNI_N" INSTRUCTIONS="$INSTRUCTIONS" DEMO_PROFILE="$RSS_PROFILE" \
+  bash scripts/bench-cni.sh
 export BENCH_PODS=$PODS BENCH_ROUNDS=$ROUNDS BENCH_HOLD_SECS=$HOLD BENCH_AFTER_ADD_SECS=$AFTER_ADD \
   BENCH_ATTACH_MS=$ATTACH_MS BENCH_FLEETS=$FLEETS
 part "2-4 the agent on the emulator" cargo bench -q --profile dev -p ipamd --bench pool_bench

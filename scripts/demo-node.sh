@@ -7,6 +7,7 @@
 #   bash scripts/demo-node.sh            # run and tear down
 #   bash scripts/demo-node.sh --keep     # leave the node running and print how to reach it
 #   bash scripts/demo-node.sh --teardown # remove a kept node (IPv4 or IPv6)
+#   DEMO_PROFILE=release bash scripts/demo-node.sh   # release binaries (default: debug)
 #   bash scripts/demo-node.sh --ipv6 [--keep]
 #                                        # the same in IPv6 mode: pods get /128s from the
 #                                        # primary ENI's /80 and reach the IPv4 outside host
@@ -44,7 +45,14 @@ teardown() {
 }
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vpc-cni-rs/target}"
-BIN="$CARGO_TARGET_DIR/debug"
+# DEMO_PROFILE=release runs release binaries (scripts/bench-cni.sh does, for the figures).
+DEMO_PROFILE="${DEMO_PROFILE:-debug}"
+case "$DEMO_PROFILE" in
+  debug) PROFILE_FLAG=() ;;
+  release) PROFILE_FLAG=(--release) ;;
+  *) echo "DEMO_PROFILE must be debug or release, not $DEMO_PROFILE" >&2; exit 2 ;;
+esac
+BIN="$CARGO_TARGET_DIR/$DEMO_PROFILE"
 
 in_node() { ip netns exec "$NODE" "$@"; }
 
@@ -80,7 +88,7 @@ fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 bash scripts/install-deps.sh
 echo "== building"
-cargo build -q "${PACKAGES[@]}" --bins
+cargo build -q "${PROFILE_FLAG[@]}" "${PACKAGES[@]}" --bins
 
 teardown
 $KEEP || trap teardown EXIT
