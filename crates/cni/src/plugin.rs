@@ -79,6 +79,11 @@ pub fn pod_network(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> PodN
     }
 }
 
+/// Logged (info) when ipamd granted the other family than the one prepared meanwhile (the
+/// conflist names none, or the wrong one), so the veth half is made again.
+pub const REPREPARED_FOR_GRANTED_FAMILY: &str =
+    "ADD: ipamd granted the other IP family; veth prepared again for it";
+
 /// ADD: returns the CNI result JSON. ipamd's answer and the half of the wiring that does
 /// not need the address (the veth pair, the pod's gateway) are awaited together; the
 /// address, the host route and the rules follow (docs/cni-plugin.md, "Where ADD and DEL
@@ -114,6 +119,7 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
     if !same_family(granted.ip, p.pod_ip) {
         // The conflist named no family (or the wrong one): the pair made meanwhile goes
         // and the granted family's is made now.
+        tracing::info!(ip = %granted.ip, "{REPREPARED_FOR_GRANTED_FAMILY}");
         if let Ok((host, _)) = &prepared {
             let _ = remove_pod_veth(host, &p).await;
         }
