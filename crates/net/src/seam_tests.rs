@@ -35,6 +35,23 @@ fn pod(index: u32, table: u32) -> PodNetwork {
     }
 }
 
+/// The host end's calls of prepare_pod_in: its IPv6 sysctls, then up (both families).
+fn host_end_up(p: &PodNetwork) -> [Call; 4] {
+    let sysctl = |key: &str, value: &str| Call::Sysctl {
+        key: format!("net/ipv6/conf/{}/{key}", p.host_veth),
+        value: value.into(),
+    };
+    [
+        sysctl("accept_ra", "0"),
+        sysctl("accept_redirects", "1"),
+        sysctl("forwarding", "0"),
+        Call::SetLinkUp {
+            link: p.host_veth.clone(),
+            mtu: None,
+        },
+    ]
+}
+
 fn index_of(rec: &Recording, name: &str) -> u32 {
     rec.model()
         .links
@@ -78,24 +95,14 @@ async fn pod_wiring_makes_exactly_the_expected_calls() {
         ]
     );
     assert!(pod_ns.model().links[0].up, "the pod end is created up");
-    let sysctl = |key: &str, value: &str| Call::Sysctl {
-        key: format!("net/ipv6/conf/{}/{key}", p.host_veth),
-        value: value.into(),
-    };
+    let host_side = [
+        Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), veth)),
+        Call::AddRule(Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD)),
+        Call::AddRule(Rule::from_ip(p.pod_ip, 3, priority::FROM_POD)),
+    ];
     assert_eq!(
         host.calls(),
-        [
-            sysctl("accept_ra", "0"),
-            sysctl("accept_redirects", "1"),
-            sysctl("forwarding", "0"),
-            Call::SetLinkUp {
-                link: p.host_veth.clone(),
-                mtu: None
-            },
-            Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), veth)),
-            Call::AddRule(Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD)),
-            Call::AddRule(Rule::from_ip(p.pod_ip, 3, priority::FROM_POD)),
-        ]
+        [host_end_up(&p).as_slice(), &host_side].concat()
     );
 
     host.clear_journal();
@@ -357,26 +364,16 @@ async fn ipv6_pod_wiring_makes_exactly_the_expected_calls() {
             },
         ]
     );
-    let sysctl = |key: &str, value: &str| Call::Sysctl {
-        key: format!("net/ipv6/conf/{}/{key}", p.host_veth),
-        value: value.into(),
-    };
     let to_rule = Rule::to_ip(p.pod_ip, MAIN_TABLE, priority::TO_POD);
     let from_rule = Rule::from_ip(p.pod_ip, 3, priority::FROM_POD);
+    let host_side = [
+        Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), veth)),
+        Call::AddRule(to_rule.clone()),
+        Call::AddRule(from_rule.clone()),
+    ];
     assert_eq!(
         host.calls(),
-        [
-            sysctl("accept_ra", "0"),
-            sysctl("accept_redirects", "1"),
-            sysctl("forwarding", "0"),
-            Call::SetLinkUp {
-                link: p.host_veth.clone(),
-                mtu: None
-            },
-            Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(p.pod_ip), veth)),
-            Call::AddRule(to_rule.clone()),
-            Call::AddRule(from_rule.clone()),
-        ]
+        [host_end_up(&p).as_slice(), &host_side].concat()
     );
     assert_eq!(
         host.model().routes[0].dst.to_string(),

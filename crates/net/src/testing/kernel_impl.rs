@@ -107,23 +107,7 @@ impl Kernel for Recording {
         ifindex: u32,
         addr: Ipv4Net,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
-        ready(self.with(|m, j| {
-            m.addresses
-                .retain(|a| !(a.ifindex == ifindex && a.addr == addr));
-            m.addresses.push(Address {
-                ifindex,
-                addr,
-                scope: Scope::Universe,
-            });
-            j.push((
-                self.ns.clone(),
-                Call::ReplaceAddress {
-                    link: m.link_name(ifindex),
-                    addr,
-                },
-            ));
-            Ok(())
-        }))
+        ready(Ok(self.put_address(ifindex, addr, Scope::Universe)))
     }
     fn delete_address(
         &self,
@@ -184,21 +168,7 @@ impl Kernel for Recording {
         ifindex: u32,
         addr: Ipv4Net,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
-        ready(self.with(|m, j| {
-            m.addresses
-                .retain(|a| !(a.ifindex == ifindex && a.addr == addr));
-            m.addresses.push(Address {
-                ifindex,
-                addr,
-                scope: Scope::Link,
-            });
-            let link = m.link_name(ifindex);
-            j.push((
-                self.ns.clone(),
-                Call::ReplaceLinkScopeAddress { link, addr },
-            ));
-            Ok(())
-        }))
+        ready(Ok(self.put_address(ifindex, addr, Scope::Link)))
     }
     fn routes(
         &self,
@@ -362,6 +332,27 @@ impl Kernel for Recording {
             Err(nft_missing("nft -f -"))
         };
         ready(res)
+    }
+}
+
+impl Recording {
+    /// `replace_address` (scope global) and `replace_link_scope_address` (scope link).
+    fn put_address(&self, ifindex: u32, addr: Ipv4Net, scope: Scope) {
+        self.with(|m, j| {
+            m.addresses
+                .retain(|a| !(a.ifindex == ifindex && a.addr == addr));
+            m.addresses.push(Address {
+                ifindex,
+                addr,
+                scope,
+            });
+            let link = m.link_name(ifindex);
+            let call = match scope {
+                Scope::Link => Call::ReplaceLinkScopeAddress { link, addr },
+                _ => Call::ReplaceAddress { link, addr },
+            };
+            j.push((self.ns.clone(), call));
+        });
     }
 }
 
