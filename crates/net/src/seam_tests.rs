@@ -52,6 +52,27 @@ fn host_end_up(p: &PodNetwork) -> [Call; 4] {
     ]
 }
 
+/// The pair's creation, from the pod's namespace into the node's.
+fn created_in_pod(p: &PodNetwork) -> Call {
+    Call::CreateVeth {
+        name: p.pod_ifname.clone(),
+        peer_name: p.host_veth.clone(),
+        peer_netns: "node".into(),
+        mtu: p.mtu,
+    }
+}
+
+/// `p` wired on a fresh recording: the node, the pod's namespace, and (the pod's `eth0`
+/// index, the host veth's index, its MAC).
+async fn wired_pod(p: &PodNetwork) -> (Recording, Recording, (u32, u32, Mac)) {
+    let host = Recording::new("node");
+    setup_pod_in(&host, Path::new(POD_NS), p).await.unwrap();
+    let pod_ns = host.namespace(POD_NS);
+    let (eth0, veth) = (index_of(&pod_ns, "eth0"), index_of(&host, &p.host_veth));
+    let host_mac = host.model().links[0].mac.unwrap();
+    (host, pod_ns, (eth0, veth, host_mac))
+}
+
 fn index_of(rec: &Recording, name: &str) -> u32 {
     rec.model()
         .links
@@ -63,22 +84,13 @@ fn index_of(rec: &Recording, name: &str) -> u32 {
 
 #[tokio::test]
 async fn pod_wiring_makes_exactly_the_expected_calls() {
-    let host = Recording::new("node");
     let p = pod(0, 3);
-    setup_pod_in(&host, Path::new(POD_NS), &p).await.unwrap();
-    let pod_ns = host.namespace(POD_NS);
-    let (eth0, veth) = (index_of(&pod_ns, "eth0"), index_of(&host, &p.host_veth));
-    let host_mac = host.model().links[0].mac.unwrap();
+    let (host, pod_ns, (eth0, veth, host_mac)) = wired_pod(&p).await;
     let gw = Ipv4Addr::new(169, 254, 1, 1);
     assert_eq!(
         pod_ns.calls(),
         [
-            Call::CreateVeth {
-                name: "eth0".into(),
-                peer_name: p.host_veth.clone(),
-                peer_netns: "node".into(),
-                mtu: 9001,
-            },
+            created_in_pod(&p),
             // Created up: no separate SetLinkUp. The gateway half does not need the
             // address (prepare_pod_in); the address comes last (finish_pod_in).
             Call::ReplaceRoute(Route::link_scope(MAIN_TABLE, Route::host(gw), eth0)),
@@ -323,12 +335,8 @@ const POD_IP6: &str = "2001:db8:0:1::5";
 
 #[tokio::test]
 async fn ipv6_pod_wiring_makes_exactly_the_expected_calls() {
-    let host = Recording::new("node");
     let p = pod6(0, 3);
-    setup_pod_in(&host, Path::new(POD_NS), &p).await.unwrap();
-    let pod_ns = host.namespace(POD_NS);
-    let (eth0, veth) = (index_of(&pod_ns, "eth0"), index_of(&host, &p.host_veth));
-    let host_mac = host.model().links[0].mac.unwrap();
+    let (host, pod_ns, (eth0, veth, host_mac)) = wired_pod(&p).await;
     let gw: IpAddr = "fe80::1".parse().unwrap();
     let enable_ipv6 = |ifname: &str| Call::Sysctl {
         key: format!("net/ipv6/conf/{ifname}/disable_ipv6"),
@@ -337,12 +345,7 @@ async fn ipv6_pod_wiring_makes_exactly_the_expected_calls() {
     assert_eq!(
         pod_ns.calls(),
         [
-            Call::CreateVeth {
-                name: "eth0".into(),
-                peer_name: p.host_veth.clone(),
-                peer_netns: "node".into(),
-                mtu: 9001,
-            },
+            created_in_pod(&p),
             // The address-free half (prepare_pod_in): IPv6 on, the fe80::1 gateway.
             Call::SetLinkUp {
                 link: "eth0".into(),
