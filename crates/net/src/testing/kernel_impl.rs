@@ -107,7 +107,8 @@ impl Kernel for Recording {
         ifindex: u32,
         addr: Ipv4Net,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
-        ready(Ok(self.put_address(ifindex, addr, Scope::Universe)))
+        self.put_address(ifindex, addr, Scope::Universe);
+        ready(Ok(()))
     }
     fn delete_address(
         &self,
@@ -168,7 +169,8 @@ impl Kernel for Recording {
         ifindex: u32,
         addr: Ipv4Net,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
-        ready(Ok(self.put_address(ifindex, addr, Scope::Link)))
+        self.put_address(ifindex, addr, Scope::Link);
+        ready(Ok(()))
     }
     fn routes(
         &self,
