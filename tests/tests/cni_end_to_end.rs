@@ -10,7 +10,7 @@ use integration_tests::TestNetns;
 use integration_tests::agent::NodeAgent;
 use integration_tests::plugin::{cni_env, plugin, settled, snapshot};
 use ipnet::Ipv4Net;
-use net::netlink::{Rule, Scope};
+use net::netlink::{Route, Rule, Scope};
 use net::route_table::{MAIN_TABLE, priority};
 use net::state::NetnsState;
 use serde_json::Value;
@@ -61,7 +61,7 @@ fn assert_node_delta(
             routes[0].dev.as_deref(),
             routes[0].scope
         ),
-        (MAIN_TABLE, Ipv4Net::from(ip), Some(veth), Scope::Link)
+        (MAIN_TABLE, Route::host(ip), Some(veth), Scope::Link)
     );
     assert!(added(&after.routes, &before.routes).is_empty());
     let mut want = vec![Rule::to_ip(ip, MAIN_TABLE, priority::TO_POD)];
@@ -89,17 +89,17 @@ fn assert_pod_state(pod: &NetnsState, ip: Ipv4Addr, host_mac: Option<net::netlin
     assert_eq!(main.len(), 2, "{main:?}");
     assert!(
         main.iter()
-            .any(|r| r.dst == Ipv4Net::from(gw) && r.scope == Scope::Link)
+            .any(|r| r.dst == Route::host(gw) && r.scope == Scope::Link)
     );
     assert!(
         main.iter()
-            .any(|r| r.dst.prefix_len() == 0 && r.gateway == Some(gw))
+            .any(|r| r.dst.prefix_len() == 0 && r.gateway == Some(gw.into()))
     );
     assert_eq!(pod.unicast_routes(2).len() + pod.unicast_routes(3).len(), 0);
     assert_eq!(pod.neighbours.len(), 1);
     assert_eq!(
         (pod.neighbours[0].ip, pod.neighbours[0].mac),
-        (gw, host_mac)
+        (gw.into(), host_mac)
     );
 }
 

@@ -1,10 +1,10 @@
 //! CHECK (upstream has none): the pod's veth, address, routes, neighbour and the host's
 //! route and rules must be what ADD made, as recorded in `prevResult`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use net::netlink::{NetlinkHandle, Rule, Scope};
 use net::netns::Netns;
 use net::route_table::{MAIN_TABLE, priority};
@@ -82,10 +82,11 @@ pub fn problems(host: &NetnsState, pod: &NetnsState, e: &Expected) -> Vec<String
         )),
         Some(_) => {}
     }
-    let host_route = host
-        .unicast_routes(MAIN_TABLE)
-        .into_iter()
-        .any(|r| r.dst == ip32 && r.dev.as_deref() == Some(&e.host_veth) && r.scope == Scope::Link);
+    let host_route = host.unicast_routes(MAIN_TABLE).into_iter().any(|r| {
+        r.dst == IpNet::from(ip32)
+            && r.dev.as_deref() == Some(&e.host_veth)
+            && r.scope == Scope::Link
+    });
     if !host_route {
         out.push(format!(
             "host route {ip32} dev {} scope link (table main) is missing",
@@ -116,14 +117,18 @@ pub fn problems(host: &NetnsState, pod: &NetnsState, e: &Expected) -> Vec<String
     }
     let routes = pod.unicast_routes(MAIN_TABLE);
     if !routes.iter().any(|r| {
-        r.dst == Ipv4Net::from(GATEWAY) && r.dev.as_deref() == Some(dev) && r.scope == Scope::Link
+        r.dst == IpNet::from(Ipv4Net::from(GATEWAY))
+            && r.dev.as_deref() == Some(dev)
+            && r.scope == Scope::Link
     }) {
         out.push(format!(
             "pod route {GATEWAY}/32 dev {dev} scope link is missing"
         ));
     }
     if !routes.iter().any(|r| {
-        r.dst.prefix_len() == 0 && r.gateway == Some(GATEWAY) && r.dev.as_deref() == Some(dev)
+        r.dst.prefix_len() == 0
+            && r.gateway == Some(GATEWAY.into())
+            && r.dev.as_deref() == Some(dev)
     }) {
         out.push(format!(
             "pod default route via {GATEWAY} dev {dev} is missing"
@@ -133,7 +138,7 @@ pub fn problems(host: &NetnsState, pod: &NetnsState, e: &Expected) -> Vec<String
     let neighbour = pod
         .neighbours
         .iter()
-        .find(|n| n.dev == dev && n.ip == GATEWAY);
+        .find(|n| n.dev == dev && n.ip == IpAddr::V4(GATEWAY));
     match neighbour {
         None => out.push(format!(
             "pod's permanent neighbour entry {GATEWAY} on {dev} is missing"

@@ -51,6 +51,11 @@ pub struct NetConf {
     /// validate MACs (podman) need it; kubelet's runtimes do not.
     #[serde(rename = "realMacsInResult", default)]
     pub real_macs_in_result: bool,
+    /// Ours, not upstream's: `"ipv6"` in IPv6 clusters (the entrypoint writes it in IPv6 mode
+    /// only), so that ADD prepares the IPv6 veth half while ipamd picks the address. Absent
+    /// (upstream's template) or anything else: IPv4; ipamd's reply decides in the end.
+    #[serde(rename = "podIPFamily", default)]
+    pub pod_ip_family: String,
     /// `GC` only: the attachments the runtime still knows.
     #[serde(rename = "cni.dev/valid-attachments", default)]
     pub valid_attachments: Option<Vec<Attachment>>,
@@ -90,6 +95,15 @@ impl NetConf {
             .map(|p| p.parse::<u32>().unwrap_or(0));
         let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         (ma, mi) >= (major, minor)
+    }
+
+    /// The family ADD prepares the pod's veth for before ipamd answers.
+    pub fn pod_ip_family(&self) -> net::netlink::Family {
+        if self.pod_ip_family.eq_ignore_ascii_case("ipv6") {
+            net::netlink::Family::V6
+        } else {
+            net::netlink::Family::V4
+        }
     }
 
     /// MTU as a number (invalid or out of range → 9001, as upstream's `GetPodMTU`).

@@ -4,10 +4,10 @@
 pub mod check;
 pub mod conf;
 pub mod error;
+pub mod family;
 pub mod log;
 pub mod network_policy;
 pub mod plugin;
-pub mod pod_v6;
 pub mod result;
 pub mod skel;
 pub mod status;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
+use crate::family::{Unspecified, from_prev_result_any, granted_ip, same_family};
 use crate::network_policy;
 use crate::result::{CniResult, Interface, IpConfig};
 use crate::timing;
@@ -61,7 +62,8 @@ pub(crate) async fn ipamd(
     Ok(CniBackendClient::new(channel))
 }
 
-fn pod_network(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> PodNetwork {
+/// The pod interface of this ADD or DEL (either family: that of `ip`).
+pub fn pod_network(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> PodNetwork {
     PodNetwork {
         host_veth: host_veth_name(
             &conf.veth_prefix,
@@ -77,10 +79,17 @@ fn pod_network(conf: &NetConf, env: &CniEnv, ip: Ipv4Addr, table: u32) -> PodNet
     }
 }
 
+/// Logged (info) when ipamd granted the other family than the one prepared meanwhile (the
+/// conflist names none, or the wrong one), so the veth half is made again.
+pub const REPREPARED_FOR_GRANTED_FAMILY: &str =
+    "ADD: ipamd granted the other IP family; veth prepared again for it";
+
 /// ADD: returns the CNI result JSON. ipamd's answer and the half of the wiring that does
 /// not need the address (the veth pair, the pod's gateway) are awaited together; the
 /// address, the host route and the rules follow (docs/cni-plugin.md, "Where ADD and DEL
-/// spend their time").
+/// spend their time"). The half prepared meanwhile is of the family the conflist names
+/// ([`NetConf::pod_ip_family`]); should ipamd grant the other family, that half is made
+/// again for it.
 pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<String, CniError> {
     tracing::info!(
         container = %env.container_id,
@@ -90,8 +99,8 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
         "ADD"
     );
     check_add_env(env)?;
-    let mut p = pod_network(conf, env, Ipv4Addr::UNSPECIFIED, 0);
-    let (asked, prepared) = futures_util::future::join(
+    let mut p = pod_network(conf, env, conf.pod_ip_family().unspecified(), 0);
+    let (asked, mut prepared) = futures_util::future::join(
         ask_ipamd(&peers.ipamd, conf, env),
         prepare_veth(&env.netns, &p),
     )
@@ -107,17 +116,17 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
             return Err(e);
         }
     };
-    let ip = match granted.ip {
-        IpAddr::V4(ip) => ip,
-        IpAddr::V6(ip) => {
-            // An IPv6 cluster: the IPv4 pair made meanwhile goes, pod_v6 wires its own.
-            if let Ok((host, _)) = &prepared {
-                let _ = remove_pod_veth(host, &p).await;
-            }
-            return crate::pod_v6::add(&mut client, conf, env, peers, &granted, ip).await;
+    if !same_family(granted.ip, p.pod_ip) {
+        // The conflist named no family (or the wrong one): the pair made meanwhile goes
+        // and the granted family's is made now.
+        tracing::info!(ip = %granted.ip, "{REPREPARED_FOR_GRANTED_FAMILY}");
+        if let Ok((host, _)) = &prepared {
+            let _ = remove_pod_veth(host, &p).await;
         }
-    };
-    p.pod_ip = ip;
+        p.pod_ip = granted.ip;
+        prepared = prepare_veth(&env.netns, &p).await;
+    }
+    p.pod_ip = granted.ip;
     p.table = granted.table;
     let wired = match prepared {
         Ok((host, prepared)) => finish_pod_in(&host, &prepared, &p)
@@ -251,7 +260,7 @@ async fn request_address(
         .ok_or_else(|| {
             CniError::ipamd("ipamd could not assign an IP address to the pod (see ipamd's log)")
         })?;
-    let ip = crate::pod_v6::granted_ip(alloc)?;
+    let ip = granted_ip(alloc)?;
     Ok(Granted {
         ip,
         table: u32::try_from(alloc.route_table_id).unwrap_or(0),
@@ -297,38 +306,6 @@ async fn give_back_if_unwired<T>(
     )))
 }
 
-/// The MAC of the host end of the pod's veth (empty when it cannot be read).
-pub(crate) async fn host_veth_mac(host_veth: &str) -> String {
-    match NetlinkHandle::current() {
-        Ok(nl) => nl
-            .link_by_name(host_veth)
-            .await
-            .ok()
-            .flatten()
-            .map(|l| l.mac.map(|m| m.to_string()).unwrap_or_default()),
-        Err(_) => None,
-    }
-    .unwrap_or_default()
-}
-
-/// The MAC of the pod's interface (empty when it cannot be read).
-pub(crate) async fn pod_mac(netns: &str, ifname: &str) -> String {
-    let Ok(ns) = Netns::open(netns) else {
-        return String::new();
-    };
-    match NetlinkHandle::in_netns(&ns) {
-        Ok(nl) => nl
-            .link_by_name(ifname)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.mac)
-            .map(|m| m.to_string())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// The CNI result, with upstream's encoding (container interface `mac` = route table,
 /// dummy interface `mac` = VLAN id "0" and `sandbox` = device number) so that upstream's
 /// plugin can tear down what ours set up, and the other way round.
@@ -340,7 +317,7 @@ pub fn result_json(
     device: i32,
 ) -> String {
     // CNI 0.3.x/0.4.0 results carry the IP version on each entry; 1.0.0 dropped the field.
-    let ip = IpConfig::v4(p.pod_ip, 32, 1, !conf.version_at_least(1, 0));
+    let ip = IpConfig::host(p.pod_ip, 1, !conf.version_at_least(1, 0));
     let host = Interface::new(&p.host_veth, host_mac, None);
     let sandbox = Some(env.netns.clone());
     let interfaces = if conf.real_macs_in_result {
@@ -364,17 +341,12 @@ pub fn result_json(
     .to_json()
 }
 
-/// What a previous result says about the pod: (address, route table).
+/// What a previous result says about an IPv4 pod: (address, route table).
 pub fn from_prev_result(prev: &Value) -> Option<(Ipv4Addr, u32)> {
-    let prev = CniResult::from_value(prev).ok()?;
-    let ip = prev.ips.first()?.ipv4()?;
-    let table = prev
-        .interfaces
-        .iter()
-        .find(|i| i.sandbox.as_deref().is_some_and(|s| s.starts_with('/')))
-        .and_then(|i| i.mac.parse().ok())
-        .unwrap_or(0);
-    Some((ip, table))
+    match from_prev_result_any(prev)? {
+        (IpAddr::V4(ip), table) => Some((ip, table)),
+        (IpAddr::V6(_), _) => None,
+    }
 }
 
 /// The text ipamd puts in the gRPC error for a pod it does not know (already released);
@@ -434,7 +406,7 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
             Ok(Release::Released(
                 r.ip_allocation_metadata.first().and_then(|a| {
                     Some((
-                        crate::pod_v6::granted_ip(a).ok()?,
+                        granted_ip(a).ok()?,
                         u32::try_from(a.route_table_id).unwrap_or(0),
                     ))
                 }),
@@ -451,10 +423,6 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
 }
 
 async fn teardown(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> Result<(), CniError> {
-    let ip = match ip {
-        IpAddr::V4(ip) => ip,
-        IpAddr::V6(ip) => return crate::pod_v6::teardown(conf, env, ip, table).await,
-    };
     let p = pod_network(conf, env, ip, table);
     let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
     teardown_pod(&host, &p)
@@ -467,11 +435,7 @@ async fn teardown(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> Resul
 /// never sticks in Terminating. The address is reclaimed by ipamd later.
 async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &str) {
     let container = env.container_id.as_str();
-    let Some((ip, table)) = conf
-        .prev_result
-        .as_ref()
-        .and_then(crate::pod_v6::from_prev_result_any)
-    else {
+    let Some((ip, table)) = conf.prev_result.as_ref().and_then(from_prev_result_any) else {
         tracing::warn!(container, ipamd_error, "{DEL_NO_PREV_RESULT}");
         return;
     };
@@ -508,9 +472,7 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
         Release::Released(Some(w), mode) => (Some(w), mode),
         // Nothing (usable) from ipamd: whatever prevResult describes, best effort.
         Release::Released(None, mode) => (
-            conf.prev_result
-                .as_ref()
-                .and_then(crate::pod_v6::from_prev_result_any),
+            conf.prev_result.as_ref().and_then(from_prev_result_any),
             mode,
         ),
         // Already released (a repeated DEL): as upstream, touch nothing. The address may

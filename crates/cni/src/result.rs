@@ -3,7 +3,7 @@
 //! fields our plugins read or write are typed; everything else a result carries (`routes`,
 //! `dns`, other plugins' additions) is kept as it came, so a chained plugin passes it on.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -81,6 +81,21 @@ impl IpConfig {
     pub fn v4(address: Ipv4Addr, prefix: u8, interface: usize, with_version: bool) -> Self {
         Self {
             version: with_version.then(|| "4".to_string()),
+            address: format!("{address}/{prefix}"),
+            interface: Some(interface),
+            other: Map::new(),
+        }
+    }
+
+    /// A pod's single address (`/32` or `/128`) for interface `interface`; `version` "4" or
+    /// "6" for results before 1.0.0.
+    pub fn host(address: IpAddr, interface: usize, with_version: bool) -> Self {
+        let (version, prefix) = match address {
+            IpAddr::V4(_) => ("4", 32),
+            IpAddr::V6(_) => ("6", 128),
+        };
+        Self {
+            version: with_version.then(|| version.to_string()),
             address: format!("{address}/{prefix}"),
             interface: Some(interface),
             other: Map::new(),

@@ -4,7 +4,9 @@
 //! via `fe80::1` with a permanent neighbour to the host veth's MAC and IPv6 enabled on `eth0`
 //! and `lo`; the node gets the `/128` route, the priority-512 rule and, for a secondary ENI's
 //! address, the priority-1536 rule; IPv6 traffic flows between pod and node; DEL (from
-//! ipamd's reply, or from prevResult without ipamd) leaves the node exactly as before.
+//! ipamd's reply, or from prevResult without ipamd) leaves the node exactly as before. With
+//! upstream's conflist entry the IPv4 veth half prepared during `AddNetwork` is made again
+//! for IPv6; with ours (`"podIPFamily": "ipv6"`) the IPv6 half is prepared at once.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +24,7 @@ use tonic::{Request, Response, Status};
 
 const NODE_IP: &str = "2001:db8:1::10";
 const ARGS: &str = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-v6";
+const REPREPARED: &str = cni::plugin::REPREPARED_FOR_GRANTED_FAMILY;
 
 /// The stand-in ipamd's one allocation: (IPv6 address, route table).
 #[derive(Clone)]
@@ -116,6 +119,7 @@ impl Bench {
         }
     }
 
+    /// The aws-cni entry of upstream's template (no family named).
     fn conf(&self, prev: Option<&Value>) -> String {
         let mut conf: Value = serde_json::from_str(
             r#"{"cniVersion":"0.4.0","name":"aws-cni","type":"aws-cni","vethPrefix":"eni","mtu":"9001","pluginLogFile":"stderr","pluginLogLevel":"Debug"}"#,
@@ -143,11 +147,25 @@ impl Bench {
         })
     }
 
-    /// ADD of `ip` on an ENI with route table `table`; returns the result.
+    /// ADD of `ip` on an ENI with route table `table` with upstream's conflist entry: the
+    /// IPv4 veth half prepared meanwhile is made again for IPv6. Returns the result.
     fn add(&self, ip: &str, table: i32) -> Value {
         *self.grant.lock().unwrap() = (ip.to_owned(), table);
         let r = self.run("ADD", &self.socket, &self.conf(None));
         assert_eq!(r.rc, 0, "{} {}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(REPREPARED), "{}", r.stderr);
+        r.json()
+    }
+
+    /// [`Self::add`] with the entry our entrypoint writes in IPv6 mode (`"podIPFamily":
+    /// "ipv6"`): the IPv6 half is prepared while ipamd answers, nothing is made twice.
+    fn add_hinted(&self, ip: &str, table: i32) -> Value {
+        *self.grant.lock().unwrap() = (ip.to_owned(), table);
+        let mut conf: Value = serde_json::from_str(&self.conf(None)).unwrap();
+        conf["podIPFamily"] = "ipv6".into();
+        let r = self.run("ADD", &self.socket, &conf.to_string());
+        assert_eq!(r.rc, 0, "{} {}", r.stdout, r.stderr);
+        assert!(!r.stderr.contains(REPREPARED), "{}", r.stderr);
         r.json()
     }
 
@@ -307,7 +325,7 @@ async fn secondary_eni_ipv6_pod_gets_its_from_rule_and_del_without_ipamd_uses_pr
     let b = Bench::start("sec").await;
     let before = b.node_state().await;
     let ip = "2001:db8:0:2::7";
-    let result = b.add(ip, 3);
+    let result = b.add_hinted(ip, 3);
     let rules = b.node.ip(&["-6", "rule", "show"]);
     assert!(
         rules.contains(&format!("512:\tfrom all to {ip} lookup main")),

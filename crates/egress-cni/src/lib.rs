@@ -9,18 +9,17 @@
 //!   succeed, nothing on the node is touched. `prevResult` is still mandatory on ADD, as
 //!   upstream ("must be called as a chained plugin").
 //! * `enabled: "true"` with an IPv6 `nodeIP` (IPv4 cluster, `ENABLE_V6_EGRESS=true`):
-//!   [`egress_v6`] — IPAM through the conflist's delegate ([`ipam`], host-local), the `v6if0`
+//!   [`egress`] — IPAM through the conflist's delegate ([`ipam`], host-local), the `v6if0`
 //!   veth ([`wire`]) and the ip6tables SNAT chain ([`snat`], named by [`snat_chain_name`]);
 //!   DEL undoes it and releases the address.
 //! * `enabled: "true"` with an IPv4 `nodeIP` (IPv6 cluster, `ENABLE_V4_EGRESS=true`):
-//!   [`egress_v4`] — host-local's link-local address from `169.254.172.0/22` on `v4if0`
+//!   [`egress`] — host-local's link-local address from `169.254.172.0/22` on `v4if0`
 //!   ([`wire_v4`]) and the iptables SNAT chain `CNI-E4-…` to the node's IPv4; DEL undoes it
 //!   and releases the address.
 //! * VERSION: the versions of upstream's `version.All`.
 
 pub mod conf;
-pub mod egress_v4;
-pub mod egress_v6;
+pub mod egress;
 pub mod ipam;
 pub mod plugin;
 pub mod snat;

@@ -6,7 +6,8 @@ use cni::error::CniError;
 use std::net::IpAddr;
 
 use crate::conf::EgressConf;
-use crate::{egress_v4, egress_v6};
+use crate::egress;
+use net::firewall::Family;
 
 /// Versions upstream's plugin advertises (`version.All` of containernetworking/cni v1.3).
 pub const SUPPORTED_VERSIONS: [&str; 7] = [
@@ -93,23 +94,24 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
                 return Ok(Some(prev.get().to_owned()));
             }
             let mtu = conf.mtu().map_err(fail)?.unwrap_or(DEFAULT_MTU);
-            let added = match node_ip(&conf).map_err(fail)? {
-                IpAddr::V6(ip) => egress_v6::add(&conf, env, stdin, ip, mtu, prev.get()),
-                IpAddr::V4(ip) => egress_v4::add(&conf, env, stdin, ip, mtu, prev.get()),
-            };
-            added.map(Some).map_err(fail)
+            let node_ip = node_ip(&conf).map_err(fail)?;
+            egress::add(&conf, env, stdin, node_ip, mtu, prev.get())
+                .map(Some)
+                .map_err(fail)
         }
         "DEL" => {
             if !conf.is_enabled() {
                 // Nothing was created.
                 return Ok(None);
             }
-            let deleted = if is_v4_node_ip(&conf) {
-                egress_v4::del(&conf, env, stdin)
+            let family = if is_v4_node_ip(&conf) {
+                Family::V4
             } else {
-                egress_v6::del(&conf, env, stdin)
+                Family::V6
             };
-            deleted.map(|()| None).map_err(fail)
+            egress::del(&conf, env, stdin, family)
+                .map(|()| None)
+                .map_err(fail)
         }
         // Upstream registers no CHECK; STATUS and GC have nothing to report or collect
         // (host-local's allocations are released by DEL).

@@ -9,22 +9,17 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::Command;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use ec2_emulator::testing::TestNetns;
 use egress_cni::snat_chain_name;
-use net::netns::Netns;
-use serde_json::Value;
-use support::run_plugin;
+use support::{
+    allocated, assert_egress_result, code, node_and_outside, node_snapshot, pod_address, pod_netns,
+    run_in_node, sh,
+};
 
 const NODE_IP: &str = "192.0.2.10";
 const OUTSIDE_IP: &str = "192.0.2.20";
-const HOST_LOCAL_DIR: &str = "/usr/lib/cni";
 const RANGE: &str = "169.254.172.0/22";
 
 /// A node namespace whose `eth0` (192.0.2.10/24) is veth'd to an outside namespace
@@ -35,34 +30,9 @@ struct Testbed {
     data_dir: tempfile::TempDir,
 }
 
-fn sh(ns: &TestNetns, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl Testbed {
     fn new(tag: &str) -> Self {
-        assert!(
-            Path::new(HOST_LOCAL_DIR).join("host-local").is_file(),
-            "host-local missing: apt-get install containernetworking-plugins"
-        );
-        let node = TestNetns::new(&format!("e4n-{tag}"));
-        let outside = TestNetns::new(&format!("e4o-{tag}"));
-        for ns in [&node, &outside] {
-            ns.ip(&["link", "set", "lo", "up"]);
-        }
-        node.ip(&[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "ext0", "netns", &outside.0,
-        ]);
+        let (node, outside) = node_and_outside("e4", tag);
         node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"]);
         outside.ip(&["addr", "add", &format!("{OUTSIDE_IP}/24"), "dev", "ext0"]);
         node.ip(&["link", "set", "eth0", "up"]);
@@ -78,12 +48,7 @@ impl Testbed {
     /// A pod namespace with aws-cni's IPv6 `eth0` (a veth whose peer stays in the pod stands
     /// in; the chained test in `tests/tests/ipv6_cluster_chain.rs` uses the real aws-cni).
     fn pod(&self, tag: &str) -> TestNetns {
-        let pod = TestNetns::new(&format!("e4p-{tag}"));
-        pod.ip(&["link", "set", "lo", "up"]);
-        pod.ip(&[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
-        ]);
-        pod.ip(&[
+        let address = [
             "-6",
             "addr",
             "add",
@@ -91,35 +56,18 @@ impl Testbed {
             "dev",
             "eth0",
             "nodad",
-        ]);
-        pod.ip(&["link", "set", "eth0", "up"]);
-        pod
+        ];
+        pod_netns(&format!("e4p-{tag}"), Some(&address))
     }
 
     /// Links, IPv4 addresses and routes, and the iptables nat table of the node namespace.
     fn snapshot(&self) -> String {
-        let mut s = self.node.ip(&["-o", "link", "show"]);
-        s += &self.node.ip(&["-4", "-o", "addr", "show"]);
-        s += &self.node.ip(&["-4", "route", "show", "table", "all"]);
-        s += &sh(&self.node, &["iptables-nft-save", "-t", "nat"])
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        s
+        node_snapshot(&self.node, "-4", "iptables-nft-save")
     }
 
     /// The addresses host-local holds allocated in the data dir.
     fn allocated(&self) -> Vec<Ipv4Addr> {
-        let dir = self.data_dir.path().join("aws-cni");
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut out: Vec<Ipv4Addr> = entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        out.sort();
-        out
+        allocated(self.data_dir.path())
     }
 
     fn log(&self) -> std::path::PathBuf {
@@ -154,28 +102,7 @@ impl Testbed {
         pod: &TestNetns,
         stdin: &str,
     ) -> (i32, String) {
-        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .expect("iproute2's ip");
-        let run = run_plugin(
-            Command::new(ip)
-                .args([
-                    "netns",
-                    "exec",
-                    &self.node.0,
-                    env!("CARGO_BIN_EXE_egress-cni"),
-                ])
-                .env_clear()
-                .env("PATH", path)
-                .env("CNI_COMMAND", command)
-                .env("CNI_CONTAINERID", cid)
-                .env("CNI_NETNS", pod.path())
-                .env("CNI_IFNAME", "eth0")
-                .env("CNI_PATH", format!("/nonexistent:{HOST_LOCAL_DIR}")),
-            stdin,
-        );
-        (run.code, run.stdout)
+        run_in_node(&self.node, path, (command, cid, pod, "eth0"), stdin)
     }
 }
 
@@ -189,58 +116,14 @@ fn prev(pod: &TestNetns) -> String {
 
 /// The address on the pod's `v4if0`.
 fn pod_v4(pod: &TestNetns) -> Ipv4Addr {
-    let out = pod.ip(&["-4", "-o", "addr", "show", "dev", "v4if0"]);
-    let word = out
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no IPv4 address on v4if0: {out}"));
-    assert!(word.ends_with("/22"), "{word}");
-    word.trim_end_matches("/22").parse().unwrap()
+    let show = ["-4", "-o", "addr", "show", "dev", "v4if0"];
+    pod_address(pod, &show, "inet", "/22")
 }
 
-/// Connects from the pod to a listener in the outside namespace; returns the peer address the
-/// listener saw and the bytes it received.
+/// A TCP connection from the pod to the outside namespace: (peer seen there, bytes).
 fn tcp_from_pod(bed: &Testbed, pod: &TestNetns) -> (SocketAddr, String) {
-    let (tx, rx) = mpsc::channel();
-    let outside = Netns::open(bed.outside.path()).unwrap();
-    let server = std::thread::spawn(move || {
-        let _in = outside.enter().unwrap();
-        let listener = TcpListener::bind(format!("{OUTSIDE_IP}:7000")).unwrap();
-        tx.send(()).unwrap();
-        let (mut stream, peer) = listener.accept().unwrap();
-        let mut got = String::new();
-        stream.read_to_string(&mut got).unwrap();
-        (peer, got)
-    });
-    rx.recv().unwrap();
-    let pod_ns = Netns::open(pod.path()).unwrap();
-    let client = std::thread::spawn(move || {
-        let _in = pod_ns.enter().unwrap();
-        let target: SocketAddr = format!("{OUTSIDE_IP}:7000").parse().unwrap();
-        let start = Instant::now();
-        loop {
-            match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
-                Ok(mut s) => {
-                    s.write_all(b"hello from the pod").unwrap();
-                    return;
-                }
-                Err(e) if start.elapsed() < Duration::from_secs(20) => {
-                    eprintln!("connect: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("no IPv4 path from the pod to the outside: {e}"),
-            }
-        }
-    });
-    client.join().unwrap();
-    server.join().unwrap()
-}
-
-fn code(out: &str) -> u64 {
-    serde_json::from_str::<Value>(out).unwrap()["code"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no code: {out}"))
+    let target = format!("{OUTSIDE_IP}:7000").parse().unwrap();
+    support::tcp_from_pod(&bed.outside, pod, target)
 }
 
 #[test]
@@ -254,17 +137,7 @@ fn add_wires_ipv4_egress_snated_to_the_node_and_del_restores_the_node() {
     assert_eq!(rc, 0, "{out}");
 
     // Result: prevResult plus the host veth and v4if0; the egress IP is not in `ips`.
-    let res: Value = serde_json::from_str(&out).unwrap();
-    let ifaces = res["interfaces"].as_array().unwrap();
-    assert_eq!(ifaces.len(), 5, "{out}");
-    let host_veth = ifaces[3]["name"].as_str().unwrap().to_owned();
-    assert!(
-        host_veth.starts_with("veth") && host_veth.len() == 12,
-        "{host_veth}"
-    );
-    assert_eq!(ifaces[4]["name"], "v4if0");
-    assert_eq!(ifaces[4]["sandbox"], pod.path());
-    assert_eq!(res["ips"].as_array().unwrap().len(), 1);
+    let host_veth = assert_egress_result(&out, &pod, 3, "v4if0");
 
     // The pod side: the link-local address, every route through the gateway.
     let ip = pod_v4(&pod);

@@ -213,6 +213,10 @@ struct AwsCni<'a> {
     plugin_log_file: &'a str,
     #[serde(rename = "pluginLogLevel")]
     plugin_log_level: &'a str,
+    /// Ours: `"ipv6"` in IPv6 clusters only (IPv4 conflists stay upstream's), so that aws-cni
+    /// prepares the IPv6 veth while ipamd picks the address (`cni::conf::NetConf`).
+    #[serde(rename = "podIPFamily", skip_serializing_if = "Option::is_none")]
+    pod_ip_family: Option<&'static str>,
     capabilities: BTreeMap<&'static str, bool>,
 }
 
@@ -284,6 +288,7 @@ pub fn render(p: &ConflistParams) -> String {
         pod_sg_enforcing_mode: &p.pod_sg_enforcing_mode,
         plugin_log_file: &p.plugin_log_file,
         plugin_log_level: &p.plugin_log_level,
+        pod_ip_family: p.egress.cluster_ipv6.then_some("ipv6"),
         capabilities: BTreeMap::from([("io.kubernetes.cri.pod-annotations", true)]),
     };
     let egress = Egress {
@@ -395,6 +400,11 @@ mod tests {
             aws["capabilities"]["io.kubernetes.cri.pod-annotations"],
             true
         );
+        assert_eq!(
+            aws.get("podIPFamily"),
+            None,
+            "IPv4 conflists stay upstream's"
+        );
         let eg = &doc["plugins"][1];
         assert_eq!(eg["enabled"], "false");
         assert_eq!(eg["mtu"], "9001");
@@ -490,6 +500,8 @@ mod tests {
         assert_eq!(node_ip_need(&v6), NodeIpNeed::LocalIpv4);
         let p = ConflistParams::from_config(&v6, Some("10.0.0.10".parse().unwrap()));
         let doc: Value = serde_json::from_str(&render(&p)).unwrap();
+        // aws-cni learns the family here, before ipamd answers (ours; IPv4 conflists lack it).
+        assert_eq!(doc["plugins"][0]["podIPFamily"], "ipv6");
         let eg = &doc["plugins"][1];
         assert_eq!(eg["enabled"], "true");
         assert_eq!(eg["nodeIP"], "10.0.0.10");

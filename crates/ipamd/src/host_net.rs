@@ -172,7 +172,7 @@ impl<K: Kernel> HostNet<K> {
     /// rules were rewritten.
     pub async fn collapse_pod_rules(&self, ips: &[Ipv4Addr]) -> Result<usize, HostNetError> {
         use net::host::FromPodRules;
-        let rules = self.nl.rules().await?;
+        let rules = self.nl.rules(net::netlink::Family::V4).await?;
         let mut rewritten = 0;
         for &ip in ips {
             match net::host::collapse_from_pod_rules(&self.nl, &rules, ip).await {

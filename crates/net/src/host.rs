@@ -1,10 +1,10 @@
 //! Host-side kernel setup done by ipamd for secondary ENIs (upstream `setupENINetwork` in
 //! `pkg/networkutils/network.go`), written against [`Kernel`].
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::kernel::Kernel;
 use crate::netlink::{Backoff, Link, Mac, NetlinkError, ROUTE_RETRIES, Route, Rule};
@@ -104,7 +104,7 @@ pub async fn setup_eni<K: Kernel>(nl: &K, s: &EniSetup) -> Result<Link, NetlinkE
     }
 
     let subnet_route = Route {
-        pref_src: Some(s.eni_ip),
+        pref_src: Some(s.eni_ip.into()),
         oif: None,
         ..Route::link_scope(MAIN_TABLE, s.subnet.trunc(), link.index)
     };
@@ -123,7 +123,7 @@ pub async fn teardown_eni_rules<K: Kernel>(
     nl: &K,
     eni_ip: Ipv4Addr,
 ) -> Result<usize, NetlinkError> {
-    let src = Ipv4Net::from(eni_ip);
+    let src = IpNet::from(IpAddr::V4(eni_ip));
     nl.delete_rules_where(|r| r.src == Some(src)).await
 }
 
@@ -143,7 +143,7 @@ pub async fn set_external_service_rules<K: Kernel>(
     for cidr in cidrs {
         nl.add_rule(&Rule {
             priority: Some(priority::EXTERNAL_SERVICE),
-            dst: Some(cidr.trunc()),
+            dst: Some(cidr.trunc().into()),
             table: MAIN_TABLE,
             ..Rule::default()
         })

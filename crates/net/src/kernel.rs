@@ -10,7 +10,7 @@
 //! `testing`).
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use crate::firewall::runner::{self, Family};
 use crate::iptables_backend::Backend;
 use crate::netlink::link::VethPair;
 use crate::netlink::{
-    Address, Address6, KernelError, Link, Mac, Neighbour, NetlinkHandle, Route, Route6, Rule,
+    Address, Address6, KernelError, Link, Mac, Neighbour, NetlinkHandle, Route, Rule,
 };
 use crate::netns::Netns;
 
@@ -96,52 +96,44 @@ pub trait Kernel: Send + Sync + Sized {
         ifindex: u32,
         addr: Ipv6Net,
     ) -> impl Future<Output = Result<(), KernelError>> + Send;
-
-    /// IPv4 routes of one table or of all.
-    fn routes(
+    /// Adds (or replaces) an IPv4 address with `scope link` (egress-cni's host veth).
+    fn replace_link_scope_address(
         &self,
-        table: Option<u32>,
-    ) -> impl Future<Output = Result<Vec<Route>, KernelError>> + Send;
-    /// Adds an IPv4 route (EEXIST when it exists).
-    fn add_route(&self, route: &Route) -> impl Future<Output = Result<(), KernelError>> + Send;
-    /// Adds or replaces an IPv4 route.
-    fn replace_route(&self, route: &Route) -> impl Future<Output = Result<(), KernelError>> + Send;
-    /// Deletes an IPv4 route; `Ok(false)` when there is none.
-    fn delete_route(&self, route: &Route)
-    -> impl Future<Output = Result<bool, KernelError>> + Send;
-    /// Adds an IPv6 route (EEXIST when it exists).
-    fn add_route_v6(&self, route: &Route6) -> impl Future<Output = Result<(), KernelError>> + Send;
-    /// Adds or replaces an IPv6 route.
-    fn replace_route_v6(
-        &self,
-        route: &Route6,
+        ifindex: u32,
+        addr: Ipv4Net,
     ) -> impl Future<Output = Result<(), KernelError>> + Send;
 
-    /// IPv4 rules in kernel order.
-    fn rules(&self) -> impl Future<Output = Result<Vec<Rule>, KernelError>> + Send;
-    /// Adds a rule; an identical one is success.
-    fn add_rule(&self, rule: &Rule) -> impl Future<Output = Result<(), KernelError>> + Send;
-    /// Deletes one matching rule; `Ok(false)` when there is none.
-    fn delete_rule(&self, rule: &Rule) -> impl Future<Output = Result<bool, KernelError>> + Send;
-    /// The IPv6 twin of an address-free rule (fwmark/iif/priority/table; `src`/`dst`
-    /// ignored): added when `present` (an identical one is success), else one matching rule
-    /// deleted (`Ok(false)` when there is none). ipamd's main-ENI rule in IPv6 mode.
-    fn set_addressless_rule_v6(
+    /// Routes of `family`, of one table or of all.
+    fn routes(
         &self,
-        rule: &Rule,
-        present: bool,
-    ) -> impl Future<Output = Result<bool, KernelError>> + Send;
+        family: Family,
+        table: Option<u32>,
+    ) -> impl Future<Output = Result<Vec<Route>, KernelError>> + Send;
+    /// Adds a route of either family (EEXIST when it exists).
+    fn add_route(&self, route: &Route) -> impl Future<Output = Result<(), KernelError>> + Send;
+    /// Adds or replaces a route of either family.
+    fn replace_route(&self, route: &Route) -> impl Future<Output = Result<(), KernelError>> + Send;
+    /// Deletes a route of either family; `Ok(false)` when there is none.
+    fn delete_route(&self, route: &Route)
+    -> impl Future<Output = Result<bool, KernelError>> + Send;
+
+    /// Rules of `family` in kernel order.
+    fn rules(&self, family: Family) -> impl Future<Output = Result<Vec<Rule>, KernelError>> + Send;
+    /// Adds a rule of either family ([`Rule::family`]); an identical one is success.
+    fn add_rule(&self, rule: &Rule) -> impl Future<Output = Result<(), KernelError>> + Send;
+    /// Deletes one matching rule of the rule's family; `Ok(false)` when there is none.
+    fn delete_rule(&self, rule: &Rule) -> impl Future<Output = Result<bool, KernelError>> + Send;
 
     /// IPv4 neighbours, optionally of one link.
     fn neighbours(
         &self,
         ifindex: Option<u32>,
     ) -> impl Future<Output = Result<Vec<Neighbour>, KernelError>> + Send;
-    /// Adds or replaces the permanent neighbour `ip → mac` on link `ifindex`.
+    /// Adds or replaces the permanent neighbour `ip → mac` (either family) on link `ifindex`.
     fn replace_permanent_neighbour(
         &self,
         ifindex: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Mac,
     ) -> impl Future<Output = Result<(), KernelError>> + Send;
 
@@ -218,7 +210,12 @@ pub trait Kernel: Send + Sync + Sized {
     ) -> impl Future<Output = Result<usize, KernelError>> + Send {
         async move {
             let mut n = 0;
-            for rule in self.rules().await?.into_iter().filter(|r| pred(r)) {
+            for rule in self
+                .rules(Family::V4)
+                .await?
+                .into_iter()
+                .filter(|r| pred(r))
+            {
                 if self.delete_rule(&rule).await? {
                     n += 1;
                 }
@@ -366,11 +363,19 @@ impl Kernel for NetlinkHandle {
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
         NetlinkHandle::replace_address_v6(self, ifindex, addr)
     }
+    fn replace_link_scope_address(
+        &self,
+        ifindex: u32,
+        addr: Ipv4Net,
+    ) -> impl Future<Output = Result<(), KernelError>> + Send {
+        NetlinkHandle::replace_link_scope_address(self, ifindex, addr)
+    }
     fn routes(
         &self,
+        family: Family,
         table: Option<u32>,
     ) -> impl Future<Output = Result<Vec<Route>, KernelError>> + Send {
-        NetlinkHandle::routes(self, table)
+        NetlinkHandle::routes(self, family, table)
     }
     fn add_route(&self, route: &Route) -> impl Future<Output = Result<(), KernelError>> + Send {
         NetlinkHandle::add_route(self, route)
@@ -384,30 +389,14 @@ impl Kernel for NetlinkHandle {
     ) -> impl Future<Output = Result<bool, KernelError>> + Send {
         NetlinkHandle::delete_route(self, route)
     }
-    fn add_route_v6(&self, route: &Route6) -> impl Future<Output = Result<(), KernelError>> + Send {
-        NetlinkHandle::add_route_v6(self, route)
-    }
-    fn replace_route_v6(
-        &self,
-        route: &Route6,
-    ) -> impl Future<Output = Result<(), KernelError>> + Send {
-        NetlinkHandle::replace_route_v6(self, route)
-    }
-    fn rules(&self) -> impl Future<Output = Result<Vec<Rule>, KernelError>> + Send {
-        NetlinkHandle::rules(self)
+    fn rules(&self, family: Family) -> impl Future<Output = Result<Vec<Rule>, KernelError>> + Send {
+        NetlinkHandle::rules(self, family)
     }
     fn add_rule(&self, rule: &Rule) -> impl Future<Output = Result<(), KernelError>> + Send {
         NetlinkHandle::add_rule(self, rule)
     }
     fn delete_rule(&self, rule: &Rule) -> impl Future<Output = Result<bool, KernelError>> + Send {
         NetlinkHandle::delete_rule(self, rule)
-    }
-    fn set_addressless_rule_v6(
-        &self,
-        rule: &Rule,
-        present: bool,
-    ) -> impl Future<Output = Result<bool, KernelError>> + Send {
-        NetlinkHandle::set_addressless_rule_v6(self, rule, present)
     }
     fn neighbours(
         &self,
@@ -418,7 +407,7 @@ impl Kernel for NetlinkHandle {
     fn replace_permanent_neighbour(
         &self,
         ifindex: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Mac,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
         NetlinkHandle::replace_permanent_neighbour(self, ifindex, ip, mac)

@@ -6,8 +6,8 @@
 //! Kernel side effects: the [`kernel::Kernel`] trait, implemented on rtnetlink by
 //! [`netlink::NetlinkHandle`] with the one firewall runner ([`firewall`]) and, for tests
 //! without root, by `testing::Recording` (feature `testing`). Written against the trait:
-//! secondary-ENI host setup ([`host`]), pod wiring ([`pod`]; IPv6 pods: [`pod6`] on
-//! [`kernel6::Kernel6`]) and the read-only kernel state
+//! secondary-ENI host setup ([`host`]), pod wiring of both families ([`pod`], with the
+//! IPv6-only steps in [`pod6`]) and the read-only kernel state
 //! snapshot ([`state`]). Network namespaces: [`netns`].
 
 pub mod connmark;
@@ -16,7 +16,6 @@ pub mod host;
 pub mod iptables_backend;
 pub mod iptables_save;
 pub mod kernel;
-pub mod kernel6;
 pub mod names;
 pub mod netlink;
 pub mod netns;

@@ -1,11 +1,12 @@
-//! Regular pod wiring and teardown (upstream `SetupPodNetwork` / `TeardownPodNetwork` in
-//! `cmd/routed-eni-cni-plugin/driver/driver.go`): a veth pair between the host namespace and
-//! the pod, the `169.254.1.1` gateway trick inside the pod, and the host's per-pod route and
-//! policy rules. Written against [`Kernel`]; [`setup_pod`] and [`teardown_pod`] bind it to
-//! the real kernel.
+//! Regular pod wiring and teardown of both families (upstream `SetupPodNetwork` /
+//! `TeardownPodNetwork` in `cmd/routed-eni-cni-plugin/driver/driver.go`): a veth pair
+//! between the host namespace and the pod, the `169.254.1.1` (IPv6: `fe80::1`) gateway
+//! trick inside the pod, and the host's per-pod route and policy rules. The steps only IPv6
+//! pods take are in [`crate::pod6`]. Written against [`Kernel`]; [`setup_pod`] and
+//! [`teardown_pod`] bind it to the real kernel.
 
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use ipnet::Ipv4Net;
@@ -14,6 +15,7 @@ use crate::kernel::Kernel;
 use crate::netlink::link::VethPair;
 use crate::netlink::{Link, Mac, NetlinkError, NetlinkHandle, Route, Rule};
 use crate::netns::Netns;
+use crate::pod6;
 use crate::route_table::{MAIN_TABLE, priority};
 
 /// One pod interface to wire (or tear down).
@@ -25,8 +27,9 @@ pub struct PodNetwork {
     pub pod_ifname: String,
     /// Interface index within the pod (0 for `eth0`).
     pub index: u32,
-    /// The pod's IPv4 address.
-    pub pod_ip: Ipv4Addr,
+    /// The pod's address: IPv4 (a `/32`) or IPv6 (a `/128`). [`prepare_pod_in`] reads only
+    /// its family (the address itself may be unspecified until ipamd answers).
+    pub pod_ip: IpAddr,
     /// Route table of the ENI owning the IP, as sent by ipamd (`<= 1` means main).
     pub table: u32,
     /// MTU of both veth ends.
@@ -34,10 +37,20 @@ pub struct PodNetwork {
 }
 
 impl PodNetwork {
-    /// The fake gateway seen by the pod: `169.254.1.(index+1)`.
-    pub fn gateway(&self) -> Ipv4Addr {
-        let last = u8::try_from(self.index.saturating_add(1)).unwrap_or(u8::MAX);
-        Ipv4Addr::new(169, 254, 1, last)
+    /// The fake gateway seen by the pod: `169.254.1.(index+1)`, or for an IPv6 pod
+    /// `fe80::(index+1)` (upstream `CalculatePodIPv6GatewayIP`).
+    pub fn gateway(&self) -> IpAddr {
+        let next = self.index.saturating_add(1);
+        match self.pod_ip {
+            IpAddr::V4(_) => {
+                let last = u8::try_from(next).unwrap_or(u8::MAX);
+                IpAddr::V4(Ipv4Addr::new(169, 254, 1, last))
+            }
+            IpAddr::V6(_) => {
+                let last = u16::try_from(next).unwrap_or(u16::MAX);
+                IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last))
+            }
+        }
     }
 
     /// The host route table for the pod's from-rule (main for legacy `1` and below).
@@ -235,8 +248,9 @@ async fn host_end_up<K: Kernel>(host: &K, p: &PodNetwork) -> Result<u32, Netlink
     Ok(host_link.index)
 }
 
-/// The pod end (created up): the `169.254.1.(index+1)` gateway as a link-scope route, the
-/// default route via it, and the permanent neighbour entry gateway → host veth MAC.
+/// The pod end (created up): for an IPv6 pod IPv6 enabled first ([`pod6::enable_ipv6`]);
+/// the gateway ([`PodNetwork::gateway`]) as a link-scope route, the default route via it,
+/// and the permanent neighbour entry gateway → host veth MAC.
 async fn pod_gateway<K: Kernel>(
     pod: &K,
     p: &PodNetwork,
@@ -246,6 +260,9 @@ async fn pod_gateway<K: Kernel>(
         .link_by_name(&p.pod_ifname)
         .await?
         .ok_or_else(|| NetlinkError::LinkNotFound(p.pod_ifname.clone()))?;
+    if p.pod_ip.is_ipv6() {
+        pod6::enable_ipv6(pod, &pod_link).await?;
+    }
     let gw = p.gateway();
     let table = p.pod_table();
     pod.replace_route(&Route::link_scope(table, Route::host(gw), pod_link.index))
@@ -280,8 +297,8 @@ pub async fn finish_pod_in<K: Kernel>(
     }
 }
 
-/// The pod's `/32` address, and for a second interface the rule sending its traffic to the
-/// interface's own table.
+/// The pod's `/32` address (IPv6: the `/128`, DAD waited out: [`pod6::pod_address_v6`]), and
+/// for a second interface the rule sending its traffic to the interface's own table.
 async fn pod_address<K: Kernel>(pod: &K, index: u32, p: &PodNetwork) -> Result<(), NetlinkError> {
     if p.index > 0 {
         pod.add_rule(&Rule::from_ip(
@@ -291,10 +308,13 @@ async fn pod_address<K: Kernel>(pod: &K, index: u32, p: &PodNetwork) -> Result<(
         ))
         .await?;
     }
-    pod.replace_address(index, Ipv4Net::from(p.pod_ip)).await
+    match p.pod_ip {
+        IpAddr::V4(ip) => pod.replace_address(index, Ipv4Net::from(ip)).await,
+        IpAddr::V6(ip) => pod6::pod_address_v6(pod, index, ip).await,
+    }
 }
 
-/// The host's `/32` route to the pod over its veth, the to-pod rule and, off the main
+/// The host's `/32` (`/128`) route to the pod over its veth, the to-pod rule and, off the main
 /// table, the from-pod rule.
 async fn host_route_and_rules<K: Kernel>(
     host: &K,
@@ -363,7 +383,7 @@ mod tests {
             host_veth: "enicc21c2d7785".into(),
             pod_ifname: "eth0".into(),
             index,
-            pod_ip: Ipv4Addr::new(10, 0, 1, 15),
+            pod_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 15)),
             table,
             mtu: 9001,
         }
@@ -371,8 +391,14 @@ mod tests {
 
     #[test]
     fn gateway_and_tables() {
-        assert_eq!(pod(0, 254).gateway(), Ipv4Addr::new(169, 254, 1, 1));
-        assert_eq!(pod(1, 3).gateway(), Ipv4Addr::new(169, 254, 1, 2));
+        assert_eq!(pod(0, 254).gateway().to_string(), "169.254.1.1");
+        assert_eq!(pod(1, 3).gateway().to_string(), "169.254.1.2");
+        let v6 = |index| PodNetwork {
+            pod_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ..pod(index, 254)
+        };
+        assert_eq!(v6(0).gateway().to_string(), "fe80::1");
+        assert_eq!(v6(1).gateway().to_string(), "fe80::2");
         assert_eq!(pod(0, 1).host_table(), MAIN_TABLE);
         assert_eq!(pod(0, 0).host_table(), MAIN_TABLE);
         assert_eq!(pod(0, 3).host_table(), 3);

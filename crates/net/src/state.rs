@@ -3,12 +3,12 @@
 //! snapshots can be compared (tests, CNI CHECK).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::kernel::Kernel;
-use crate::netlink::{Mac, NetlinkError, NetlinkHandle, RouteKind, Rule, Scope};
+use crate::netlink::{Family, Mac, NetlinkError, NetlinkHandle, RouteKind, Rule, Scope};
 use crate::netns::Netns;
 
 /// A link as seen in a snapshot.
@@ -43,15 +43,15 @@ pub struct RouteState {
     /// Table.
     pub table: u32,
     /// Destination.
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     /// Next hop.
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// Output interface name.
     pub dev: Option<String>,
     /// Scope.
     pub scope: Scope,
     /// Preferred source.
-    pub pref_src: Option<Ipv4Addr>,
+    pub pref_src: Option<IpAddr>,
     /// Type.
     pub kind: RouteKind,
 }
@@ -62,7 +62,7 @@ pub struct NeighbourState {
     /// Interface name.
     pub dev: String,
     /// IP address.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Link-layer address.
     pub mac: Option<Mac>,
 }
@@ -110,7 +110,7 @@ impl NetnsState {
                 })
                 .collect(),
             routes: nl
-                .routes(None)
+                .routes(Family::V4, None)
                 .await?
                 .into_iter()
                 .map(|r| RouteState {
@@ -123,7 +123,7 @@ impl NetnsState {
                     kind: r.kind,
                 })
                 .collect(),
-            rules: nl.rules().await?,
+            rules: nl.rules(Family::V4).await?,
             neighbours: nl
                 .neighbours(None)
                 .await?

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod kernel_impl;
@@ -24,9 +24,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::firewall::Family;
 use crate::iptables_backend::Backend;
 use crate::netlink::link::VethPair;
-use crate::netlink::{
-    Address, Address6, KernelError, Link, Mac, Neighbour, Route, Route6, Rule, Scope,
-};
+use crate::netlink::{Address, Address6, KernelError, Link, Mac, Neighbour, Route, Rule, Scope};
 
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,30 +48,20 @@ pub enum Call {
     DeleteAddress { link: String, addr: Ipv4Net },
     /// `replace_address_v6`.
     ReplaceAddressV6 { link: String, addr: Ipv6Net },
+    /// `replace_link_scope_address`.
+    ReplaceLinkScopeAddress { link: String, addr: Ipv4Net },
     /// `add_route`.
     AddRoute(Route),
     /// `replace_route`.
     ReplaceRoute(Route),
     /// `delete_route` of an existing route.
     DeleteRoute(Route),
-    /// `add_route_v6`.
-    AddRouteV6(Route6),
-    /// `replace_route_v6`.
-    ReplaceRouteV6(Route6),
     /// `add_rule` of a new rule.
     AddRule(Rule),
     /// `delete_rule` of an existing rule.
     DeleteRule(Rule),
-    /// `set_addressless_rule_v6` adding a new IPv6 rule.
-    AddRuleV6(Rule),
-    /// `set_addressless_rule_v6` deleting an existing IPv6 rule.
-    DeleteRuleV6(Rule),
     /// `replace_permanent_neighbour`.
-    ReplaceNeighbour {
-        link: String,
-        ip: Ipv4Addr,
-        mac: Mac,
-    },
+    ReplaceNeighbour { link: String, ip: IpAddr, mac: Mac },
     /// `write_sysctl`.
     Sysctl { key: String, value: String },
     /// `firewall_restore`: the command line and the batch.
@@ -88,11 +76,10 @@ pub struct Model {
     pub links: Vec<Link>,
     pub addresses: Vec<Address>,
     pub addresses_v6: Vec<Address6>,
+    /// Routes of both families.
     pub routes: Vec<Route>,
-    pub routes_v6: Vec<Route6>,
+    /// Rules of both families.
     pub rules: Vec<Rule>,
-    /// IPv6 address-free rules (`set_addressless_rule_v6`).
-    pub rules_v6: Vec<Rule>,
     pub neighbours: Vec<Neighbour>,
     pub sysctls: BTreeMap<String, String>,
     /// veth name → (peer namespace, peer name).
@@ -112,7 +99,6 @@ impl Model {
         self.addresses.retain(|a| a.ifindex != index);
         self.addresses_v6.retain(|a| a.ifindex != index);
         self.routes.retain(|r| r.oif != Some(index));
-        self.routes_v6.retain(|r| r.oif != Some(index));
         self.neighbours.retain(|n| n.ifindex != index);
     }
 }
@@ -145,7 +131,8 @@ fn errno(op: impl Into<String>, errno: i32) -> KernelError {
 
 /// Kernel matching of `ip rule del`: every attribute given must match.
 fn rule_matches(want: &Rule, have: &Rule) -> bool {
-    want.priority.is_none_or(|p| have.priority == Some(p))
+    want.family() == have.family()
+        && want.priority.is_none_or(|p| have.priority == Some(p))
         && want.src.is_none_or(|s| have.src == Some(s))
         && want.dst.is_none_or(|d| have.dst == Some(d))
         && want.fwmark.is_none_or(|m| have.fwmark == Some(m))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use net::host::{EniSetup, setup_eni, teardown_eni_rules};
 use net::kernel::Kernel;
-use net::netlink::{NetlinkError, NetlinkHandle, Rule, Scope};
+use net::netlink::{Family, NetlinkError, NetlinkHandle, Route, Rule, Scope};
 use net::route_table::priority;
 use net::state::NetnsState;
 use support::{ENI_MAC, Node};
@@ -49,12 +49,12 @@ async fn setup_eni_produces_spec_routes_rules_and_address() {
     assert_eq!(table2.len(), 2, "{table2:?}");
     let gw_route = table2
         .iter()
-        .find(|r| r.dst == "10.0.2.1/32".parse::<Ipv4Net>().unwrap())
+        .find(|r| r.dst.to_string() == "10.0.2.1/32")
         .unwrap();
     assert_eq!(gw_route.scope, Scope::Link);
     assert_eq!(gw_route.dev.as_deref(), Some("eth1"));
     let default = table2.iter().find(|r| r.dst.prefix_len() == 0).unwrap();
-    assert_eq!(default.gateway, Some(Ipv4Addr::new(10, 0, 2, 1)));
+    assert_eq!(default.gateway, Some(Ipv4Addr::new(10, 0, 2, 1).into()));
     assert_eq!(default.dev.as_deref(), Some("eth1"));
     // The kernel's subnet route is gone from main.
     assert!(
@@ -139,7 +139,7 @@ async fn rules_exist_ok_and_delete_missing_ok() {
         "{rules}"
     );
     assert_eq!(
-        nl.rules()
+        nl.rules(Family::V4)
             .await
             .unwrap()
             .iter()
@@ -156,7 +156,7 @@ async fn rules_exist_ok_and_delete_missing_ok() {
         nl.add_rule(&Rule::from_ip(src, table, 1536)).await.unwrap();
     }
     let n = nl
-        .delete_rules_where(|r| r.src == Some(Ipv4Net::from(src)))
+        .delete_rules_where(|r| r.src == Some(Route::host(src)))
         .await
         .unwrap();
     assert_eq!(n, 2);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use net::host::{EniSetup, setup_eni};
-use net::netlink::{NetlinkError, NetlinkHandle, Rule, Scope};
+use net::netlink::{NetlinkError, NetlinkHandle, Route, Rule, Scope};
 use net::netns::NetnsError;
 use net::pod::{
     PodNetwork, finish_pod_in, prepare_pod_in, remove_pod_veth, setup_pod, teardown_pod,
@@ -24,7 +24,7 @@ fn pod(host_veth: &str, ip: Ipv4Addr, table: u32) -> PodNetwork {
         host_veth: host_veth.into(),
         pod_ifname: "eth0".into(),
         index: 0,
-        pod_ip: ip,
+        pod_ip: ip.into(),
         table,
         mtu: 9001,
     }
@@ -54,11 +54,11 @@ fn assert_pod_view(st: &NetnsState, ip: Ipv4Addr, host_mac: Option<net::netlink:
     assert_eq!(eth0.mtu, 9001);
     let main = st.unicast_routes(254);
     assert_eq!(main.len(), 2, "{main:?}");
-    assert!(main.iter().any(|r| r.dst == Ipv4Net::from(gw)
+    assert!(main.iter().any(|r| r.dst == Route::host(gw)
         && r.scope == Scope::Link
         && r.dev.as_deref() == Some("eth0")));
     assert!(main.iter().any(|r| r.dst.prefix_len() == 0
-        && r.gateway == Some(gw)
+        && r.gateway == Some(gw.into())
         && r.dev.as_deref() == Some("eth0")));
     assert_eq!(st.neighbours.len(), 1);
     assert_eq!(st.neighbours[0].ip, gw);
@@ -131,7 +131,7 @@ async fn two_pods_wired_traffic_flows_and_teardown_restores_node() {
         assert!(
             st.unicast_routes(254)
                 .iter()
-                .any(|r| r.dst == Ipv4Net::from(p.pod_ip)
+                .any(|r| r.dst == Route::host(p.pod_ip)
                     && r.scope == Scope::Link
                     && r.dev.as_deref() == Some(p.host_veth.as_str()))
         );
@@ -310,7 +310,7 @@ async fn second_interface_uses_its_own_gateway_table_and_rule() {
         host_veth: "ence799470a46".into(),
         pod_ifname: "mNicIf1".into(),
         index: 1,
-        pod_ip: Ipv4Addr::new(10, 0, 2, 70),
+        pod_ip: Ipv4Addr::new(10, 0, 2, 70).into(),
         table: 2,
         mtu: 9001,
     };
@@ -327,11 +327,11 @@ async fn second_interface_uses_its_own_gateway_table_and_rule() {
     assert_eq!(t1.len(), 2, "{t1:?}");
     assert!(
         t1.iter()
-            .any(|r| r.dst == Ipv4Net::from(gw2) && r.scope == Scope::Link)
+            .any(|r| r.dst == Route::host(gw2) && r.scope == Scope::Link)
     );
     assert!(
         t1.iter()
-            .any(|r| r.gateway == Some(gw2) && r.dev.as_deref() == Some("mNicIf1"))
+            .any(|r| r.gateway == Some(gw2.into()) && r.dev.as_deref() == Some("mNicIf1"))
     );
     assert_eq!(
         st.rules_at(priority::POD_MULTI_NIC),
@@ -381,7 +381,7 @@ async fn an_undone_or_failed_half_wiring_leaves_nothing() {
 
     let prepared = prepare_pod_in(&host, &pod_ns.path_buf(), &p).await.unwrap();
     pod_ns.ip(&["link", "del", "eth0"]);
-    p.pod_ip = Ipv4Addr::new(10, 0, 2, 32);
+    p.pod_ip = Ipv4Addr::new(10, 0, 2, 32).into();
     p.table = 2;
     let err = finish_pod_in(&host, &prepared, &p).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");

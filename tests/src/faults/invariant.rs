@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ec2_emulator::server;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use net::route_table::{MAIN_TABLE, priority};
 use serde_json::Value;
 
@@ -182,7 +182,10 @@ async fn kernel_is_clean(
     if have_veths != veths {
         bad.push(format!("host veths {have_veths:?}, pods {veths:?}"));
     }
-    let host = |n: &Ipv4Net| (n.prefix_len() == 32).then_some(n.addr());
+    let host = |n: &IpNet| match n {
+        IpNet::V4(n) if n.prefix_len() == 32 => Some(n.addr()),
+        _ => None,
+    };
     let routed: BTreeSet<Ipv4Addr> = state
         .routes
         .iter()

@@ -5,7 +5,7 @@
 
 use net::firewall::{self, Family};
 use net::kernel::Kernel;
-use net::netlink::Rule;
+use net::netlink::{Family as IpFamily, Rule};
 use net::route_table::{MAIN_TABLE, priority};
 
 use super::{HostNet, HostNetError, mac};
@@ -34,11 +34,12 @@ impl<K: Kernel> HostNet<K> {
             fwmark: Some(s.connmark),
             fwmask: Some(s.connmark),
             table: MAIN_TABLE,
+            family: IpFamily::V6,
             ..Rule::default()
         };
-        while self.nl.set_addressless_rule_v6(&fwmark, false).await? {}
+        self.nl.delete_rule_all(&fwmark).await?;
         if s.node_port_support || !s.external_snat {
-            self.nl.set_addressless_rule_v6(&fwmark, true).await?;
+            self.nl.add_rule(&fwmark).await?;
         }
         Ok(applied)
     }
@@ -88,16 +89,17 @@ mod tests {
         );
         assert!(!node.calls().iter().any(|c| matches!(c, Call::NftApply(_))));
         let model = node.model();
-        assert!(model.rules.is_empty(), "no IPv4 rules: {:?}", model.rules);
         assert_eq!(
-            model.rules_v6,
+            model.rules,
             [Rule {
                 priority: Some(1024),
                 fwmark: Some(0x80),
                 fwmask: Some(0x80),
                 table: MAIN_TABLE,
+                family: IpFamily::V6,
                 ..Rule::default()
-            }]
+            }],
+            "the IPv6 fwmark rule and no IPv4 rules"
         );
         assert!(node.calls().contains(&Call::SetLinkUp {
             link: "eth0".into(),
@@ -112,12 +114,20 @@ mod tests {
         let ip = Ipv4Addr::new(10, 0, 0, 10);
         let first = HostNet::with_kernel(node.clone(), settings());
         first.setup_node("02:00:00:00:00:01", ip).await.unwrap();
-        assert_eq!(node.model().rules_v6.len(), 1);
+        let v6_rules = || {
+            let rules = node.model().rules;
+            assert!(
+                rules.iter().all(|r| r.family() == IpFamily::V6),
+                "{rules:?}"
+            );
+            rules.len()
+        };
+        assert_eq!(v6_rules(), 1);
         let mut off = settings();
         off.node_port_support = false;
         off.external_snat = true;
         let second = HostNet::with_kernel(node.clone(), off);
         second.setup_node("02:00:00:00:00:01", ip).await.unwrap();
-        assert!(node.model().rules_v6.is_empty());
+        assert_eq!(v6_rules(), 0);
     }
 }

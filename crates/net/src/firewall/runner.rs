@@ -13,12 +13,13 @@ use tokio::io::AsyncWriteExt;
 use crate::iptables_backend::{Backend, XTABLES_LOCK_WAIT};
 use crate::netlink::KernelError;
 
-/// IP family of a firewall batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// IP family of a firewall batch, a route or a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Family {
-    /// `iptables`.
+    /// IPv4 (`iptables`).
+    #[default]
     V4,
-    /// `ip6tables`.
+    /// IPv6 (`ip6tables`).
     V6,
 }
 

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 
 use super::{Address, NetlinkError, NetlinkHandle, Scope, ok_if_missing, req_err};
 
@@ -72,6 +72,25 @@ impl NetlinkHandle {
             .execute()
             .await
             .map_err(req_err(format!("add address {addr} to link {ifindex}")))
+    }
+
+    /// Adds (or replaces) the IPv4 `addr` on link `ifindex` with `scope link` (not usable as
+    /// a source towards other destinations; egress-cni's host veth, upstream
+    /// `setupHostVethV4`).
+    pub async fn replace_link_scope_address(
+        &self,
+        ifindex: u32,
+        addr: Ipv4Net,
+    ) -> Result<(), NetlinkError> {
+        let mut req = self
+            .handle
+            .address()
+            .add(ifindex, IpAddr::V4(addr.addr()), addr.prefix_len())
+            .replace();
+        req.message_mut().header.scope = AddressScope::Link;
+        req.execute().await.map_err(req_err(format!(
+            "add address {addr} scope link to link {ifindex}"
+        )))
     }
 
     /// Deletes `addr` from link `ifindex`; `Ok(false)` when it was not there.

@@ -1,45 +1,14 @@
-//! IPv6 addresses (with their DAD state) and IPv6 routes, as egress-cni's `v6if0` needs them
+//! IPv6 addresses (with their DAD state), as egress-cni's `v6if0` and IPv6 pods need them
 //! (upstream `cmdAddEgressV6` in `cmd/egress-cni-plugin`).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv6Net;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
-use rtnetlink::RouteMessageBuilder;
 
-use super::{Address6, NetlinkError, NetlinkHandle, Route6, req_err};
-
-fn build_route6(route: &Route6) -> RouteMessage {
-    let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
-        .table_id(route.table)
-        .scope(RouteScope::from(route.scope.raw()))
-        .protocol(RouteProtocol::Boot);
-    if route.dst.prefix_len() > 0 {
-        b = b.destination_prefix(route.dst.addr(), route.dst.prefix_len());
-    }
-    if let Some(gw) = route.gateway {
-        b = b.gateway(gw);
-    }
-    if let Some(oif) = route.oif {
-        b = b.output_interface(oif);
-    }
-    b.build()
-}
-
-fn describe6(route: &Route6) -> String {
-    let mut s = route.dst.to_string();
-    if let Some(gw) = route.gateway {
-        s.push_str(&format!(" via {gw}"));
-    }
-    if let Some(oif) = route.oif {
-        s.push_str(&format!(" dev #{oif}"));
-    }
-    s.push_str(&format!(" scope {:?} table {}", route.scope, route.table));
-    s
-}
+use super::{Address6, NetlinkError, NetlinkHandle, req_err};
 
 impl NetlinkHandle {
     /// IPv6 addresses (with their "still tentative" state), optionally of one link.
@@ -92,26 +61,5 @@ impl NetlinkHandle {
             .execute()
             .await
             .map_err(req_err(format!("add address {addr} to link {ifindex}")))
-    }
-
-    /// Adds the IPv6 `route`; EEXIST when an equal route exists (`ip -6 route add`).
-    pub async fn add_route_v6(&self, route: &Route6) -> Result<(), NetlinkError> {
-        self.handle
-            .route()
-            .add(build_route6(route))
-            .execute()
-            .await
-            .map_err(req_err(format!("add route {}", describe6(route))))
-    }
-
-    /// Adds or replaces the IPv6 `route` (`ip -6 route replace`).
-    pub async fn replace_route_v6(&self, route: &Route6) -> Result<(), NetlinkError> {
-        self.handle
-            .route()
-            .add(build_route6(route))
-            .replace()
-            .execute()
-            .await
-            .map_err(req_err(format!("replace route {}", describe6(route))))
     }
 }

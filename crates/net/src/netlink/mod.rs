@@ -12,12 +12,12 @@ mod neigh;
 mod route;
 mod rule;
 mod types;
-mod v6;
 
 use std::time::Duration;
 
-pub use types::{Address, Address6, Link, Mac, Neighbour, Route, Route6, RouteKind, Rule, Scope};
-pub use v6::Rule6;
+pub use types::{
+    Address, Address6, Family, Link, Mac, Neighbour, Route, RouteKind, Rule, Scope, family_of,
+};
 
 use crate::netns::{Netns, NetnsError};
 

@@ -1,6 +1,6 @@
-//! Static IPv4 neighbour (ARP) entries.
+//! Neighbour entries: IPv4 (ARP) listing, and permanent entries of either family.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use futures_util::TryStreamExt;
 use netlink_packet_route::AddressFamily;
@@ -18,7 +18,7 @@ fn parse_neighbour(msg: &NeighbourMessage) -> Option<Neighbour> {
     let mut mac = None;
     for attr in &msg.attributes {
         match attr {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(*a),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(*a)),
             NeighbourAttribute::LinkLayerAddress(b) => mac = Mac::from_slice(b),
             _ => {}
         }
@@ -50,16 +50,16 @@ impl NetlinkHandle {
             .collect())
     }
 
-    /// Adds or replaces the permanent entry `ip → mac` on link `ifindex`.
+    /// Adds or replaces the permanent entry `ip → mac` (ARP or NDP) on link `ifindex`.
     pub async fn replace_permanent_neighbour(
         &self,
         ifindex: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Mac,
     ) -> Result<(), NetlinkError> {
         self.handle
             .neighbours()
-            .add(ifindex, IpAddr::V4(ip))
+            .add(ifindex, ip)
             .link_layer_address(&mac.0)
             .state(NeighbourState::Permanent)
             .replace()

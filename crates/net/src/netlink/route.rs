@@ -1,16 +1,18 @@
-//! IPv4 route operations (any table).
+//! Route operations of both families (any table; the family of a [`Route`] is that of its
+//! destination).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::RouteMessageBuilder;
 
-use super::{NetlinkError, NetlinkHandle, Route, RouteKind, Scope, ok_if_missing, req_err};
+use super::rule::address_family;
+use super::{Family, NetlinkError, NetlinkHandle, Route, RouteKind, Scope, ok_if_missing, req_err};
 
 fn kind_from(t: RouteType) -> RouteKind {
     match t {
@@ -30,29 +32,31 @@ fn kind_to(k: RouteKind) -> RouteType {
     }
 }
 
-/// Converts a kernel route message (IPv4 only) into a [`Route`].
+/// Converts a kernel route message (IPv4 or IPv6) into a [`Route`].
 fn parse_route(msg: &RouteMessage) -> Option<Route> {
-    if msg.header.address_family != AddressFamily::Inet {
-        return None;
-    }
+    let unspecified = match msg.header.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
     let mut table = u32::from(msg.header.table);
-    let mut dst = Ipv4Addr::UNSPECIFIED;
+    let mut dst = unspecified;
     let mut gateway = None;
     let mut oif = None;
     let mut pref_src = None;
     for attr in &msg.attributes {
         match attr {
             RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = *a,
-            RouteAttribute::Gateway(RouteAddress::Inet(a)) => gateway = Some(*a),
-            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => pref_src = Some(*a),
+            RouteAttribute::Destination(a) => dst = ip_of(a)?,
+            RouteAttribute::Gateway(a) => gateway = ip_of(a),
+            RouteAttribute::PrefSource(a) => pref_src = ip_of(a),
             RouteAttribute::Oif(i) => oif = Some(*i),
             _ => {}
         }
     }
     Some(Route {
         table,
-        dst: Ipv4Net::new(dst, msg.header.destination_prefix_length).ok()?,
+        dst: IpNet::new(dst, msg.header.destination_prefix_length).ok()?,
         gateway,
         oif,
         scope: Scope::from_raw(u8::from(msg.header.scope)),
@@ -61,10 +65,19 @@ fn parse_route(msg: &RouteMessage) -> Option<Route> {
     })
 }
 
-/// Builds the request message for `route`; `for_delete` leaves the protocol unset so the
-/// kernel matches routes of any origin (e.g. `proto kernel` subnet routes).
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+/// Builds the request message for `route` (of its destination's family); `for_delete`
+/// leaves the protocol unset so the kernel matches routes of any origin (e.g. `proto
+/// kernel` subnet routes).
 fn build_route(route: &Route, for_delete: bool) -> RouteMessage {
-    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
         .table_id(route.table)
         .scope(RouteScope::from(route.scope.raw()))
         .kind(kind_to(route.kind))
@@ -73,19 +86,23 @@ fn build_route(route: &Route, for_delete: bool) -> RouteMessage {
         } else {
             RouteProtocol::Boot
         });
-    if route.dst.prefix_len() > 0 {
-        b = b.destination_prefix(route.dst.addr(), route.dst.prefix_len());
-    }
-    if let Some(gw) = route.gateway {
-        b = b.gateway(gw);
-    }
     if let Some(oif) = route.oif {
         b = b.output_interface(oif);
     }
-    if let Some(src) = route.pref_src {
-        b = b.pref_source(src);
+    let mut msg = b.build();
+    msg.header.address_family = address_family(route.family());
+    if route.dst.prefix_len() > 0 {
+        msg.header.destination_prefix_length = route.dst.prefix_len();
+        msg.attributes
+            .push(RouteAttribute::Destination(route.dst.addr().into()));
     }
-    b.build()
+    if let Some(gw) = route.gateway {
+        msg.attributes.push(RouteAttribute::Gateway(gw.into()));
+    }
+    if let Some(src) = route.pref_src {
+        msg.attributes.push(RouteAttribute::PrefSource(src.into()));
+    }
+    msg
 }
 
 fn describe(route: &Route) -> String {
@@ -101,9 +118,16 @@ fn describe(route: &Route) -> String {
 }
 
 impl NetlinkHandle {
-    /// IPv4 routes, of one table or of all tables.
-    pub async fn routes(&self, table: Option<u32>) -> Result<Vec<Route>, NetlinkError> {
-        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    /// Routes of `family`, of one table or of all tables.
+    pub async fn routes(
+        &self,
+        family: Family,
+        table: Option<u32>,
+    ) -> Result<Vec<Route>, NetlinkError> {
+        let query = match family {
+            Family::V4 => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            Family::V6 => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        };
         let msgs: Vec<RouteMessage> = self
             .handle
             .route()
@@ -150,5 +174,27 @@ impl NetlinkHandle {
             .await
             .map_err(req_err(format!("delete route {}", describe(route))));
         ok_if_missing(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_of_both_families_round_trip_through_their_kernel_message() {
+        let v6: IpAddr = "2001:db8:0:1::5".parse().unwrap();
+        let gw6: IpAddr = "fe80::1".parse().unwrap();
+        let v4: IpAddr = "10.0.1.5".parse().unwrap();
+        for route in [
+            Route::link_scope(254, Route::host(v6), 7),
+            Route::default_via(254, gw6, 7),
+            Route::link_scope(3, Route::host(v4), 2),
+            Route::default_via(3, Ipv4Addr::new(10, 0, 0, 1), 2),
+        ] {
+            let msg = build_route(&route, false);
+            assert_eq!(msg.header.address_family, address_family(route.family()));
+            assert_eq!(parse_route(&msg), Some(route));
+        }
     }
 }

@@ -1,23 +1,33 @@
-//! IPv4 policy-routing rules. Adding an existing rule and deleting a missing one both
-//! succeed, as upstream treats EEXIST / ENOENT.
-
-use std::net::IpAddr;
+//! Policy-routing rules of both families (the family of a [`Rule`] is that of its
+//! addresses). Adding an existing rule and deleting a missing one both succeed, as upstream
+//! treats EEXIST / ENOENT.
 
 use futures_util::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::IpVersion;
 
-use super::{NetlinkError, NetlinkHandle, Rule, ok_if_exists, ok_if_missing, req_err};
+use super::{Family, NetlinkError, NetlinkHandle, Rule, ok_if_exists, ok_if_missing, req_err};
 
-/// Converts a kernel rule message (IPv4 only) into a [`Rule`].
-fn parse_rule(msg: &RuleMessage) -> Option<Rule> {
-    if msg.header.family != AddressFamily::Inet {
-        return None;
+/// The netlink address family of `family`.
+pub(super) fn address_family(family: Family) -> AddressFamily {
+    match family {
+        Family::V4 => AddressFamily::Inet,
+        Family::V6 => AddressFamily::Inet6,
     }
+}
+
+/// Converts a kernel rule message (IPv4 or IPv6) into a [`Rule`].
+fn parse_rule(msg: &RuleMessage) -> Option<Rule> {
+    let family = match msg.header.family {
+        AddressFamily::Inet => Family::V4,
+        AddressFamily::Inet6 => Family::V6,
+        _ => return None,
+    };
     let mut rule = Rule {
         table: u32::from(msg.header.table),
+        family,
         ..Rule::default()
     };
     for attr in &msg.attributes {
@@ -27,22 +37,18 @@ fn parse_rule(msg: &RuleMessage) -> Option<Rule> {
             RuleAttribute::FwMark(m) => rule.fwmark = Some(*m),
             RuleAttribute::FwMask(m) => rule.fwmask = Some(*m),
             RuleAttribute::Iifname(n) => rule.iif = Some(n.clone()),
-            RuleAttribute::Source(IpAddr::V4(a)) => {
-                rule.src = Ipv4Net::new(*a, msg.header.src_len).ok();
-            }
-            RuleAttribute::Destination(IpAddr::V4(a)) => {
-                rule.dst = Ipv4Net::new(*a, msg.header.dst_len).ok();
-            }
+            RuleAttribute::Source(a) => rule.src = IpNet::new(*a, msg.header.src_len).ok(),
+            RuleAttribute::Destination(a) => rule.dst = IpNet::new(*a, msg.header.dst_len).ok(),
             _ => {}
         }
     }
     Some(rule)
 }
 
-/// The kernel message for `rule` (action "lookup table").
+/// The kernel message for `rule` (action "lookup table"), of the rule's family.
 fn build_rule(rule: &Rule) -> RuleMessage {
     let mut msg = RuleMessage::default();
-    msg.header.family = AddressFamily::Inet;
+    msg.header.family = address_family(rule.family());
     msg.header.action = RuleAction::ToTable;
     match u8::try_from(rule.table) {
         Ok(t) => msg.header.table = t,
@@ -54,13 +60,12 @@ fn build_rule(rule: &Rule) -> RuleMessage {
     }
     if let Some(src) = rule.src {
         msg.header.src_len = src.prefix_len();
-        msg.attributes
-            .push(RuleAttribute::Source(IpAddr::V4(src.network())));
+        msg.attributes.push(RuleAttribute::Source(src.network()));
     }
     if let Some(dst) = rule.dst {
         msg.header.dst_len = dst.prefix_len();
         msg.attributes
-            .push(RuleAttribute::Destination(IpAddr::V4(dst.network())));
+            .push(RuleAttribute::Destination(dst.network()));
     }
     if let Some(m) = rule.fwmark {
         msg.attributes.push(RuleAttribute::FwMark(m));
@@ -75,12 +80,16 @@ fn build_rule(rule: &Rule) -> RuleMessage {
 }
 
 impl NetlinkHandle {
-    /// All IPv4 rules, in kernel order (by priority).
-    pub async fn rules(&self) -> Result<Vec<Rule>, NetlinkError> {
+    /// All rules of `family`, in kernel order (by priority).
+    pub async fn rules(&self, family: Family) -> Result<Vec<Rule>, NetlinkError> {
+        let version = match family {
+            Family::V4 => IpVersion::V4,
+            Family::V6 => IpVersion::V6,
+        };
         let msgs: Vec<RuleMessage> = self
             .handle
             .rule()
-            .get(IpVersion::V4)
+            .get(version)
             .execute()
             .try_collect()
             .await
@@ -110,40 +119,6 @@ impl NetlinkHandle {
             .map_err(req_err(format!("append rule {rule}")))
     }
 
-    /// The IPv6 twin of an address-free `rule` (fwmark, mask, iif, priority, table; `src`
-    /// and `dst` must be `None`): added when `present` (EEXIST ok), else one deleted
-    /// (`Ok(false)` when there is none). ipamd's main-ENI fwmark rule in IPv6 mode (upstream
-    /// `SetupHostNetwork` with `Family = AF_INET6`).
-    pub async fn set_addressless_rule_v6(
-        &self,
-        rule: &Rule,
-        present: bool,
-    ) -> Result<bool, NetlinkError> {
-        let mut msg = build_rule(&Rule {
-            src: None,
-            dst: None,
-            ..rule.clone()
-        });
-        msg.header.family = AddressFamily::Inet6;
-        if present {
-            let mut req = self.handle.rule().add();
-            *req.message_mut() = msg;
-            let res = req
-                .execute()
-                .await
-                .map_err(req_err(format!("add IPv6 rule {rule}")));
-            return ok_if_exists(res).map(|()| true);
-        }
-        let res = self
-            .handle
-            .rule()
-            .del(msg)
-            .execute()
-            .await
-            .map_err(req_err(format!("delete IPv6 rule {rule}")));
-        ok_if_missing(res)
-    }
-
     /// Deletes one rule matching `rule`; `Ok(false)` when there is none (ENOENT).
     pub async fn delete_rule(&self, rule: &Rule) -> Result<bool, NetlinkError> {
         let res = self
@@ -154,5 +129,39 @@ impl NetlinkHandle {
             .await
             .map_err(req_err(format!("delete rule {rule}")));
         ok_if_missing(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    #[test]
+    fn rules_of_both_families_round_trip_through_their_kernel_message() {
+        let v6: IpAddr = "2001:db8:0:1::5".parse().unwrap();
+        let v4: IpAddr = "10.0.1.5".parse().unwrap();
+        let fwmark6 = Rule {
+            priority: Some(1024),
+            fwmark: Some(0x80),
+            fwmask: Some(0x80),
+            table: 254,
+            family: Family::V6,
+            ..Rule::default()
+        };
+        for rule in [
+            Rule::to_ip(v6, 254, 512),
+            Rule::from_ip(v6, 10_003, 1536),
+            Rule::from_ip(v4, 3, 1536),
+            fwmark6.clone(),
+        ] {
+            assert_eq!(parse_rule(&build_rule(&rule)), Some(rule));
+        }
+        assert_eq!(build_rule(&fwmark6).header.family, AddressFamily::Inet6);
+        assert_eq!(
+            build_rule(&Rule::to_ip(v4, 254, 512)).header.family,
+            AddressFamily::Inet
+        );
     }
 }

@@ -1,11 +1,22 @@
-//! Plain, comparable descriptions of kernel objects (IPv4), used both to request changes and
-//! to report state.
+//! Plain, comparable descriptions of kernel objects, used both to request changes and to
+//! report state. Routes and rules are one type for both IP families: the family is that of
+//! their addresses.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+pub use crate::firewall::runner::Family;
+
+/// The family of `ip`.
+pub fn family_of(ip: IpAddr) -> Family {
+    match ip {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
 
 /// An Ethernet MAC address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -132,31 +143,31 @@ pub enum RouteKind {
     Other(u8),
 }
 
-/// An IPv4 route.
+/// A route of either family (the family of `dst`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Route {
     /// Routing table.
     pub table: u32,
-    /// Destination prefix (`0.0.0.0/0` for default routes).
-    pub dst: Ipv4Net,
+    /// Destination prefix (`0.0.0.0/0` or `::/0` for default routes).
+    pub dst: IpNet,
     /// Next hop.
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// Output interface index.
     pub oif: Option<u32>,
     /// Scope.
     pub scope: Scope,
     /// Preferred source address.
-    pub pref_src: Option<Ipv4Addr>,
+    pub pref_src: Option<IpAddr>,
     /// Route type.
     pub kind: RouteKind,
 }
 
 impl Route {
     /// `dst dev <oif> scope link table <table>`.
-    pub fn link_scope(table: u32, dst: Ipv4Net, oif: u32) -> Self {
+    pub fn link_scope(table: u32, dst: impl Into<IpNet>, oif: u32) -> Self {
         Route {
             table,
-            dst,
+            dst: dst.into(),
             gateway: None,
             oif: Some(oif),
             scope: Scope::Link,
@@ -165,11 +176,16 @@ impl Route {
         }
     }
 
-    /// `default via <gateway> dev <oif> table <table>`.
-    pub fn default_via(table: u32, gateway: Ipv4Addr, oif: u32) -> Self {
+    /// `default via <gateway> dev <oif> table <table>` (of the gateway's family).
+    pub fn default_via(table: u32, gateway: impl Into<IpAddr>, oif: u32) -> Self {
+        let gateway = gateway.into();
+        let dst = match gateway {
+            IpAddr::V4(_) => IpNet::V4(Ipv4Net::default()),
+            IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
+        };
         Route {
             table,
-            dst: Ipv4Net::default(),
+            dst,
             gateway: Some(gateway),
             oif: Some(oif),
             scope: Scope::Universe,
@@ -178,21 +194,26 @@ impl Route {
         }
     }
 
-    /// A host route `ip/32`.
-    pub fn host(ip: Ipv4Addr) -> Ipv4Net {
-        Ipv4Net::from(ip)
+    /// A host route: `ip/32` or `ip/128`.
+    pub fn host(ip: impl Into<IpAddr>) -> IpNet {
+        IpNet::from(ip.into())
+    }
+
+    /// The route's family (that of its destination).
+    pub fn family(&self) -> Family {
+        family_of(self.dst.addr())
     }
 }
 
-/// An IPv4 policy-routing rule (`ip rule`), lookup action only.
+/// A policy-routing rule (`ip rule` / `ip -6 rule`), lookup action only.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Rule {
     /// Priority (`pref`); `None` lets the kernel choose when adding.
     pub priority: Option<u32>,
     /// `from` prefix.
-    pub src: Option<Ipv4Net>,
+    pub src: Option<IpNet>,
     /// `to` prefix.
-    pub dst: Option<Ipv4Net>,
+    pub dst: Option<IpNet>,
     /// `fwmark` value.
     pub fwmark: Option<u32>,
     /// `fwmark` mask.
@@ -201,27 +222,41 @@ pub struct Rule {
     pub iif: Option<String>,
     /// Table looked up.
     pub table: u32,
+    /// The family of a rule without addresses (IPv4 by default); a rule with a `from` or
+    /// `to` prefix has that prefix's family ([`Rule::family`]).
+    pub family: Family,
 }
 
 impl Rule {
-    /// `from <ip>/32 lookup <table> priority <priority>`.
-    pub fn from_ip(ip: Ipv4Addr, table: u32, priority: u32) -> Self {
+    /// `from <ip>/32` (or `/128`) `lookup <table> priority <priority>`.
+    pub fn from_ip(ip: impl Into<IpAddr>, table: u32, priority: u32) -> Self {
+        let ip = ip.into();
         Rule {
             priority: Some(priority),
-            src: Some(Ipv4Net::from(ip)),
+            src: Some(IpNet::from(ip)),
             table,
+            family: family_of(ip),
             ..Rule::default()
         }
     }
 
-    /// `to <ip>/32 lookup <table> priority <priority>`.
-    pub fn to_ip(ip: Ipv4Addr, table: u32, priority: u32) -> Self {
+    /// `to <ip>/32` (or `/128`) `lookup <table> priority <priority>`.
+    pub fn to_ip(ip: impl Into<IpAddr>, table: u32, priority: u32) -> Self {
+        let ip = ip.into();
         Rule {
             priority: Some(priority),
-            dst: Some(Ipv4Net::from(ip)),
+            dst: Some(IpNet::from(ip)),
             table,
+            family: family_of(ip),
             ..Rule::default()
         }
+    }
+
+    /// The rule's family: that of its `from` or `to` prefix, else [`Rule::family`]'s field.
+    pub fn family(&self) -> Family {
+        self.src
+            .or(self.dst)
+            .map_or(self.family, |net| family_of(net.addr()))
     }
 }
 
@@ -250,13 +285,13 @@ impl fmt::Display for Rule {
     }
 }
 
-/// An IPv4 neighbour (ARP) entry.
+/// A neighbour entry (ARP or NDP).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Neighbour {
     /// Interface index.
     pub ifindex: u32,
     /// IP address.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Link-layer address.
     pub mac: Option<Mac>,
     /// `PERMANENT` entry.
@@ -272,21 +307,6 @@ pub struct Address6 {
     pub addr: Ipv6Net,
     /// Still in duplicate address detection (`IFA_F_TENTATIVE`).
     pub tentative: bool,
-}
-
-/// An IPv6 route (main table unless `table` says otherwise).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Route6 {
-    /// Routing table.
-    pub table: u32,
-    /// Destination prefix (`::/0` for default routes).
-    pub dst: Ipv6Net,
-    /// Next hop.
-    pub gateway: Option<Ipv6Addr>,
-    /// Output interface index.
-    pub oif: Option<u32>,
-    /// Scope.
-    pub scope: Scope,
 }
 
 #[cfg(test)]
@@ -306,9 +326,17 @@ mod tests {
 
     #[test]
     fn rule_display_and_scope_numbers() {
-        let r = Rule::from_ip(Ipv4Addr::new(10, 0, 1, 5), 3, 1536);
+        let r = Rule::from_ip(std::net::Ipv4Addr::new(10, 0, 1, 5), 3, 1536);
         assert_eq!(r.to_string(), "priority 1536 from 10.0.1.5/32 lookup 3");
         assert_eq!(Scope::from_raw(Scope::Link.raw()), Scope::Link);
         assert_eq!(Scope::from_raw(200), Scope::Other(200));
+        let v6: IpAddr = "2001:db8::5".parse().unwrap();
+        assert_eq!(Rule::to_ip(v6, 254, 512).family(), Family::V6);
+        assert_eq!(
+            Rule::to_ip(v6, 254, 512).to_string(),
+            "priority 512 from all to 2001:db8::5/128 lookup 254"
+        );
+        assert_eq!(Route::default_via(254, v6, 2).dst.to_string(), "::/0");
+        assert_eq!(Route::host(v6).to_string(), "2001:db8::5/128");
     }
 }

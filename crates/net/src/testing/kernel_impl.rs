@@ -2,7 +2,7 @@
 //! answered from the model.
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -12,9 +12,7 @@ use crate::firewall::{Family, restore_args};
 use crate::iptables_backend::Backend;
 use crate::kernel::Kernel;
 use crate::netlink::link::VethPair;
-use crate::netlink::{
-    Address, Address6, KernelError, Link, Mac, Neighbour, Route, Route6, Rule, Scope,
-};
+use crate::netlink::{Address, Address6, KernelError, Link, Mac, Neighbour, Route, Rule, Scope};
 
 impl Kernel for Recording {
     type Peer = Recording;
@@ -109,23 +107,8 @@ impl Kernel for Recording {
         ifindex: u32,
         addr: Ipv4Net,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
-        ready(self.with(|m, j| {
-            m.addresses
-                .retain(|a| !(a.ifindex == ifindex && a.addr == addr));
-            m.addresses.push(Address {
-                ifindex,
-                addr,
-                scope: Scope::Universe,
-            });
-            j.push((
-                self.ns.clone(),
-                Call::ReplaceAddress {
-                    link: m.link_name(ifindex),
-                    addr,
-                },
-            ));
-            Ok(())
-        }))
+        self.put_address(ifindex, addr, Scope::Universe);
+        ready(Ok(()))
     }
     fn delete_address(
         &self,
@@ -181,12 +164,21 @@ impl Kernel for Recording {
             Ok(())
         }))
     }
+    fn replace_link_scope_address(
+        &self,
+        ifindex: u32,
+        addr: Ipv4Net,
+    ) -> impl Future<Output = Result<(), KernelError>> + Send {
+        self.put_address(ifindex, addr, Scope::Link);
+        ready(Ok(()))
+    }
     fn routes(
         &self,
+        family: Family,
         table: Option<u32>,
     ) -> impl Future<Output = Result<Vec<Route>, KernelError>> + Send {
         let mut all = self.model().routes;
-        all.retain(|r| table.is_none_or(|t| r.table == t));
+        all.retain(|r| r.family() == family && table.is_none_or(|t| r.table == t));
         ready(Ok(all))
     }
     fn add_route(&self, route: &Route) -> impl Future<Output = Result<(), KernelError>> + Send {
@@ -224,33 +216,9 @@ impl Kernel for Recording {
             Ok(true)
         }))
     }
-    fn add_route_v6(&self, route: &Route6) -> impl Future<Output = Result<(), KernelError>> + Send {
-        ready(self.with(|m, j| {
-            if m.routes_v6
-                .iter()
-                .any(|r| r.table == route.table && r.dst == route.dst)
-            {
-                return Err(errno(format!("add route {}", route.dst), nix::libc::EEXIST));
-            }
-            m.routes_v6.push(route.clone());
-            j.push((self.ns.clone(), Call::AddRouteV6(route.clone())));
-            Ok(())
-        }))
-    }
-    fn replace_route_v6(
-        &self,
-        route: &Route6,
-    ) -> impl Future<Output = Result<(), KernelError>> + Send {
-        ready(self.with(|m, j| {
-            m.routes_v6
-                .retain(|r| !(r.table == route.table && r.dst == route.dst));
-            m.routes_v6.push(route.clone());
-            j.push((self.ns.clone(), Call::ReplaceRouteV6(route.clone())));
-            Ok(())
-        }))
-    }
-    fn rules(&self) -> impl Future<Output = Result<Vec<Rule>, KernelError>> + Send {
+    fn rules(&self, family: Family) -> impl Future<Output = Result<Vec<Rule>, KernelError>> + Send {
         let mut rules = self.model().rules;
+        rules.retain(|r| r.family() == family);
         rules.sort_by_key(|r| r.priority);
         ready(Ok(rules))
     }
@@ -273,44 +241,19 @@ impl Kernel for Recording {
             Ok(true)
         }))
     }
-    fn set_addressless_rule_v6(
-        &self,
-        rule: &Rule,
-        present: bool,
-    ) -> impl Future<Output = Result<bool, KernelError>> + Send {
-        let rule = Rule {
-            src: None,
-            dst: None,
-            ..rule.clone()
-        };
-        ready(self.with(|m, j| {
-            if present {
-                if !m.rules_v6.contains(&rule) {
-                    m.rules_v6.push(rule.clone());
-                    j.push((self.ns.clone(), Call::AddRuleV6(rule)));
-                }
-                return Ok(true);
-            }
-            let Some(pos) = m.rules_v6.iter().position(|r| rule_matches(&rule, r)) else {
-                return Ok(false);
-            };
-            let gone = m.rules_v6.remove(pos);
-            j.push((self.ns.clone(), Call::DeleteRuleV6(gone)));
-            Ok(true)
-        }))
-    }
     fn neighbours(
         &self,
         ifindex: Option<u32>,
     ) -> impl Future<Output = Result<Vec<Neighbour>, KernelError>> + Send {
+        // As the kernel's listing through the seam: IPv4 entries only.
         let mut all = self.model().neighbours;
-        all.retain(|n| ifindex.is_none_or(|i| n.ifindex == i));
+        all.retain(|n| n.ip.is_ipv4() && ifindex.is_none_or(|i| n.ifindex == i));
         ready(Ok(all))
     }
     fn replace_permanent_neighbour(
         &self,
         ifindex: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Mac,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
         ready(self.with(|m, j| {
@@ -391,6 +334,27 @@ impl Kernel for Recording {
             Err(nft_missing("nft -f -"))
         };
         ready(res)
+    }
+}
+
+impl Recording {
+    /// `replace_address` (scope global) and `replace_link_scope_address` (scope link).
+    fn put_address(&self, ifindex: u32, addr: Ipv4Net, scope: Scope) {
+        self.with(|m, j| {
+            m.addresses
+                .retain(|a| !(a.ifindex == ifindex && a.addr == addr));
+            m.addresses.push(Address {
+                ifindex,
+                addr,
+                scope,
+            });
+            let link = m.link_name(ifindex);
+            let call = match scope {
+                Scope::Link => Call::ReplaceLinkScopeAddress { link, addr },
+                _ => Call::ReplaceAddress { link, addr },
+            };
+            j.push((self.ns.clone(), call));
+        });
     }
 }
 
