@@ -14,9 +14,10 @@ V6_CNI_PATH=/usr/lib/cni   # host-local, egress-cni's IPAM delegate (scripts/ins
 # ipamd's IPv6 mode (docs/ipv6.md "Turning it on").
 V6_AGENT_ENV=(ENABLE_IPv6=true ENABLE_IPv4=false ENABLE_PREFIX_DELEGATION=true)
 
-# The aws-cni entry of the conflist, as in IPv4 mode.
+# The aws-cni entry of the conflist as the entrypoint renders it in IPv6 mode: podIPFamily
+# lets aws-cni prepare the IPv6 veth while ipamd answers (docs/cni-plugin.md).
 v6_aws_conf() {
-  echo '{"cniVersion":"0.4.0","name":"aws-cni","type":"aws-cni","vethPrefix":"eni","mtu":"9001"}'
+  echo '{"cniVersion":"0.4.0","name":"aws-cni","type":"aws-cni","vethPrefix":"eni","mtu":"9001","podIPFamily":"ipv6"}'
 }
 
 # The egress-cni entry the entrypoint renders in IPv6 mode (crates/entrypoint/src/conflist.rs:
