@@ -282,6 +282,12 @@ async fn ipv6_pod_is_wired_reaches_the_node_and_del_restores_the_node() {
     );
     assert_eq!(sysctl(&b.pod, "net.ipv6.conf.eth0.disable_ipv6"), "0");
     assert_eq!(sysctl(&b.pod, "net.ipv6.conf.lo.disable_ipv6"), "0");
+    assert_eq!(sysctl(&b.pod, "net.ipv6.conf.eth0.accept_dad"), "0");
+    let addrs = b.pod.ip(&["-6", "addr", "show", "dev", "eth0"]);
+    assert!(
+        !addrs.contains("tentative"),
+        "no address waits for DAD: {addrs}"
+    );
 
     // The node: /128 route to the host veth, rule 512 to main, no from-rule (primary ENI),
     // the host veth's IPv6 sysctls.

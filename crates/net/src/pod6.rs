@@ -27,7 +27,15 @@ fn enable_ipv6_on<K: Kernel>(pod: &K, ifname: &str) -> Result<(), NetlinkError> 
 
 /// Upstream's `createVethPairContext.run` (IPv6 branch) on the pod end before its routes:
 /// the link up, IPv6 enabled on it and on `lo`.
+///
+/// **Ours:** duplicate address detection is off on the pod link (`accept_dad=0`, written
+/// before the link comes up). Its only peer is the host veth, which never holds the pod's
+/// `/128` (ipamd hands each out once) or its link-local (each veth has its own MAC), so DAD
+/// could never find a duplicate; upstream leaves it on and waits about 1-2 s for it on
+/// every ADD (docs/ipv6.md, "Differences from upstream").
 pub(crate) async fn enable_ipv6<K: Kernel>(pod: &K, pod_link: &Link) -> Result<(), NetlinkError> {
+    pod.write_sysctl(&format!("net/ipv6/conf/{}/accept_dad", pod_link.name), "0")
+        .map(drop)?;
     pod.set_link_up(pod_link.index, None).await?;
     enable_ipv6_on(pod, &pod_link.name)?;
     enable_ipv6_on(pod, "lo")

@@ -346,7 +346,11 @@ async fn ipv6_pod_wiring_makes_exactly_the_expected_calls() {
         pod_ns.calls(),
         [
             created_in_pod(&p),
-            // The address-free half (prepare_pod_in): IPv6 on, the fe80::1 gateway.
+            // The address-free half (prepare_pod_in): no DAD, IPv6 on, the fe80::1 gateway.
+            Call::Sysctl {
+                key: "net/ipv6/conf/eth0/accept_dad".into(),
+                value: "0".into(),
+            },
             Call::SetLinkUp {
                 link: "eth0".into(),
                 mtu: None
