@@ -6,10 +6,14 @@
 //! Kernel side effects: the [`kernel::Kernel`] trait, implemented on rtnetlink by
 //! [`netlink::NetlinkHandle`] with the one firewall runner ([`firewall`]) and, for tests
 //! without root, by `testing::Recording` (feature `testing`). Written against the trait:
-//! secondary-ENI host setup ([`host`]), pod wiring ([`pod`]; IPv6 pods: [`pod6`] on
+//! secondary-ENI host setup ([`host`]), pod wiring ([`pod`]; branch-ENI pods: [`branch`];
+//! IPv6 pods: [`pod6`] on
 //! [`kernel6::Kernel6`]) and the read-only kernel state
 //! snapshot ([`state`]). Network namespaces: [`netns`].
 
+pub mod branch;
+#[cfg(test)]
+mod branch_tests;
 pub mod connmark;
 pub mod firewall;
 pub mod host;
