@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 
 use net::names::{dummy_if_name, host_veth_name};
+use net::netlink::NetlinkHandle;
 use net::netns::Netns;
 use net::pod6::{PodNetwork6, setup_pod6, teardown_pod6};
 use rpc::{CniBackendClient, DelNetworkRequest, IpAllocationMetadata};
@@ -16,7 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
 use crate::network_policy;
-use crate::plugin::{Endpoints, Granted, host_veth_mac, pod_mac, pod_ref};
+use crate::plugin::{Endpoints, Granted, pod_ref};
 use crate::result::{CniResult, Interface, IpConfig};
 
 /// The address of one allocation: `IPv4Addr`, or `IPv6Addr` when that is empty (upstream
@@ -192,6 +193,38 @@ pub(crate) async fn teardown(
     teardown_pod6(&host, &p)
         .await
         .map_err(|errors| CniError::io(format!("tearing down the pod network: {errors}")))
+}
+
+/// The MAC of the host end of the pod's veth (empty when it cannot be read).
+async fn host_veth_mac(host_veth: &str) -> String {
+    match NetlinkHandle::current() {
+        Ok(nl) => nl
+            .link_by_name(host_veth)
+            .await
+            .ok()
+            .flatten()
+            .map(|l| l.mac.map(|m| m.to_string()).unwrap_or_default()),
+        Err(_) => None,
+    }
+    .unwrap_or_default()
+}
+
+/// The MAC of the pod's interface (empty when it cannot be read).
+async fn pod_mac(netns: &str, ifname: &str) -> String {
+    let Ok(ns) = Netns::open(netns) else {
+        return String::new();
+    };
+    match NetlinkHandle::in_netns(&ns) {
+        Ok(nl) => nl
+            .link_by_name(ifname)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.mac)
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 #[cfg(test)]
