@@ -388,12 +388,17 @@ async fn teardown_knows_no_mode_and_is_idempotent() {
         .unwrap();
     tcp_exchange(&strict_ns.netns(), &node.outside.netns(), GW).unwrap();
     tcp_exchange(&standard_ns.netns(), &node.outside.netns(), GW).unwrap();
-    // The same ADD again (a pod recreated under the same name): replaced, not doubled.
+    // The same ADD again (a pod recreated under the same name), with a priority-10 rule
+    // of its veth into another table left behind: replaced, not doubled, the stale one gone.
+    let veth = a.veth.host_veth.as_str();
+    node.node
+        .ip(&["rule", "add", "iif", veth, "lookup", "142", "pref", "10"]);
     setup_branch_pod_in(&host, &strict_ns.path_buf(), &a)
         .await
         .unwrap();
     let rules = node.node.ip(&["rule"]);
     assert_eq!(rules.matches("lookup 107").count(), 2, "{rules}");
+    assert!(!rules.contains("lookup 142"), "{rules}");
 
     for _ in 0..2 {
         teardown_branch_pod_in(&host, a.veth.pod_ip, 7)
