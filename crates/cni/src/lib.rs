@@ -1,6 +1,7 @@
 //! `aws-cni`: the CNI plugin kubelet's runtime execs per pod. It asks ipamd for an address
 //! over gRPC and wires the pod with netlink. Single-threaded and light at start-up.
 
+pub mod branch;
 pub mod check;
 pub mod conf;
 pub mod error;

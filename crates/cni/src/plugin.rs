@@ -116,6 +116,14 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
             return Err(e);
         }
     };
+    if let Some(vlan) = granted.branch {
+        // A branch-ENI pod: its veth has its own name in strict mode and its own host side
+        // in both; the pair made meanwhile goes, net::branch wires the pod.
+        if let Ok((host, _)) = &prepared {
+            let _ = remove_pod_veth(host, &p).await;
+        }
+        return crate::branch::add(&mut client, conf, env, peers, &granted, vlan).await;
+    }
     if !same_family(granted.ip, p.pod_ip) {
         // The conflist named no family (or the wrong one): the pair made meanwhile goes
         // and the granted family's is made now.
@@ -216,6 +224,8 @@ pub(crate) struct Granted {
     pub(crate) interfaces: usize,
     /// `NetworkPolicyMode`: empty when the network policy agent is not to be called.
     pub(crate) network_policy_mode: String,
+    /// The branch ENI of a branch-ENI pod (`PodVlanId != 0`).
+    pub(crate) branch: Option<net::branch::BranchVlan>,
 }
 
 /// The pod named in `CNI_ARGS`.
@@ -267,13 +277,14 @@ async fn request_address(
         device_number: alloc.device_number,
         interfaces: reply.ip_allocation_metadata.len(),
         network_policy_mode: reply.network_policy_mode.clone(),
+        branch: crate::branch::branch_of(&reply)?,
     })
 }
 
 /// When wiring failed, gives the address back to ipamd and says whether it took it.
 /// [`prepare_pod_in`] and [`finish_pod_in`] remove whatever they created when they fail,
 /// and never delete a link that is not ours, so only the address has to be given back here.
-async fn give_back_if_unwired<T>(
+pub(crate) async fn give_back_if_unwired<T>(
     client: &mut CniBackendClient<tonic::transport::Channel>,
     conf: &NetConf,
     env: &CniEnv,
@@ -365,9 +376,9 @@ pub const DEL_PREV_RESULT_TEARDOWN_FAILED: &str =
 
 /// What ipamd made of `DelNetwork`.
 enum Release {
-    /// Released; the pod's address and route table when ipamd sent a usable one, and the
-    /// reply's `NetworkPolicyMode`.
-    Released(Option<(IpAddr, u32)>, String),
+    /// Released; the pod's address and route table when ipamd sent a usable one, the
+    /// reply's `NetworkPolicyMode` and `PodVlanId` (non-zero for a branch-ENI pod).
+    Released(Option<(IpAddr, u32)>, String, u32),
     /// `datastore: unknown pod`: nothing held (already released).
     UnknownPod,
     /// ipamd unreachable or any other gRPC error (as `cmdDel` treats them).
@@ -411,6 +422,7 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
                     ))
                 }),
                 r.network_policy_mode,
+                u32::try_from(r.pod_vlan_id).unwrap_or(0),
             ))
         }
         Err(s) if s.message().contains(UNKNOWN_POD) => Ok(Release::UnknownPod),
@@ -462,18 +474,23 @@ async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &
 /// fails (as upstream's `cmdDel` does), so that kubelet never sticks.
 pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), CniError> {
     tracing::info!(container = %env.container_id, netns = %env.netns, "DEL");
+    // A branch-ENI pod is torn down from prevResult alone; ipamd holds nothing for it.
+    if crate::branch::try_del_with_prev_result(conf, env).await? {
+        return Ok(());
+    }
     let released = release(del_request(conf, env), &peers.ipamd).await?;
     timing::mark("del_network");
-    let (wiring, np_mode) = match released {
+    let (wiring, np_mode, vlan) = match released {
         Release::Failed(e) => {
             teardown_after_ipamd_error(conf, env, &e).await;
             return Ok(());
         }
-        Release::Released(Some(w), mode) => (Some(w), mode),
+        Release::Released(Some(w), mode, vlan) => (Some(w), mode, vlan),
         // Nothing (usable) from ipamd: whatever prevResult describes, best effort.
-        Release::Released(None, mode) => (
+        Release::Released(None, mode, vlan) => (
             conf.prev_result.as_ref().and_then(from_prev_result_any),
             mode,
+            vlan,
         ),
         // Already released (a repeated DEL): as upstream, touch nothing. The address may
         // belong to another pod by now, and its rules with it.
@@ -482,9 +499,19 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
             return Ok(());
         }
     };
-    if let Some((ip, table)) = wiring {
-        teardown(conf, env, ip, table).await?;
-        timing::mark("teardown");
+    match (wiring, vlan) {
+        // A branch-ENI pod that ipamd knows from its annotation (upstream: nothing to do
+        // without a network namespace, not even the network policy agent).
+        (_, vlan) if vlan != 0 && env.netns.is_empty() => return Ok(()),
+        (Some((IpAddr::V4(ip), _)), vlan) if vlan != 0 => {
+            crate::branch::teardown(ip, vlan).await?;
+            timing::mark("teardown");
+        }
+        (Some((ip, table)), _) => {
+            teardown(conf, env, ip, table).await?;
+            timing::mark("teardown");
+        }
+        (None, _) => {}
     }
     if !np_mode.is_empty() {
         network_policy::delete(&peers.npa, &pod_ref(env)).await?;

@@ -18,7 +18,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::firewall::runner::{self, Family};
 use crate::iptables_backend::Backend;
-use crate::netlink::link::VethPair;
+use crate::netlink::link::{VethPair, VlanLink};
 use crate::netlink::{
     Address, Address6, KernelError, Link, Mac, Neighbour, NetlinkHandle, Route, Rule,
 };
@@ -66,6 +66,12 @@ pub trait Kernel: Send + Sync + Sized {
         &self,
         name: &str,
         mtu: u32,
+    ) -> impl Future<Output = Result<(), KernelError>> + Send;
+
+    /// Creates a VLAN link (down) on its parent, with the given MAC.
+    fn create_vlan(
+        &self,
+        vlan: &VlanLink<'_>,
     ) -> impl Future<Output = Result<(), KernelError>> + Send;
 
     /// IPv4 addresses, optionally of one link.
@@ -329,6 +335,12 @@ impl Kernel for NetlinkHandle {
         mtu: u32,
     ) -> impl Future<Output = Result<(), KernelError>> + Send {
         NetlinkHandle::create_dummy(self, name, mtu)
+    }
+    fn create_vlan(
+        &self,
+        vlan: &VlanLink<'_>,
+    ) -> impl Future<Output = Result<(), KernelError>> + Send {
+        NetlinkHandle::create_vlan(self, vlan)
     }
     fn addresses(
         &self,

@@ -7,9 +7,12 @@
 //! [`netlink::NetlinkHandle`] with the one firewall runner ([`firewall`]) and, for tests
 //! without root, by `testing::Recording` (feature `testing`). Written against the trait:
 //! secondary-ENI host setup ([`host`]), pod wiring of both families ([`pod`], with the
-//! IPv6-only steps in [`pod6`]) and the read-only kernel state
+//! IPv6-only steps in [`pod6`]; branch-ENI pods: [`branch`]) and the read-only kernel state
 //! snapshot ([`state`]). Network namespaces: [`netns`].
 
+pub mod branch;
+#[cfg(test)]
+mod branch_tests;
 pub mod connmark;
 pub mod firewall;
 pub mod host;

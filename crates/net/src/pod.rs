@@ -206,6 +206,22 @@ pub async fn prepare_pod_in<K: Kernel>(
     }
 }
 
+impl<K> PreparedPod<K> {
+    /// Index of the host end of the pair.
+    pub fn host_index(&self) -> u32 {
+        self.host_index
+    }
+}
+
+/// The pod side of [`finish_pod_in`] alone: the pod's address (branch-ENI pods get their
+/// host side from [`crate::branch`]).
+pub(crate) async fn address_pod<K: Kernel>(
+    prepared: &PreparedPod<K>,
+    p: &PodNetwork,
+) -> Result<(), NetlinkError> {
+    pod_address(&prepared.pod, prepared.pod_index, p).await
+}
+
 /// Removes the pod's veth pair (the pod end goes with the host end): undoes a
 /// [`prepare_pod_in`] whose pod got no address. `Ok(false)` when there was none.
 pub async fn remove_pod_veth<K: Kernel>(host: &K, p: &PodNetwork) -> Result<bool, NetlinkError> {

@@ -36,6 +36,15 @@ pub fn route_table_id(card: u32, device: u32) -> u32 {
     }
 }
 
+/// Offset of a branch-ENI pod's route table from its VLAN id.
+pub const BRANCH_TABLE_OFFSET: u32 = 100;
+
+/// The route table of a branch-ENI pod on VLAN `vlan_id`: `vlan_id + 100` (upstream
+/// `SetupBranchENIPodNetwork`).
+pub fn branch_table(vlan_id: u32) -> u32 {
+    vlan_id.saturating_add(BRANCH_TABLE_OFFSET)
+}
+
 /// Upstream's legacy numbering for cards > 0 (`d + 1 + c·maxENIsPerCard`), recognised when
 /// migrating existing rules.
 pub fn legacy_route_table_id(card: u32, device: u32, max_enis_per_card: u32) -> u32 {
@@ -55,5 +64,7 @@ mod tests {
         assert_eq!(route_table_id(3, 2), 10_302);
         assert_eq!(legacy_route_table_id(1, 0, 4), 5);
         assert_eq!(legacy_route_table_id(0, 3, 4), 4);
+        assert_eq!(branch_table(1), 101);
+        assert_eq!(branch_table(4094), 4194);
     }
 }

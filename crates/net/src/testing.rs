@@ -23,7 +23,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::firewall::Family;
 use crate::iptables_backend::Backend;
-use crate::netlink::link::VethPair;
+use crate::netlink::link::{VethPair, VlanLink};
 use crate::netlink::{Address, Address6, KernelError, Link, Mac, Neighbour, Route, Rule, Scope};
 
 /// One recorded change.
@@ -38,6 +38,13 @@ pub enum Call {
     },
     /// `create_dummy`.
     CreateDummy { name: String, mtu: u32 },
+    /// `create_vlan` (`parent`: the parent link's name).
+    CreateVlan {
+        name: String,
+        vlan_id: u16,
+        parent: String,
+        mac: Mac,
+    },
     /// `set_link_up`.
     SetLinkUp { link: String, mtu: Option<u32> },
     /// `delete_link_by_name` of an existing link.
@@ -343,6 +350,32 @@ impl Recording {
                 mtu: pair.mtu,
             },
         ));
+        Ok(())
+    }
+
+    /// `create_vlan`: EEXIST when the name is taken, ENODEV without the parent; the new
+    /// link is down with the parent's MTU, as the kernel makes it.
+    fn create_vlan_now(&self, vlan: &VlanLink<'_>) -> Result<(), KernelError> {
+        let op = format!("create VLAN link {}", vlan.name);
+        let model = self.model();
+        if model.links.iter().any(|l| l.name == vlan.name) {
+            return Err(errno(op, nix::libc::EEXIST));
+        }
+        let Some(parent) = model.links.iter().find(|l| l.index == vlan.parent) else {
+            return Err(errno(op, nix::libc::ENODEV));
+        };
+        let index = self.add_link(vlan.name, Some(vlan.mac), Some("vlan"));
+        self.with(|m, _| {
+            if let Some(l) = m.links.iter_mut().find(|l| l.index == index) {
+                l.mtu = parent.mtu;
+            }
+        });
+        self.record(Call::CreateVlan {
+            name: vlan.name.to_owned(),
+            vlan_id: vlan.vlan_id,
+            parent: parent.name.clone(),
+            mac: vlan.mac,
+        });
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::{LinkMessageBuilder, LinkUnspec};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVlan};
 
 use super::{Link, Mac, NetlinkError, NetlinkHandle, ok_if_missing, req_err};
 use crate::netns::Netns;
@@ -56,6 +56,19 @@ pub struct VethPair<'a, P: ?Sized = Netns> {
     pub peer_mac: Option<Mac>,
     /// Namespace of the peer end.
     pub peer_netns: &'a P,
+}
+
+/// A VLAN link to create on a parent link (a branch ENI's `vlan.eth.<id>` on the trunk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanLink<'a> {
+    /// Name of the new link.
+    pub name: &'a str,
+    /// 802.1Q VLAN id (1–4094).
+    pub vlan_id: u16,
+    /// Index of the parent (trunk) link.
+    pub parent: u32,
+    /// MAC of the new link (the branch ENI's).
+    pub mac: Mac,
 }
 
 impl NetlinkHandle {
@@ -131,6 +144,22 @@ impl NetlinkHandle {
             .execute()
             .await
             .map_err(req_err(format!("create dummy link {name}")))
+    }
+
+    /// Creates the VLAN link `vlan` (down).
+    pub async fn create_vlan(&self, vlan: &VlanLink<'_>) -> Result<(), NetlinkError> {
+        let msg = LinkVlan::new(vlan.name, vlan.parent, vlan.vlan_id)
+            .address(vlan.mac.0.to_vec())
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req_err(format!(
+                "create VLAN link {} (id {}, parent {}, MAC {})",
+                vlan.name, vlan.vlan_id, vlan.parent, vlan.mac
+            )))
     }
 
     /// Creates a veth pair: `pair.name` here, `pair.peer_name` directly in `pair.peer_netns`

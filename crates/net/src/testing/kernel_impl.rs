@@ -11,7 +11,7 @@ use super::{Call, Recording, errno, ready, route_matches, rule_matches};
 use crate::firewall::{Family, restore_args};
 use crate::iptables_backend::Backend;
 use crate::kernel::Kernel;
-use crate::netlink::link::VethPair;
+use crate::netlink::link::{VethPair, VlanLink};
 use crate::netlink::{Address, Address6, KernelError, Link, Mac, Neighbour, Route, Rule, Scope};
 
 impl Kernel for Recording {
@@ -93,6 +93,12 @@ impl Kernel for Recording {
             Ok(())
         };
         ready(res)
+    }
+    fn create_vlan(
+        &self,
+        vlan: &VlanLink<'_>,
+    ) -> impl Future<Output = Result<(), KernelError>> + Send {
+        ready(self.create_vlan_now(vlan))
     }
     fn addresses(
         &self,
