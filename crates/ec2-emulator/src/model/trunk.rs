@@ -256,7 +256,8 @@ mod tests {
     #[test]
     fn first_pod_creates_and_attaches_the_trunk_then_vlans_count_up() {
         let (mut w, inst, pod_subnet) = world();
-        let groups = vec!["sg-db".to_string()];
+        let vpc = w.instance(&inst).unwrap().vpc_id.clone();
+        let groups = vec![w.create_security_group(&vpc, "db")];
         let a = w.branch_eni_for_pod(&inst, &pod_subnet, &groups).unwrap();
         let b = w.branch_eni_for_pod(&inst, &pod_subnet, &groups).unwrap();
         assert!(a.trunk_created && !b.trunk_created);
@@ -273,7 +274,7 @@ mod tests {
             branch.attachment.is_none(),
             "branches are not attached to the instance"
         );
-        assert_eq!(branch.groups.iter().collect::<Vec<_>>(), ["sg-db"]);
+        assert_eq!(branch.groups.iter().collect::<Vec<_>>(), [&groups[0]]);
     }
 
     #[test]
