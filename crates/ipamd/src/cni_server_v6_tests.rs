@@ -43,6 +43,7 @@ fn service(ipv6: bool) -> CniService {
         blocker,
         kick: Arc::new(Notify::new()),
         annotate: None,
+        branch: None,
     }
 }
 
