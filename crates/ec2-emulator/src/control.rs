@@ -54,6 +54,14 @@ struct VpcCidrReq {
     cidr: String,
 }
 
+#[derive(Deserialize)]
+struct BranchEniReq {
+    instance_id: String,
+    subnet_id: String,
+    #[serde(default)]
+    security_groups: Vec<String>,
+}
+
 fn any() -> String {
     crate::faults::ANY_ACTION.to_string()
 }
@@ -137,6 +145,44 @@ async fn vpc_cidr(State(s): State<Shared>, Json(req): Json<VpcCidrReq>) -> Reply
     }
 }
 
+/// The `vpc.amazonaws.com/pod-eni` annotation value the VPC Resource Controller writes for
+/// `b` (a JSON array with one element; field names as upstream ipamd's `PodENIData`).
+pub fn pod_eni_annotation(b: &crate::model::BranchEni) -> String {
+    let mut eni = json!({
+        "eniId": b.eni_id,
+        "ifAddress": b.mac,
+        "privateIp": b.private_ip.to_string(),
+        "vlanID": b.vlan_id,
+        "subnetCidr": b.subnet_cidr.to_string(),
+    });
+    if let (Some(ip), Some(cidr)) = (b.ipv6, b.subnet_v6_cidr) {
+        eni["ipv6Addr"] = json!(ip.to_string());
+        eni["subnetV6Cidr"] = json!(cidr.to_string());
+    }
+    json!([eni]).to_string()
+}
+
+/// Plays the VPC Resource Controller for one pod: trunk (if none), branch ENI, VLAN id.
+/// Answers the facts and the annotation value; writing it on the pod is the caller's.
+async fn branch_eni(State(s): State<Shared>, Json(req): Json<BranchEniReq>) -> Reply {
+    match lock(&s).branch_eni_for_pod(&req.instance_id, &req.subnet_id, &req.security_groups) {
+        Ok(b) => (
+            StatusCode::OK,
+            Json(json!({
+                "eni_id": b.eni_id,
+                "mac": b.mac,
+                "private_ip": b.private_ip.to_string(),
+                "vlan_id": b.vlan_id,
+                "subnet_cidr": b.subnet_cidr.to_string(),
+                "trunk_id": b.trunk_id,
+                "trunk_created": b.trunk_created,
+                "annotation": pod_eni_annotation(&b),
+            })),
+        ),
+        Err(e) => bad(e.to_string()),
+    }
+}
+
 async fn reset(State(s): State<Shared>) -> Reply {
     lock(&s).faults.clear();
     ok()
@@ -169,6 +215,7 @@ async fn state(State(s): State<Shared>) -> Json<Value> {
                 "prefixes": e.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "tags": e.tags,
                 "groups": e.groups,
+                "interface_type": e.interface_type,
                 "attachment": e.attachment.as_ref().map(|a| json!({
                     "id": a.id,
                     "instance_id": a.instance_id,
@@ -201,6 +248,7 @@ pub fn router() -> Router<Shared> {
         .route("/imds-lag", post(imds_lag))
         .route("/imds-fault", post(imds_fault))
         .route("/vpc-cidr", post(vpc_cidr))
+        .route("/branch-eni", post(branch_eni))
         .route("/reset", post(reset))
         .route("/counters", get(counters))
         .route("/state", get(state))

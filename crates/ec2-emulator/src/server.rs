@@ -82,6 +82,22 @@ impl Emulator {
         Ok(())
     }
 
+    /// The VPC Resource Controller's work for one pod (`World::branch_eni_for_pod`); a new
+    /// trunk is hot-plugged like any attached ENI.
+    pub fn branch_eni_for_pod(
+        &mut self,
+        instance_id: &str,
+        subnet_id: &str,
+        groups: &[String],
+    ) -> Result<crate::model::BranchEni, Ec2Error> {
+        self.world.now = now_secs() as u64;
+        let branch = self
+            .world
+            .branch_eni_for_pod(instance_id, subnet_id, groups)?;
+        self.after_change();
+        Ok(branch)
+    }
+
     fn request_id(&mut self) -> String {
         self.next_request += 1;
         format!("00000000-0000-4000-8000-{:012x}", self.next_request)

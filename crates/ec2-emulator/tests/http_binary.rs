@@ -369,3 +369,47 @@ fn ipv6_enis_carry_their_address_on_the_hot_plugged_link() {
         "{doc}"
     );
 }
+
+#[test]
+fn control_branch_eni_plays_the_resource_controller_and_hot_plugs_the_trunk() {
+    let ns = TestNetns::new("emu-trunk");
+    let emu = start(&["--node-netns", &ns.0]);
+    let control = emu.info["ec2_endpoint"].as_str().unwrap().to_string();
+    let instance = emu.info["instances"][0]["instance_id"].as_str().unwrap();
+    let subnet = emu.info["subnets"][0]["id"].as_str().unwrap();
+    let body = format!(r#"{{"instance_id":"{instance}","subnet_id":"{subnet}"}}"#);
+    let json = [("content-type", "application/json")];
+    let (status, first) = http(&control, "POST", "/control/branch-eni", &json, &body);
+    assert_eq!(status, 200, "{first}");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let (_, second) = http(&control, "POST", "/control/branch-eni", &json, &body);
+    let second: Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(
+        (first["vlan_id"].as_u64(), second["vlan_id"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(first["trunk_created"], true);
+    assert_eq!(second["trunk_created"], false);
+    let annotation: Value = serde_json::from_str(first["annotation"].as_str().unwrap()).unwrap();
+    assert_eq!(annotation[0]["eniId"], first["eni_id"]);
+    assert_eq!(annotation[0]["ifAddress"], first["mac"]);
+    assert_eq!(annotation[0]["vlanID"], 1);
+
+    // The trunk's link appears in the node namespace; branches get none.
+    let (_, state) = http(&control, "GET", "/control/state", &[], "");
+    let state: Value = serde_json::from_str(&state).unwrap();
+    let trunk_mac = state["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == first["trunk_id"])
+        .map(|e| e["mac"].as_str().unwrap().to_string())
+        .unwrap();
+    let links = ns.ip(&["-o", "link"]);
+    assert!(links.contains(&trunk_mac), "{links}");
+    assert!(!links.contains(first["mac"].as_str().unwrap()), "{links}");
+
+    let bad = r#"{"instance_id":"i-nope","subnet_id":"subnet-nope"}"#;
+    let (status, _) = http(&control, "POST", "/control/branch-eni", &json, bad);
+    assert_eq!(status, 400);
+}

@@ -56,6 +56,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     cfg.check_built().map_err(AgentError::NotBuilt)?;
+    run_accepting_unbuilt(cfg, opts, shutdown).await
+}
+
+/// [`run`] without the refusal of settings this release does not ship yet: how the tests
+/// of a feature still being built (security groups for pods) run the whole agent before
+/// the refusal is lifted. Reached only through `crate::testing` (feature `testing`).
+pub(crate) async fn run_accepting_unbuilt(
+    cfg: Config,
+    opts: AgentOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new(&cfg.aws.vpc_cni_version)?);
     let started = Instant::now();
     let progress = Arc::new(Mutex::new(Progress::default()));

@@ -198,7 +198,7 @@ mod tests {
 
     use k8s::{
         ApiStatus, BoxFuture, EniConfigError, EventOutcome, Feature, K8sError, NodeInfo,
-        PatchOutcome, PodIdentity, PolicyMatch, ResolvedEniConfig,
+        PatchOutcome, PodEvent, PodFacts, PodIdentity, PolicyMatch, ResolvedEniConfig,
     };
 
     use super::*;
@@ -248,6 +248,16 @@ mod tests {
             unimplemented!("not used by the max-pods watch")
         }
         fn node_event(&self, _: NodeEvent) -> BoxFuture<'_, Result<EventOutcome, K8sError>> {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn pod_event(&self, _: PodEvent) -> BoxFuture<'_, Result<EventOutcome, K8sError>> {
+            unimplemented!("not used by the max-pods watch")
+        }
+        fn pod<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<PodFacts>, K8sError>> {
             unimplemented!("not used by the max-pods watch")
         }
         fn advertise_features<'a>(

@@ -16,6 +16,7 @@ use rpc::{
 use tokio::sync::{Notify, oneshot, watch};
 use tonic::{Request, Response, Status};
 
+use crate::branch_pods::{BranchAdd, BranchPodError, BranchPods, UnknownPodDel};
 use crate::checkpointer::Checkpointer;
 use crate::metrics::Metrics;
 use crate::pool::{self, GrowthBlocker, SharedDatastore};
@@ -80,6 +81,17 @@ pub struct CniService {
     pub waiting: Arc<WaitingPods>,
     /// `ANNOTATE_POD_IP`: sets `vpc.amazonaws.com/pod-ips` on ADD, clears it on DEL.
     pub annotate: Option<PodIpAnnotator>,
+    /// `ENABLE_POD_ENI`: branch-ENI pods (`crate::branch_pods`).
+    pub branch: Option<Arc<BranchPods<aws::sdk_imds::SdkImds>>>,
+}
+
+/// The gRPC status of a branch pod's failure: the API server unreachable is `Unavailable`
+/// (kubelet retries), everything else `FailedPrecondition`; the message says what to do.
+fn branch_status(e: &BranchPodError) -> Status {
+    match e {
+        BranchPodError::PodRead { .. } => Status::unavailable(e.to_string()),
+        _ => Status::failed_precondition(e.to_string()),
+    }
 }
 
 /// `ANNOTATE_POD_IP` (upstream `AnnotatePod`, called from `AddNetwork` and `DelNetwork` in
@@ -260,6 +272,89 @@ impl CniService {
     }
 }
 
+impl CniService {
+    /// A successful AddNetwork reply for `rows`: the VPC CIDRs of the cluster's family, SNAT
+    /// settings and the network policy mode (upstream step 4, also for branch pods).
+    fn success_reply(&self, rows: Vec<IpAllocationMetadata>) -> AddNetworkReply {
+        let mut reply = AddNetworkReply {
+            success: true,
+            ip_allocation_metadata: rows,
+            network_policy_mode: self.facts.network_policy_mode.clone(),
+            ..Default::default()
+        };
+        let mut cidrs = self.facts.vpc_cidrs.get();
+        if self.facts.ipv6 {
+            // IPv6: no SNAT, so neither `UseExternalSNAT` nor the exclusions apply.
+            reply.vp_cv6_cid_rs = cidrs;
+        } else {
+            if !self.facts.external_snat {
+                cidrs.extend(self.facts.exclude_snat_cidrs.iter().cloned());
+            }
+            reply.use_external_snat = self.facts.external_snat;
+            reply.vp_cv4_cid_rs = cidrs;
+        }
+        reply
+    }
+
+    /// A branch pod's reply: its address with `DeviceNumber -1` and `RouteTableId 0`
+    /// (upstream: device number + 1), and the VLAN, MAC, gateway and trunk ifindex.
+    fn branch_reply(&self, req: &AddNetworkRequest, b: &BranchAdd) -> AddNetworkReply {
+        let ip = b.network.ip;
+        let row = Self::allocation(&PodAddress {
+            ip,
+            device_number: 0,
+            route_table_id: 0,
+        });
+        let mut reply = self.success_reply(vec![IpAllocationMetadata {
+            device_number: -1,
+            ..row
+        }]);
+        reply.pod_vlan_id = i32::from(b.network.vlan_id);
+        reply.pod_enimac = b.network.mac.clone();
+        reply.pod_eni_subnet_gw = b.network.gateway.to_string();
+        reply.parent_if_index = i32::try_from(b.parent_if_index).unwrap_or_default();
+        if let Some(annotator) = &self.annotate {
+            annotator.set(&req.k8s_pod_namespace, &req.k8s_pod_name, ip);
+        }
+        tracing::info!(pod = %format!("{}/{}", req.k8s_pod_namespace, req.k8s_pod_name), eni = %b.network.eni_id, vlan = b.network.vlan_id, %ip, "branch ENI pod");
+        reply
+    }
+
+    /// DelNetwork of a pod the datastore does not know, with pod ENI on (upstream's
+    /// `ErrUnknownPod` path): `None` when the datastore's answer stands.
+    async fn del_unknown_branch(
+        &self,
+        req: &DelNetworkRequest,
+    ) -> Option<Result<Response<DelNetworkReply>, Status>> {
+        let branch = self.branch.as_ref()?;
+        let (ns, name) = (&req.k8s_pod_namespace, &req.k8s_pod_name);
+        let reply = match branch.del_unknown(ns, name, &req.k8s_pod_uid).await {
+            Ok(UnknownPodDel::NotBranch) => return None,
+            Ok(UnknownPodDel::PodGone) => DelNetworkReply {
+                success: true,
+                ..Default::default()
+            },
+            Ok(UnknownPodDel::Branch {
+                vlan_id,
+                private_ip,
+            }) => DelNetworkReply {
+                success: true,
+                pod_vlan_id: vlan_id,
+                ip_allocation_metadata: vec![IpAllocationMetadata {
+                    i_pv4_addr: private_ip,
+                    ..Default::default()
+                }],
+                network_policy_mode: self.facts.network_policy_mode.clone(),
+            },
+            Err(e) => {
+                tracing::warn!("DelNetwork: {e}");
+                return Some(Err(branch_status(&e)));
+            }
+        };
+        Some(Ok(Response::new(reply)))
+    }
+}
+
 /// A pod's address of either family with where it lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PodAddress {
@@ -310,6 +405,20 @@ impl CniBackend for CniService {
                 req.client_version
             )));
         }
+        if let Some(branch) = &self.branch {
+            match branch.add(&req.k8s_pod_namespace, &req.k8s_pod_name).await {
+                Ok(Some(b)) => return Ok(Response::new(self.branch_reply(&req, &b))),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("AddNetwork: {e}");
+                    self.metrics
+                        .pod_eni_error_count
+                        .with_label_values(&["AddNetwork"])
+                        .inc();
+                    return Err(branch_status(&e));
+                }
+            }
+        }
         let failed = || {
             Ok(Response::new(AddNetworkReply {
                 success: false,
@@ -350,24 +459,9 @@ impl CniBackend for CniService {
         if let Some(annotator) = &self.annotate {
             annotator.set(&req.k8s_pod_namespace, &req.k8s_pod_name, a.ip);
         }
-        let mut reply = AddNetworkReply {
-            success: true,
-            ip_allocation_metadata: vec![Self::allocation(&a)],
-            network_policy_mode: self.facts.network_policy_mode.clone(),
-            ..Default::default()
-        };
-        let mut cidrs = self.facts.vpc_cidrs.get();
-        if self.facts.ipv6 {
-            // IPv6: no SNAT, so neither `UseExternalSNAT` nor the exclusions apply.
-            reply.vp_cv6_cid_rs = cidrs;
-        } else {
-            if !self.facts.external_snat {
-                cidrs.extend(self.facts.exclude_snat_cidrs.iter().cloned());
-            }
-            reply.use_external_snat = self.facts.external_snat;
-            reply.vp_cv4_cid_rs = cidrs;
-        }
-        Ok(Response::new(reply))
+        Ok(Response::new(
+            self.success_reply(vec![Self::allocation(&a)]),
+        ))
     }
 
     async fn del_network(
@@ -406,11 +500,16 @@ impl CniBackend for CniService {
                 network_policy_mode: self.facts.network_policy_mode.clone(),
                 ..Default::default()
             })),
-            // Upstream's plugin treats any error containing this text as success.
-            Err(DatastoreError::UnknownPod) => Err(Status::not_found(format!(
-                "1 error occurred:\n\t* {}\n\n",
-                DatastoreError::UnknownPod
-            ))),
+            Err(DatastoreError::UnknownPod) => {
+                if let Some(answer) = self.del_unknown_branch(&req).await {
+                    return answer;
+                }
+                // Upstream's plugin treats any error containing this text as success.
+                Err(Status::not_found(format!(
+                    "1 error occurred:\n\t* {}\n\n",
+                    DatastoreError::UnknownPod
+                )))
+            }
             Err(e) => Err(Status::internal(format!("releasing the address: {e}"))),
         }
     }

@@ -44,6 +44,7 @@ fn service(ipv6: bool) -> CniService {
         kick: Arc::new(Notify::new()),
         waiting: Arc::default(),
         annotate: None,
+        branch: None,
     }
 }
 

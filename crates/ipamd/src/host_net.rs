@@ -147,6 +147,14 @@ impl<K: Kernel> HostNet<K> {
         Ok(1)
     }
 
+    /// The ifindex of the link with `eni_mac` (the trunk ENI: a branch pod's
+    /// `ParentIfIndex`), waiting as upstream's `getTrunkLinkIndex` does (5 × 100 ms).
+    pub async fn link_index_by_mac(&self, eni_mac: &str) -> Result<u32, HostNetError> {
+        let pause = Duration::from_millis(100);
+        let link = self.nl.link_by_mac(mac(eni_mac)?, 5, pause).await?;
+        Ok(link.index)
+    }
+
     /// Names of the node's links (for the stale-allocation check at restore).
     pub async fn link_names(&self) -> Result<Vec<String>, HostNetError> {
         Ok(self.nl.links().await?.into_iter().map(|l| l.name).collect())

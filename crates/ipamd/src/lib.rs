@@ -7,6 +7,7 @@
 //! functions each part follows.
 
 pub mod agent;
+pub mod branch_pods;
 pub mod checkpointer;
 pub mod cluster_link;
 pub mod cni_server;

@@ -132,6 +132,12 @@ pub struct NodeLoop<E: Ec2, I: Imds> {
     pub timers: AgentTimers,
     /// Node events for blockers an operator must act on (Kubernetes API, when present).
     pub cluster: Option<Arc<dyn k8s::Cluster>>,
+    /// `ENABLE_POD_ENI`: reconcile every round while no trunk ENI is known (upstream's
+    /// `needsTrunkEni` exception in `nodeIPPoolReconcile`), so the controller's trunk is
+    /// found within a pool tick.
+    pub wait_for_trunk: bool,
+    /// `ENABLE_POD_ENI` with the Kubernetes API: the CNINode features.
+    pub features: Option<crate::branch_pods::FeatureAdvertiser>,
 }
 
 impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
@@ -163,7 +169,11 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
                     }
                 }
             }
-            if last_reconcile.elapsed() >= self.timers.reconcile {
+            if let Some(f) = &mut self.features {
+                f.run_once().await;
+            }
+            let needs_trunk = self.wait_for_trunk && pool::lock(&self.ds).trunk_eni().is_none();
+            if needs_trunk || last_reconcile.elapsed() >= self.timers.reconcile {
                 let released = self.manager.recently_released().clone();
                 let out = {
                     let _busy = InProgress::start(&self.metrics, "nodeIPPoolReconcile");

@@ -63,6 +63,20 @@ pub async fn run(cfg: Config, opts: AgentOptions) -> Result<(), AgentError> {
     agent::run(cfg, opts, std::future::pending()).await
 }
 
+/// Starts the agent on the current runtime without refusing the settings this release
+/// does not ship yet (`Config::check_built`): for the tests of a feature being built, e.g.
+/// `ENABLE_POD_ENI=true`, before its refusal is lifted. Never reachable from the binary.
+pub fn spawn_accepting_unbuilt(
+    cfg: Config,
+    opts: AgentOptions,
+) -> JoinHandle<Result<(), AgentError>> {
+    tokio::spawn(agent::run_accepting_unbuilt(
+        cfg,
+        opts,
+        std::future::pending(),
+    ))
+}
+
 /// Starts the agent ([`run`]) on the current runtime.
 pub fn spawn(cfg: Config, opts: AgentOptions) -> JoinHandle<Result<(), AgentError>> {
     tokio::spawn(run(cfg, opts))

@@ -15,8 +15,9 @@ use kube::{Api, Client};
 
 use crate::crd::{CniNode, EniConfig, Feature};
 use crate::error::K8sError;
-use crate::events::{EventTarget, NodeEvent, event_object};
+use crate::events::{EventTarget, NodeEvent, PodEvent, event_object, pod_event_object};
 use crate::features::{features_patch, merge_features};
+use crate::pod_eni::{POD_ENI_ANNOTATION, PodFacts};
 use crate::pod_ips::{AnnotationAction, POD_IPS_ANNOTATION, on_add, on_del};
 use crate::selection::{EniConfigError, ResolvedEniConfig, resolve_eni_config};
 use crate::sgp::{PodIdentity, PolicyMatch, policies_for_pod};
@@ -56,6 +57,15 @@ pub trait Cluster: Send + Sync {
     ) -> BoxFuture<'a, Result<PatchOutcome, K8sError>>;
     /// Record an event on the Node (the same reason and note at most once per window).
     fn node_event(&self, event: NodeEvent) -> BoxFuture<'_, Result<EventOutcome, K8sError>>;
+    /// Record a Warning event about one pod (the same reason and note at most once per
+    /// window).
+    fn pod_event(&self, event: PodEvent) -> BoxFuture<'_, Result<EventOutcome, K8sError>>;
+    /// One pod read from the API server (not a cache); `Ok(None)` when it does not exist.
+    fn pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodFacts>, K8sError>>;
     /// Make the node's CNINode list `features` (upstream's add-feature rule for each).
     fn advertise_features<'a>(
         &'a self,
@@ -240,8 +250,39 @@ impl ClusterHandle {
         })
     }
 
+    fn event_target(&self) -> EventTarget {
+        let settings = &self.inner.settings;
+        EventTarget {
+            node: settings.node_name.clone(),
+            node_uid: self.node_object().and_then(|n| n.metadata.uid.clone()),
+            pod: settings.pod_name.clone(),
+        }
+    }
+
     async fn send_event(&self, event: NodeEvent) -> Result<EventOutcome, K8sError> {
         let key = (event.reason().to_owned(), event.note());
+        let target = self.event_target();
+        let obj = event_object(&target, &event, k8s_openapi::jiff::Timestamp::now());
+        self.create_event(key, target.namespace(), obj).await
+    }
+
+    async fn send_pod_event(&self, event: PodEvent) -> Result<EventOutcome, K8sError> {
+        let key = (
+            format!("{}/{}/{}", event.namespace, event.name, event.reason),
+            event.note.clone(),
+        );
+        let target = self.event_target();
+        let obj = pod_event_object(&target, &event, k8s_openapi::jiff::Timestamp::now());
+        self.create_event(key, &event.namespace, obj).await
+    }
+
+    /// Creates `obj` in `namespace` unless the same `key` was sent within the window.
+    async fn create_event(
+        &self,
+        key: (String, String),
+        namespace: &str,
+        obj: Event,
+    ) -> Result<EventOutcome, K8sError> {
         let now = Instant::now();
         {
             let mut sent = self
@@ -258,14 +299,7 @@ impl ClusterHandle {
             }
             sent.insert(key.clone(), now);
         }
-        let settings = &self.inner.settings;
-        let target = EventTarget {
-            node: settings.node_name.clone(),
-            node_uid: self.node_object().and_then(|n| n.metadata.uid.clone()),
-            pod: settings.pod_name.clone(),
-        };
-        let obj = event_object(&target, &event, k8s_openapi::jiff::Timestamp::now());
-        let api: Api<Event> = Api::namespaced(self.inner.client.clone(), target.namespace());
+        let api: Api<Event> = Api::namespaced(self.inner.client.clone(), namespace);
         match api.create(&PostParams::default(), &obj).await {
             Ok(_) => Ok(EventOutcome::Created),
             Err(e) => {
@@ -275,13 +309,45 @@ impl ClusterHandle {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&key);
-                Err(K8sError::api(
-                    "create",
-                    format!("events/{}", target.namespace()),
-                    e,
-                ))
+                Err(K8sError::api("create", format!("events/{namespace}"), e))
             }
         }
+    }
+
+    /// A live GET of one pod (the controller writes the annotation just before the pod's
+    /// ADD, so no cache is trusted for it); `None` when it does not exist.
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Option<PodFacts>, K8sError> {
+        let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), namespace);
+        let what = format!("pods/{namespace}/{name}");
+        let pod = api
+            .get_opt(name)
+            .await
+            .map_err(|e| K8sError::api("get", &what, e))?;
+        Ok(pod.map(|p| pod_facts(namespace, name, &p)))
+    }
+}
+
+/// The facts of `pod` that security groups for pods needs.
+fn pod_facts(namespace: &str, name: &str, pod: &Pod) -> PodFacts {
+    let first_container_limits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.resources.as_ref())
+        .and_then(|r| r.limits.as_ref())
+        .map(|l| l.keys().cloned().collect())
+        .unwrap_or_default();
+    PodFacts {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: pod.metadata.uid.clone(),
+        first_container_limits,
+        pod_eni: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(POD_ENI_ANNOTATION))
+            .cloned(),
     }
 }
 
@@ -376,6 +442,18 @@ impl Cluster for ClusterHandle {
 
     fn node_event(&self, event: NodeEvent) -> BoxFuture<'_, Result<EventOutcome, K8sError>> {
         Box::pin(self.send_event(event))
+    }
+
+    fn pod_event(&self, event: PodEvent) -> BoxFuture<'_, Result<EventOutcome, K8sError>> {
+        Box::pin(self.send_pod_event(event))
+    }
+
+    fn pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodFacts>, K8sError>> {
+        Box::pin(self.get_pod(namespace, name))
     }
 
     fn advertise_features<'a>(

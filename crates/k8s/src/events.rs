@@ -106,6 +106,57 @@ impl NodeEvent {
     }
 }
 
+/// A problem with one pod's network that its owner must see (`kubectl describe pod`): the
+/// event is about the pod, in its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PodEvent {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    /// `BranchENINotReady` and the like.
+    pub reason: String,
+    /// What went wrong and what to do.
+    pub note: String,
+}
+
+/// Reason of [`PodEvent`]s for a pod selected by a SecurityGroupPolicy that ipamd cannot
+/// give its branch ENI (annotation missing or malformed, no trunk ENI yet).
+pub const BRANCH_ENI_FAILED: &str = "BranchENIFailed";
+
+/// The `events.k8s.io/v1` Event for a [`PodEvent`] (Warning, action `AddNetwork`),
+/// reported by aws-node on `target`'s node.
+pub fn pod_event_object(
+    target: &EventTarget,
+    event: &PodEvent,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Event {
+    let nanos = now.as_nanosecond();
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", event.name, nanos)),
+            namespace: Some(event.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(now)),
+        reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
+        reporting_instance: Some(target.instance().to_owned()),
+        action: Some("AddNetwork".to_owned()),
+        reason: Some(event.reason.clone()),
+        note: Some(event.note.clone()),
+        type_: Some("Warning".to_owned()),
+        regarding: Some(ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            namespace: Some(event.namespace.clone()),
+            name: Some(event.name.clone()),
+            uid: event.uid.clone(),
+            ..ObjectReference::default()
+        }),
+        related: Some(target.node_ref()),
+        ..Event::default()
+    }
+}
+
 /// Who the event is about and who reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTarget {
@@ -132,7 +183,7 @@ impl EventTarget {
         }
     }
 
-    fn node_ref(&self) -> ObjectReference {
+    pub(crate) fn node_ref(&self) -> ObjectReference {
         ObjectReference {
             api_version: Some("v1".to_owned()),
             kind: Some("Node".to_owned()),

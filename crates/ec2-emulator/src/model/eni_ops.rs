@@ -20,6 +20,8 @@ pub struct CreateEni {
     pub ipv6_address_count: Option<u32>,
     pub tags: Tags,
     pub conntrack: ConnTrack,
+    /// `InterfaceType` (`trunk`, `branch`, `efa`, `efa-only`); `None`: `interface`.
+    pub interface_type: Option<String>,
 }
 
 /// What `AssignPrivateIpAddresses` asks for.
@@ -78,6 +80,13 @@ impl World {
         if let Some(why) = req.conntrack.out_of_range() {
             return Err(Ec2Error::new(ErrorCode::InvalidParameterValue, why));
         }
+        if let Some(t) = req.interface_type.as_deref()
+            && !super::trunk::CREATION_TYPES.contains(&t)
+        {
+            return Err(Ec2Error::invalid(format!(
+                "Value ({t}) for parameter interfaceType is invalid. Valid values: efa, efa-only, branch, trunk"
+            )));
+        }
         let id = self.create_eni_in(&req.subnet_id, &req.groups, &req.description)?;
         let grant = if req.prefix_count > 0 {
             self.grant(&id, &AssignRequest::PrefixCount(req.prefix_count))
@@ -98,6 +107,9 @@ impl World {
         let eni = self.eni_mut(&id)?;
         eni.tags.extend(req.tags.clone());
         eni.conntrack = req.conntrack;
+        if let Some(t) = &req.interface_type {
+            eni.interface_type = t.clone();
+        }
         Ok(id)
     }
 
@@ -211,6 +223,8 @@ impl World {
             .enis
             .remove(eni_id)
             .ok_or_else(|| Ec2Error::eni_not_found(eni_id))?;
+        // A deleted branch ENI leaves its trunk (EC2 disassociates it).
+        self.trunk_associations.retain(|_, a| a.branch != eni_id);
         if let Some(subnet) = self.subnets.get_mut(&eni.subnet_id) {
             subnet.pool.release_ip(eni.primary_ip);
             for ip in &eni.secondary_ips {

@@ -7,6 +7,7 @@ pub mod imds;
 pub mod ipv6_ops;
 pub mod ipv6_pool;
 pub mod resources;
+pub mod trunk;
 pub mod world;
 
 pub use address_pool::AddressPool;
@@ -17,6 +18,7 @@ pub use ipv6_pool::Ipv6Pool;
 pub use resources::{
     Attachment, ConnTrack, Eni, EniStatus, Instance, InstanceTypeInfo, Subnet, Tags, Vpc,
 };
+pub use trunk::{BranchEni, TrunkAssociation};
 pub use world::World;
 
 #[cfg(test)]

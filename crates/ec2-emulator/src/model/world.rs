@@ -23,6 +23,8 @@ pub struct World {
     pub groups: BTreeMap<String, SecurityGroup>,
     pub instances: BTreeMap<String, Instance>,
     pub enis: BTreeMap<String, Eni>,
+    /// Branch ENIs on trunk ENIs, by association id (`model::trunk`).
+    pub trunk_associations: BTreeMap<String, super::trunk::TrunkAssociation>,
 }
 
 impl World {

@@ -14,7 +14,7 @@ use super::render;
 use super::xml::Xml;
 
 /// The actions the emulator answers (what the agent's `Ec2` trait uses).
-pub const ACTIONS: [&str; 17] = [
+pub const ACTIONS: [&str; 20] = [
     "DescribeNetworkInterfaces",
     "DescribeInstances",
     "DescribeInstanceTypes",
@@ -32,6 +32,9 @@ pub const ACTIONS: [&str; 17] = [
     "CreateTags",
     "DeleteTags",
     "TerminateInstances",
+    "AssociateTrunkInterface",
+    "DisassociateTrunkInterface",
+    "DescribeTrunkInterfaceAssociations",
 ];
 
 /// Answers one request: the XML body of a successful response, or the model's error.
@@ -63,6 +66,13 @@ pub fn handle(
         "CreateTags" => create_tags(world, params, request_id),
         "DeleteTags" => delete_tags(world, params, request_id),
         "TerminateInstances" => terminate_instances(world, params, request_id),
+        "AssociateTrunkInterface" => super::trunk_actions::associate(world, params, request_id),
+        "DisassociateTrunkInterface" => {
+            super::trunk_actions::disassociate(world, params, request_id)
+        }
+        "DescribeTrunkInterfaceAssociations" => {
+            super::trunk_actions::describe(world, params, request_id)
+        }
         other => Err(Ec2Error::new(
             ErrorCode::InvalidParameterValue,
             format!("The action {other} is not valid for this web service."),
@@ -94,6 +104,7 @@ fn create_network_interface(
             udp_stream_timeout: params.u32("ConnectionTrackingSpecification.UdpStreamTimeout")?,
             udp_timeout: params.u32("ConnectionTrackingSpecification.UdpTimeout")?,
         },
+        interface_type: params.get("InterfaceType").map(str::to_string),
     };
     let id = world.create_network_interface(&req)?;
     let world = &*world;

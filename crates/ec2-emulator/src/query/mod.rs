@@ -6,6 +6,7 @@ pub mod describe;
 pub mod ipv6_actions;
 pub mod params;
 pub mod render;
+pub mod trunk_actions;
 pub mod xml;
 
 pub use actions::{ACTIONS, handle};

@@ -10,6 +10,7 @@ use config::{CardFacts, Config};
 use planner::{NodeCapacity, PoolPolicy};
 use tokio::sync::{Notify, watch};
 
+use crate::branch_pods::{BranchPods, FeatureAdvertiser};
 use crate::checkpointer::Checkpointer;
 use crate::cluster_link::{self, ClusterLink};
 use crate::cni_server::{CniService, ReplyFacts};
@@ -201,6 +202,15 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
             .clone()
             .filter(|_| cfg.kubernetes.annotate_pod_ip)
             .map(crate::cni_server::PodIpAnnotator::new),
+        branch: cfg.eni.pod_eni.then(|| {
+            Arc::new(BranchPods::new(
+                shared.cluster.clone(),
+                shared.ds.clone(),
+                node.imds.clone(),
+                ready.host.clone(),
+                cfg.is_ipv6(),
+            ))
+        }),
     }
 }
 
@@ -331,6 +341,17 @@ fn spawn_background(
             vpc_cidrs: Some(vpc_cidrs),
             timers: ready.opts.timers.clone(),
             cluster: shared.cluster.clone(),
+            wait_for_trunk: cfg.eni.pod_eni,
+            features: shared.cluster.clone().filter(|_| cfg.eni.pod_eni).map(|c| {
+                FeatureAdvertiser::new(
+                    c,
+                    shared.ds.clone(),
+                    ready.metrics.clone(),
+                    &ready.capacity,
+                    false,
+                    cfg.eni.custom_networking,
+                )
+            }),
         }
         .run(),
     );
