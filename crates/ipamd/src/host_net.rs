@@ -64,6 +64,9 @@ pub struct HostNetSettings {
     /// IPv6 cluster: node set-up is [`HostNet::setup_node`]'s IPv6 form (no SNAT, the
     /// fwmark rule in IPv6, egress-cni's IPv4 range blocked).
     pub ipv6: bool,
+    /// `ENABLE_POD_ENI=true` with `POD_SECURITY_GROUP_ENFORCING_MODE=strict`: the `local`
+    /// rule moves from priority 0 to 20, below branch pods' priority-10 `iif` rules.
+    pub strict_pod_eni: bool,
     /// Attempts and pause when waiting for a hot-plugged link.
     pub link_attempts: u32,
     pub link_interval: Duration,
@@ -223,6 +226,9 @@ impl<K: Kernel> HostNet<K> {
         if s.node_port_support || !s.external_snat {
             self.nl.add_rule(&fwmark).await?;
         }
+        if s.strict_pod_eni {
+            net::host::move_local_rule_below_branch_rules(&self.nl).await?;
+        }
         // A failure is logged and start-up goes on (upstream's `configureIPRulesForPods`).
         if let Err(e) =
             net::host::set_external_service_rules(&self.nl, &s.external_service_cidrs).await
@@ -369,6 +375,7 @@ mod tests {
             connmark: 0x80,
             v6_egress: true,
             ipv6: false,
+            strict_pod_eni: false,
             link_attempts: 1,
             link_interval: Duration::ZERO,
         }

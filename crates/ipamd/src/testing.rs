@@ -223,6 +223,7 @@ pub fn host_settings(
         connmark: 0x80,
         v6_egress: false,
         ipv6: false,
+        strict_pod_eni: false,
         link_attempts,
         link_interval,
     }

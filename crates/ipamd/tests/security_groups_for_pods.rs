@@ -152,6 +152,13 @@ async fn branch_pods_get_the_controllers_branch_eni_and_the_trunk_is_left_alone(
         2,
         "the third slot is kept for the trunk"
     );
+    // Strict mode (the default): the node's `local` rule moved below branch pods' rules.
+    let rules = ns.ip(&["rule", "show"]);
+    let local: Vec<&str> = rules
+        .lines()
+        .filter(|l| l.contains("lookup local"))
+        .collect();
+    assert_eq!(local, ["20:\tfrom all lookup local"], "{rules}");
 
     // The controller: trunk (hot-plugged) + branch ENI with the policy's group, VLAN 1.
     let branch: BranchEni = server::lock(h.emu())

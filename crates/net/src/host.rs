@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use crate::firewall::Family;
 use crate::kernel::Kernel;
 use crate::netlink::{Backoff, Link, Mac, NetlinkError, ROUTE_RETRIES, Route, Rule};
-use crate::route_table::{MAIN_TABLE, priority};
+use crate::route_table::{LOCAL_TABLE, MAIN_TABLE, priority};
 
 /// Parameters of [`setup_eni`].
 #[derive(Debug, Clone)]
@@ -150,6 +151,26 @@ pub async fn set_external_service_rules<K: Kernel>(
         .await?;
     }
     Ok(removed)
+}
+
+/// Strict security-groups-for-pods mode (upstream `SetupHostNetwork` step 4; spec 7.2):
+/// `lookup local` at priority 20, then the kernel's priority-0 `local` rule removed, so that
+/// branch pods' priority-10 `iif` rules are matched first. Idempotent: the priority-0 rule
+/// is deleted only while it is there (a kernel may treat a priority of 0 in a delete
+/// request as "any", and must not take the priority-20 rule instead).
+pub async fn move_local_rule_below_branch_rules<K: Kernel>(nl: &K) -> Result<(), NetlinkError> {
+    let local = |priority| Rule {
+        priority: Some(priority),
+        table: LOCAL_TABLE,
+        ..Rule::default()
+    };
+    nl.add_rule(&local(priority::LOCAL_STRICT)).await?;
+    let rules = nl.rules(Family::V4).await?;
+    let is_local_at_0 = |r: &Rule| r.table == LOCAL_TABLE && r.priority.unwrap_or(0) == 0;
+    if rules.iter().any(is_local_at_0) {
+        nl.delete_rule(&local(0)).await?;
+    }
+    Ok(())
 }
 
 /// What [`collapse_from_pod_rules`] did for one pod address.

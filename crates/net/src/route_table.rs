@@ -3,6 +3,8 @@
 
 /// The kernel's main routing table.
 pub const MAIN_TABLE: u32 = 254;
+/// The kernel's `local` table.
+pub const LOCAL_TABLE: u32 = 255;
 /// Base of route tables on network cards > 0 (amazon-ec2-net-utils numbering).
 pub const MULTI_CARD_BASE: u32 = 10_000;
 

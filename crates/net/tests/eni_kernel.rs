@@ -162,3 +162,25 @@ async fn rules_exist_ok_and_delete_missing_ok() {
     assert_eq!(n, 2);
     assert!(!node.node.ip(&["rule"]).contains("10.0.1.9"));
 }
+
+/// Strict security-groups-for-pods mode (spec 7.2 step 4): the `local` rule ends at
+/// priority 20 and nowhere else, and a second run (an agent restart) keeps it there.
+#[tokio::test]
+async fn strict_mode_moves_the_local_rule_to_priority_20_once() {
+    let node = Node::new("localrule");
+    let nl = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
+    let before = node.node.ip(&["rule", "show"]);
+    assert!(before.contains("0:\tfrom all lookup local"), "{before}");
+    for run in 0..2 {
+        net::host::move_local_rule_below_branch_rules(&nl)
+            .await
+            .unwrap();
+        let rules = node.node.ip(&["rule", "show"]);
+        let local: Vec<&str> = rules
+            .lines()
+            .filter(|l| l.contains("lookup local"))
+            .collect();
+        assert_eq!(local, ["20:\tfrom all lookup local"], "run {run}: {rules}");
+        assert!(rules.contains("32766:\tfrom all lookup main"), "{rules}");
+    }
+}

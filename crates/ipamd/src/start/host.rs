@@ -38,6 +38,8 @@ pub fn open_host_net(
         connmark: cfg.networking.connmark,
         v6_egress: cfg.chain.v6_egress,
         ipv6: cfg.is_ipv6(),
+        strict_pod_eni: cfg.eni.pod_eni
+            && cfg.eni.pod_sg_enforcing_mode == config::PodSgEnforcingMode::Strict,
         link_attempts: h.link_attempts,
         link_interval: h.link_interval,
     };
