@@ -19,6 +19,9 @@ use crate::{EmulatedNode, TestNetns, free_addr};
 pub const WARM_IP_TARGET: u64 = 2;
 pub const MINIMUM_IP_TARGET: u64 = 4;
 
+/// `HTTP_TIMEOUT` of the agent: longer than `SlowAttach`'s slowest attach (13 s).
+pub const ATTACH_PATIENCE_SECS: u64 = 20;
+
 /// A secret the agent is given; it must never appear in a log.
 pub const SECRET_MARK: &str = "fault-suite-secret-key-do-not-log";
 
@@ -117,6 +120,10 @@ impl FaultNode {
             .env("WARM_IP_TARGET", WARM_IP_TARGET.to_string())
             .env("MINIMUM_IP_TARGET", MINIMUM_IP_TARGET.to_string())
             .env("IP_COOLDOWN_PERIOD", "1")
+            // Upstream's knob for slow EC2 answers (default and minimum 10 s): `SlowAttach`'s
+            // 10-13 s attach must be waited for, not cut off (the emulator drops an attach
+            // whose caller hung up, so with 10 s it never completes).
+            .env("HTTP_TIMEOUT", ATTACH_PATIENCE_SECS.to_string())
             .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(log);
