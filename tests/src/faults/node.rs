@@ -38,6 +38,8 @@ pub struct FaultNode {
     /// The agent's stderr (its log), appended across restarts.
     pub agent_log: PathBuf,
     agent: Option<Child>,
+    /// When the running agent began serving gRPC.
+    served_since: Option<Instant>,
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
@@ -84,6 +86,7 @@ impl FaultNode {
             dir,
             store_dir,
             agent: None,
+            served_since: None,
         }
     }
 
@@ -141,6 +144,16 @@ impl FaultNode {
         Ok(())
     }
 
+    /// Waits until the agent has served for longer than its stale-allocation sweep after
+    /// start (`ipamd::stale_pods::SWEEP_AFTER`), plus a second for the checkpoint write.
+    pub async fn wait_past_start_sweep(&self) {
+        let sweep: Duration = ipamd::stale_pods::SWEEP_AFTER.iter().sum();
+        if let Some(since) = self.served_since {
+            let until = since + sweep + Duration::from_secs(1);
+            tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+        }
+    }
+
     /// Starts the agent (killing a running one first) and waits until it serves gRPC.
     pub async fn start_agent(&mut self) -> Result<(), String> {
         self.spawn_agent()?;
@@ -158,6 +171,7 @@ impl FaultNode {
             .is_ok()
             {
                 self.agent = Some(child);
+                self.served_since = Some(Instant::now());
                 return Ok(());
             }
             if Instant::now() > deadline {
