@@ -2,7 +2,7 @@
 //! on a node network namespace against the EC2 + IMDS emulator; every scenario of
 //! `integration_tests::faults::scenarios::ALL`, each followed by the invariant, with the seed
 //! printed for replay. Short by default (one round, a 48-cycle load); `VPC_CNI_FAULTS=long`
-//! runs `VPC_CNI_FAULTS_ROUNDS` rounds (default 12) with the 1,000-cycle load at
+//! runs `VPC_CNI_FAULTS_ROUNDS` rounds (default 1; 2 pass 10,000 faults) with the 1,000-cycle load at
 //! concurrency 16; `VPC_CNI_FAULTS_SEED=<n>` replays a run's fault plan, and
 //! `VPC_CNI_FAULTS_ONLY=Load,HostileGrpc` runs only the named scenarios (with the same seeds).
 //! The last line is the summary.

@@ -4,7 +4,16 @@
 //! not release the address). Keeping it would leak the address forever; it is dropped, and
 //! its rules with it.
 
-use ipam::{Checkpoint, CheckpointEntry};
+use std::time::Duration;
+
+use ipam::{Checkpoint, CheckpointEntry, IpamKey};
+
+use crate::host_net::HostNet;
+use crate::shared_datastore::{self, SharedDatastore};
+
+/// When the second sweep looks (after gRPC serving began), and again to confirm: a DEL that
+/// could not reach ipamd while it was starting has finished its `prevResult` teardown by then.
+pub const SWEEP_AFTER: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(2)];
 
 /// Splits the checkpoint into what stays and the stale allocations, given the host's link
 /// names. An allocation stays when some link name ends with the pod's 11-hex veth suffix
@@ -28,6 +37,75 @@ pub fn split_stale(doc: &Checkpoint, links: &[String]) -> (Checkpoint, Vec<Check
     let mut out = doc.clone();
     out.allocations = kept;
     (out, stale)
+}
+
+/// The restored allocations of `restored` (the datastore when gRPC serving began) still
+/// held, under the same key and address, in `now_held`.
+pub fn still_held(
+    restored: &[CheckpointEntry],
+    now_held: &[(IpamKey, String)],
+) -> Vec<CheckpointEntry> {
+    restored
+        .iter()
+        .filter(|e| now_held.iter().any(|(k, ip)| *k == e.key && *ip == e.ipv4))
+        .cloned()
+        .collect()
+}
+
+/// The second sweep (IPv4): the check at restore lists the links before gRPC is served, and a
+/// DEL that runs in between cannot reach ipamd, so the plugin tears the pod down from
+/// `prevResult` and the allocation would stay forever. `restored` is the datastore when
+/// serving began; an allocation of it whose veth is gone at both looks of [`SWEEP_AFTER`] and
+/// that is still held as it was is released, and its rules deleted.
+pub async fn sweep_after_start(
+    ds: SharedDatastore,
+    host: std::sync::Arc<HostNet>,
+    restored: Checkpoint,
+) {
+    let mut doc = restored;
+    for wait in SWEEP_AFTER {
+        tokio::time::sleep(wait).await;
+        match host.link_names().await {
+            Ok(links) => doc.allocations = split_stale(&doc, &links).1,
+            Err(e) => {
+                tracing::warn!("stale allocation sweep: listing links: {e}");
+                return;
+            }
+        }
+    }
+    for entry in release_held(&ds, &doc.allocations) {
+        let pod = format!(
+            "{}/{}",
+            entry.metadata.k8s_pod_namespace, entry.metadata.k8s_pod_name
+        );
+        tracing::info!(%pod, ip = %entry.ipv4, "stale allocation released: the pod's veth went away while ipamd started");
+        if let Ok(ip) = entry.ipv4.parse()
+            && let Err(e) = host.delete_pod_rules(ip).await
+        {
+            tracing::warn!("rules of stale {ip}: {e}");
+        }
+    }
+}
+
+/// Releases `stale` allocations the datastore still holds as they were; returns those.
+fn release_held(ds: &SharedDatastore, stale: &[CheckpointEntry]) -> Vec<CheckpointEntry> {
+    let mut ds = shared_datastore::lock(ds);
+    let held: Vec<(IpamKey, String)> = ds
+        .allocated_ips()
+        .into_iter()
+        .map(|a| (a.key, a.ip.to_string()))
+        .collect();
+    let now = shared_datastore::now();
+    still_held(stale, &held)
+        .into_iter()
+        .filter(|e| match ds.unassign_pod(&e.key, now) {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(ip = %e.ipv4, "releasing a stale allocation: {err}");
+                false
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -69,5 +147,28 @@ mod tests {
         assert_eq!(stale.len(), 1);
         assert_eq!(stale[0].ipv4, "10.0.0.6");
         assert_eq!(kept.version, doc.version);
+    }
+
+    #[test]
+    fn only_allocations_still_held_as_restored_are_released() {
+        let restored = vec![
+            entry("a", "default", "web", "10.0.0.5"),
+            entry("b", "default", "gone", "10.0.0.6"),
+            entry("c", "default", "moved", "10.0.0.7"),
+        ];
+        let held = vec![
+            (IpamKey::new("aws-cni", "a", "eth0"), "10.0.0.5".to_string()),
+            // "b" was released by a DEL meanwhile; "c"'s key now holds another address.
+            (IpamKey::new("aws-cni", "c", "eth0"), "10.0.0.9".to_string()),
+            (
+                IpamKey::new("aws-cni", "new", "eth0"),
+                "10.0.0.6".to_string(),
+            ),
+        ];
+        let ids: Vec<String> = still_held(&restored, &held)
+            .into_iter()
+            .map(|e| e.key.container_id)
+            .collect();
+        assert_eq!(ids, ["a"]);
     }
 }

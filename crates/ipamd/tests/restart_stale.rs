@@ -98,3 +98,50 @@ async fn allocations_whose_veth_is_gone_are_released_at_restart() {
     assert!(!agent.is_finished());
     agent.abort();
 }
+
+/// The race the start-up check alone loses (found by the fault suite, docs/reliability.md):
+/// a DEL that runs after the check listed the links but before gRPC is served tears the pod
+/// down from `prevResult`. The sweep after start (`ipamd::stale_pods::sweep_after_start`)
+/// releases that allocation; a pod whose veth stays keeps its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_veth_gone_just_after_start_is_released_by_the_sweep() {
+    let ns = TestNetns::new("ipamd-sweep");
+    let h = Harness::new("m5.large", "10.0.0.0/24", "sweep").await;
+    ns.add_primary_interface(&h.node.primary_mac, h.node.primary_ip);
+    server::lock(h.emu()).set_hotplug(&h.node.instance_id, &ns.0);
+    let mut opts = h.options(Duration::from_secs(60), None);
+    opts.host_network = Some(HostNetOptions {
+        netns: Some(format!("/var/run/netns/{}", ns.0).into()),
+        link_attempts: 50,
+        link_interval: Duration::from_millis(100),
+    });
+    let cfg = h.config(&[]);
+    let agent = h.start(cfg.clone(), opts.clone());
+    let mut c = h.client().await;
+    let kept = add_pod(&mut c, 1).await;
+    let torn = add_pod(&mut c, 2).await;
+    for (pod, peer) in [("pod-1", "sweep-peer-1"), ("pod-2", "sweep-peer-2")] {
+        let veth = net::names::host_veth_name("eni", "default", pod, 0);
+        ns.ip(&["link", "add", &veth, "type", "veth", "peer", "name", peer]);
+    }
+    agent.abort();
+    let _ = agent.await;
+
+    let agent = h.start(cfg, opts);
+    let _c = h.client().await;
+    assert_eq!(h.checkpoint_pods().get("container-2"), Some(&torn));
+    // Serving: the prevResult teardown of pod-2 lands now.
+    let veth = net::names::host_veth_name("eni", "default", "pod-2", 0);
+    ns.ip(&["link", "del", &veth]);
+    let sweep: Duration = ipamd::stale_pods::SWEEP_AFTER.iter().sum();
+    tokio::time::sleep(sweep + Duration::from_secs(2)).await;
+    let pods = h.checkpoint_pods();
+    assert_eq!(
+        pods.get("container-2"),
+        None,
+        "released by the sweep: {pods:?}"
+    );
+    assert_eq!(pods.get("container-1"), Some(&kept), "{pods:?}");
+    assert!(!agent.is_finished());
+    agent.abort();
+}

@@ -16,54 +16,88 @@ use super::Rng;
 use super::pods::{Kubelet, conf, run_plugin};
 use crate::bins::workspace_bin;
 
-/// `AddNetworkRequest` / `DelNetworkRequest` with every string field as raw bytes (same
-/// field numbers as proto/rpc.proto), so that invalid UTF-8 reaches the server.
-#[derive(Clone, PartialEq, prost::Message)]
+/// The string fields of a pod's `AddNetworkRequest` / `DelNetworkRequest`, as raw bytes so that
+/// invalid UTF-8 reaches the server; [`RawPodRequest::wire`] lays them out for either call.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RawPodRequest {
-    #[prost(bytes = "vec", tag = "1")]
     pub pod_name: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
     pub pod_namespace: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
     pub infra_container_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "5")]
     pub if_name: Vec<u8>,
-    #[prost(bytes = "vec", tag = "6")]
     pub network_name: Vec<u8>,
-    #[prost(bytes = "vec", tag = "7")]
     pub container_id: Vec<u8>,
 }
 
-/// [`RawPodRequest`] with `DelNetworkRequest`'s field numbers.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RawDelRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub pod_name: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub pod_namespace: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub infra_container_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "5")]
-    pub reason: Vec<u8>,
-    #[prost(bytes = "vec", tag = "6")]
-    pub if_name: Vec<u8>,
-    #[prost(bytes = "vec", tag = "7")]
-    pub network_name: Vec<u8>,
-    #[prost(bytes = "vec", tag = "8")]
-    pub container_id: Vec<u8>,
+/// The two calls a hostile request is sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodCall {
+    AddNetwork,
+    DelNetwork,
 }
 
-impl From<RawPodRequest> for RawDelRequest {
-    fn from(r: RawPodRequest) -> Self {
-        RawDelRequest {
-            pod_name: r.pod_name,
-            pod_namespace: r.pod_namespace,
-            infra_container_id: r.infra_container_id,
-            reason: b"PodDeleted".to_vec(),
-            if_name: r.if_name,
-            network_name: r.network_name,
-            container_id: r.container_id,
+impl RawPodRequest {
+    /// The request as `call`'s message: the field numbers of proto/rpc.proto
+    /// (`AddNetworkRequest`, or `DelNetworkRequest` with `Reason` "PodDeleted").
+    pub fn wire(&self, call: PodCall) -> WireRequest {
+        let common = [
+            (1, &self.pod_name),
+            (2, &self.pod_namespace),
+            (3, &self.infra_container_id),
+        ];
+        let reason = b"PodDeleted".to_vec();
+        let rest = match call {
+            PodCall::AddNetwork => vec![
+                (5, &self.if_name),
+                (6, &self.network_name),
+                (7, &self.container_id),
+            ],
+            PodCall::DelNetwork => vec![
+                (5, &reason),
+                (6, &self.if_name),
+                (7, &self.network_name),
+                (8, &self.container_id),
+            ],
+        };
+        let fields = common.into_iter().chain(rest);
+        WireRequest(fields.map(|(tag, v)| (tag, v.clone())).collect())
+    }
+}
+
+/// A message of length-delimited fields `(field number, bytes)`, encoded as given (prost's
+/// wire format, so it goes through tonic's codec); the reply side never decodes one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WireRequest(Vec<(u32, Vec<u8>)>);
+
+impl prost::Message for WireRequest {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        for (tag, value) in &self.0 {
+            encode_key(*tag, WireType::LengthDelimited, buf);
+            encode_varint(value.len() as u64, buf);
+            buf.put_slice(value);
         }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::{encoded_len_varint, key_len};
+        self.0
+            .iter()
+            .map(|(tag, v)| key_len(*tag) + encoded_len_varint(v.len() as u64) + v.len())
+            .sum()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -115,11 +149,11 @@ pub fn hostile_request(rng: &mut Rng, n: u64) -> RawPodRequest {
     r
 }
 
-/// One unary call of `method` (`AddNetwork`, `DelNetwork`) with `req` on the agent's socket.
-pub async fn grpc_call<M: prost::Message + Default + Send + Sync + 'static>(
+/// One unary `call` with `req` on the agent's socket.
+pub async fn grpc_call(
     socket: &std::path::Path,
-    method: &str,
-    req: M,
+    call: PodCall,
+    req: &RawPodRequest,
 ) -> Result<GrpcAnswer, String> {
     let channel = rpc::client::connect(
         &format!("unix://{}", socket.display()),
@@ -130,10 +164,14 @@ pub async fn grpc_call<M: prost::Message + Default + Send + Sync + 'static>(
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| format!("not ready: {e}"))?;
     let path =
-        PathAndQuery::try_from(format!("/rpc.CNIBackend/{method}")).map_err(|e| e.to_string())?;
-    let codec: tonic_prost::ProstCodec<M, rpc::AddNetworkReply> =
+        PathAndQuery::try_from(format!("/rpc.CNIBackend/{call:?}")).map_err(|e| e.to_string())?;
+    // Both replies start with `bool success = 1`.
+    let codec: tonic_prost::ProstCodec<WireRequest, rpc::AddNetworkReply> =
         tonic_prost::ProstCodec::default();
-    match grpc.unary(tonic::Request::new(req), path, codec).await {
+    match grpc
+        .unary(tonic::Request::new(req.wire(call)), path, codec)
+        .await
+    {
         Ok(reply) => Ok(GrpcAnswer::Answered(reply.into_inner().success)),
         Err(status) => Ok(GrpcAnswer::Refused(format!(
             "{:?}: {}",
@@ -303,3 +341,69 @@ pub const BAD_ENV: &[(&str, &str)] = &[
     ("ENABLE_PREFIX_DELEGATION", "perhaps"),
     ("AWS_VPC_K8S_CNI_LOGLEVEL", "LOUD"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn sample() -> RawPodRequest {
+        RawPodRequest {
+            pod_name: b"p".to_vec(),
+            pod_namespace: b"ns".to_vec(),
+            infra_container_id: b"infra".to_vec(),
+            if_name: b"eth0".to_vec(),
+            network_name: b"aws-cni".to_vec(),
+            container_id: b"cid".to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_wire_layouts_are_the_protos() {
+        let bytes = sample().wire(PodCall::AddNetwork).encode_to_vec();
+        let add = rpc::AddNetworkRequest::decode(bytes.as_slice()).expect("an AddNetworkRequest");
+        assert_eq!(
+            (add.k8s_pod_name.as_str(), add.k8s_pod_namespace.as_str()),
+            ("p", "ns")
+        );
+        assert_eq!(
+            (
+                add.k8s_pod_infra_container_id.as_str(),
+                add.container_id.as_str()
+            ),
+            ("infra", "cid")
+        );
+        assert_eq!(
+            (add.if_name.as_str(), add.network_name.as_str()),
+            ("eth0", "aws-cni")
+        );
+        let bytes = sample().wire(PodCall::DelNetwork).encode_to_vec();
+        let del = rpc::DelNetworkRequest::decode(bytes.as_slice()).expect("a DelNetworkRequest");
+        assert_eq!(
+            (del.k8s_pod_name.as_str(), del.reason.as_str()),
+            ("p", "PodDeleted")
+        );
+        assert_eq!(
+            (
+                del.k8s_pod_infra_container_id.as_str(),
+                del.container_id.as_str()
+            ),
+            ("infra", "cid")
+        );
+        assert_eq!(
+            (del.if_name.as_str(), del.network_name.as_str()),
+            ("eth0", "aws-cni")
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_reaches_the_wire_as_it_is() {
+        let mut r = sample();
+        r.pod_name = vec![0xff, 0xfe];
+        let bytes = r.wire(PodCall::AddNetwork).encode_to_vec();
+        assert_eq!(bytes.len(), r.wire(PodCall::AddNetwork).encoded_len());
+        assert_eq!(&bytes[..4], &[0x0a, 2, 0xff, 0xfe]);
+        assert!(rpc::AddNetworkRequest::decode(bytes.as_slice()).is_err());
+    }
+}

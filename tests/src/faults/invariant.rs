@@ -284,6 +284,7 @@ pub async fn check(node: &mut FaultNode, kubelet: &Arc<Kubelet>, exact_pool: boo
     } else {
         ("pool at or above its target", pool)
     });
+    node.wait_past_start_sweep().await;
     let ec2 = ec2_attached(node);
     match checkpoint_allocations(&node.checkpoint_text()) {
         Ok((ckpt, twice)) => {

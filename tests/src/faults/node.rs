@@ -19,6 +19,9 @@ use crate::{EmulatedNode, TestNetns, free_addr};
 pub const WARM_IP_TARGET: u64 = 2;
 pub const MINIMUM_IP_TARGET: u64 = 4;
 
+/// `HTTP_TIMEOUT` of the agent: longer than `SlowAttach`'s slowest attach (13 s).
+pub const ATTACH_PATIENCE_SECS: u64 = 20;
+
 /// A secret the agent is given; it must never appear in a log.
 pub const SECRET_MARK: &str = "fault-suite-secret-key-do-not-log";
 
@@ -35,6 +38,8 @@ pub struct FaultNode {
     /// The agent's stderr (its log), appended across restarts.
     pub agent_log: PathBuf,
     agent: Option<Child>,
+    /// When the running agent began serving gRPC.
+    served_since: Option<Instant>,
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
@@ -81,6 +86,7 @@ impl FaultNode {
             dir,
             store_dir,
             agent: None,
+            served_since: None,
         }
     }
 
@@ -117,6 +123,10 @@ impl FaultNode {
             .env("WARM_IP_TARGET", WARM_IP_TARGET.to_string())
             .env("MINIMUM_IP_TARGET", MINIMUM_IP_TARGET.to_string())
             .env("IP_COOLDOWN_PERIOD", "1")
+            // Upstream's knob for slow EC2 answers (default and minimum 10 s): `SlowAttach`'s
+            // 10-13 s attach must be waited for, not cut off (the emulator drops an attach
+            // whose caller hung up, so with 10 s it never completes).
+            .env("HTTP_TIMEOUT", ATTACH_PATIENCE_SECS.to_string())
             .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(log);
@@ -132,6 +142,16 @@ impl FaultNode {
             .map_err(|e| format!("spawn aws-k8s-agent: {e}"))?;
         self.agent = Some(child);
         Ok(())
+    }
+
+    /// Waits until the agent has served for longer than its stale-allocation sweep after
+    /// start (`ipamd::stale_pods::SWEEP_AFTER`), plus a second for the checkpoint write.
+    pub async fn wait_past_start_sweep(&self) {
+        let sweep: Duration = ipamd::stale_pods::SWEEP_AFTER.iter().sum();
+        if let Some(since) = self.served_since {
+            let until = since + sweep + Duration::from_secs(1);
+            tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+        }
     }
 
     /// Starts the agent (killing a running one first) and waits until it serves gRPC.
@@ -151,6 +171,7 @@ impl FaultNode {
             .is_ok()
             {
                 self.agent = Some(child);
+                self.served_since = Some(Instant::now());
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::node_loop::{self, NodeLoop, SecurityGroupRefresh, VpcCidrRefresh};
 use crate::pool::{self, EniConfigSource, NodeFacts, PoolManager, SharedDatastore};
 use crate::reconcile::{ReconcileFacts, Reconciler};
+use crate::stale_pods;
 use crate::start::bootstrap::Bootstrapped;
 use crate::start::discover::{Node, max_ips_per_eni};
 use crate::start::options::{AgentOptions, Listen};
@@ -132,6 +133,15 @@ pub async fn serve(
     let writer = ready.checkpointer.spawn_writer();
     let background = spawn_background(&mut ready, &shared, &service, manager);
     let servers = spawn_servers(&ready, &shared).await?;
+    let mut sweep = Tasks::default();
+    if let (Some(host), false) = (&ready.host, ready.cfg.is_ipv6()) {
+        let restored = pool::lock(&ds).checkpoint();
+        sweep.spawn(stale_pods::sweep_after_start(
+            ds.clone(),
+            host.clone(),
+            restored,
+        ));
+    }
     tracing::info!(instance = %ready.node.id.instance_id, socket = %ready.opts.grpc_socket.display(), "ipamd serving");
     serving();
     let served = tonic::transport::Server::builder()
@@ -143,6 +153,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(listener, shutdown)
         .await;
     drop(background);
+    drop(sweep);
     drop(servers);
     drop(writer);
     // Nothing a running pod holds is released: write the checkpoint as it stands.

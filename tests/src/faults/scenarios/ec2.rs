@@ -141,6 +141,9 @@ pub async fn slow_attach(s: &mut Suite, rng: &mut Rng) -> Outcome {
     let Some(grow) = s.pods_to_grow() else {
         return Vec::new();
     };
+    // `grow` pods make the agent attach (the warm target) but still fit on the attached
+    // ENIs; the WARM_IP_TARGET + 1 after them need the new ENI's addresses, so they wait.
+    let grow = grow + super::super::node::WARM_IP_TARGET as usize + 1;
     let latency = rng.range(10_000, 13_000);
     server::lock(s.node.emu()).faults.attach_latency_ms = latency;
     s.tally.emulator += 1;

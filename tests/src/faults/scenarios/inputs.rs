@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::super::Rng;
-use super::super::hostile::{self, GrpcAnswer};
+use super::super::hostile::{self, GrpcAnswer, PodCall};
 use super::super::node::SECRET_MARK;
 use super::{Outcome, Suite, blocking};
 use crate::TestNetns;
@@ -22,15 +22,10 @@ pub async fn hostile_grpc(s: &mut Suite, rng: &mut Rng) -> Outcome {
     for i in 0..n {
         let req = hostile::hostile_request(rng, i);
         s.tally.hostile += 1;
-        let answer = hostile::grpc_call(&s.node.socket, "AddNetwork", req.clone()).await;
+        let answer = hostile::grpc_call(&s.node.socket, PodCall::AddNetwork, &req).await;
         if let Ok(GrpcAnswer::Answered(true)) = answer {
             // Accepted (an unusual but valid request): the runtime's DEL gives it back.
-            let del = hostile::grpc_call(
-                &s.node.socket,
-                "DelNetwork",
-                hostile::RawDelRequest::from(req),
-            )
-            .await;
+            let del = hostile::grpc_call(&s.node.socket, PodCall::DelNetwork, &req).await;
             if !matches!(del, Ok(GrpcAnswer::Answered(true))) {
                 out.push((
                     "DEL of an accepted odd request".into(),

@@ -161,16 +161,26 @@ impl Suite {
 
     /// Restarts the agent after a kill, retrying a failed start (bounded); a start that
     /// never succeeds is returned as a failed check.
+    ///
+    /// Restarted as kubelet restarts a crashed aws-node, for up to a minute: an agent that
+    /// exits at start while IMDS answers 404 or 5xx (as upstream's `aws-k8s-agent` exits when
+    /// its metadata client cannot be made) must come back once IMDS answers again.
     pub async fn restart(&mut self) -> Result<(), String> {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match self.node.start_agent().await {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let last = match self.node.start_agent().await {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
+                Err(e) => e,
+            };
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the agent does not start again ({attempts} starts in 60 s): {last}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Err(format!("the agent does not start again: {last}"))
     }
 
     /// SIGKILLs the agent (counted as a fault).
