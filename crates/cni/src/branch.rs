@@ -10,50 +10,17 @@ use std::path::Path;
 
 use net::branch::{BranchPod, BranchVlan, EnforcingMode, WiredBranchPod};
 use net::names::{dummy_if_name, host_veth_name};
-use net::netlink::{Mac, NetlinkHandle};
+use net::netlink::NetlinkHandle;
 use net::pod::PodNetwork;
-use rpc::{AddNetworkReply, CniBackendClient};
+use rpc::CniBackendClient;
 use serde_json::{Value, json};
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
+use crate::grant::{Endpoints, Granted, give_back_if_unwired};
 use crate::network_policy;
-use crate::plugin::{Endpoints, Granted, give_back_if_unwired, pod_ref};
+use crate::network_policy::pod_ref;
 use crate::result::{CniResult, Interface, IpConfig};
-
-/// The branch ENI in an `AddNetwork` reply; `None` for a regular pod (`PodVlanId == 0`).
-pub fn branch_of(reply: &AddNetworkReply) -> Result<Option<BranchVlan>, CniError> {
-    if reply.pod_vlan_id == 0 {
-        return Ok(None);
-    }
-    let bad = |what: &str, value: &dyn std::fmt::Debug| {
-        CniError::ipamd(format!(
-            "ipamd sent a branch-ENI reply with an invalid {what} {value:?}"
-        ))
-    };
-    let vlan_id =
-        u32::try_from(reply.pod_vlan_id).map_err(|_| bad("PodVlanId", &reply.pod_vlan_id))?;
-    let eni_mac: Mac = reply
-        .pod_enimac
-        .parse()
-        .map_err(|_| bad("PodENIMAC", &reply.pod_enimac))?;
-    let subnet_gw: Ipv4Addr = reply.pod_eni_subnet_gw.parse().map_err(|_| {
-        bad(
-            "PodENISubnetGW (IPv4 branch pods only)",
-            &reply.pod_eni_subnet_gw,
-        )
-    })?;
-    let parent_ifindex = u32::try_from(reply.parent_if_index)
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| bad("ParentIfIndex", &reply.parent_if_index))?;
-    Ok(Some(BranchVlan {
-        vlan_id,
-        eni_mac,
-        subnet_gw,
-        parent_ifindex,
-    }))
-}
 
 /// The pod's veth: prefix `vlan` in strict mode, the configured one in standard mode.
 fn branch_veth(conf: &NetConf, env: &CniEnv, mode: EnforcingMode, ip: Ipv4Addr) -> PodNetwork {
@@ -240,6 +207,8 @@ pub(crate) async fn teardown(ip: Ipv4Addr, vlan: u32) -> Result<(), CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grant::branch_of;
+    use rpc::AddNetworkReply;
 
     fn env(netns: &str) -> CniEnv {
         CniEnv::from_lookup(|k| match k {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod conf;
 pub mod error;
 pub mod family;
+pub mod grant;
 pub mod log;
 pub mod network_policy;
 pub mod plugin;

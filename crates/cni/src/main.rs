@@ -31,7 +31,7 @@ fn run(env: &CniEnv, stdin: &[u8]) -> cni::skel::Outcome {
         .enable_all()
         .build()
         .map_err(|e| fail(CniError::io(format!("starting the runtime: {e}"))))?;
-    let peers = plugin::Endpoints::from_lookup(|k| std::env::var(k).ok());
+    let peers = cni::grant::Endpoints::from_lookup(|k| std::env::var(k).ok());
     timing::mark("runtime");
     match env.command.as_str() {
         "ADD" => runtime

@@ -95,6 +95,14 @@ pub async fn delete(target: &str, pod: &PodRef<'_>) -> Result<(), CniError> {
     Ok(())
 }
 
+/// The pod named in `CNI_ARGS`.
+pub(crate) fn pod_ref(env: &crate::conf::CniEnv) -> PodRef<'_> {
+    PodRef {
+        name: env.arg("K8S_POD_NAME"),
+        namespace: env.arg("K8S_POD_NAMESPACE"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use net::names::{dummy_if_name, host_veth_name};
 use net::netlink::{NetlinkError, NetlinkHandle};
@@ -11,56 +11,16 @@ use net::netns::Netns;
 use net::pod::{
     PodNetwork, PreparedPod, finish_pod_in, prepare_pod_in, remove_pod_veth, teardown_pod,
 };
-use rpc::{AddNetworkRequest, CniBackendClient, DelNetworkRequest};
+use rpc::{CniBackendClient, DelNetworkRequest};
 use serde_json::{Value, json};
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
 use crate::family::{Unspecified, from_prev_result_any, granted_ip, same_family};
-use crate::network_policy;
+use crate::grant::{Endpoints, Granted, give_back_if_unwired, ipamd, request_address};
+use crate::network_policy::{self, pod_ref};
 use crate::result::{CniResult, Interface, IpConfig};
 use crate::timing;
-
-/// How long to wait for ipamd's socket before calling it "not running".
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where the plugin's gRPC peers listen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoints {
-    /// ipamd ([`ipamd_target`]).
-    pub ipamd: String,
-    /// The network policy agent ([`network_policy::npa_target`]).
-    pub npa: String,
-}
-
-impl Endpoints {
-    /// Upstream's sockets, or the overrides in `get` (tests and the demo).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        Self {
-            ipamd: ipamd_target(&get),
-            npa: network_policy::npa_target(&get),
-        }
-    }
-}
-
-/// The gRPC target of ipamd (`IPAMD_GRPC_SOCKET` overrides it for tests and the demo).
-pub fn ipamd_target(get: impl Fn(&str) -> Option<String>) -> String {
-    match get("IPAMD_GRPC_SOCKET").filter(|s| !s.is_empty()) {
-        Some(path) => format!("unix://{path}"),
-        None => rpc::DEFAULT_IPAMD_ADDR.to_string(),
-    }
-}
-
-pub(crate) async fn ipamd(
-    target: &str,
-) -> Result<CniBackendClient<tonic::transport::Channel>, CniError> {
-    let channel = rpc::client::connect(target, Some(CONNECT_TIMEOUT)).await.map_err(|e| {
-        CniError::try_again(format!(
-            "ipamd is not running or not ready ({target}): {e}; check the aws-node pod on this node"
-        ))
-    })?;
-    Ok(CniBackendClient::new(channel))
-}
 
 /// The pod interface of this ADD or DEL (either family: that of `ip`).
 pub fn pod_network(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> PodNetwork {
@@ -212,109 +172,6 @@ fn check_add_env(env: &CniEnv) -> Result<(), CniError> {
         )));
     }
     Ok(())
-}
-
-/// What ipamd granted the pod.
-pub(crate) struct Granted {
-    /// `IPv4Addr`, or `IPv6Addr` when that is empty (IPv6 clusters).
-    pub(crate) ip: IpAddr,
-    pub(crate) table: u32,
-    pub(crate) device_number: i32,
-    /// Addresses in the reply (`InterfaceCount` for the network policy agent).
-    pub(crate) interfaces: usize,
-    /// `NetworkPolicyMode`: empty when the network policy agent is not to be called.
-    pub(crate) network_policy_mode: String,
-    /// The branch ENI of a branch-ENI pod (`PodVlanId != 0`).
-    pub(crate) branch: Option<net::branch::BranchVlan>,
-}
-
-/// The pod named in `CNI_ARGS`.
-pub(crate) fn pod_ref(env: &CniEnv) -> network_policy::PodRef<'_> {
-    network_policy::PodRef {
-        name: env.arg("K8S_POD_NAME"),
-        namespace: env.arg("K8S_POD_NAMESPACE"),
-    }
-}
-
-/// AddNetwork: one address for the pod (IPv4, or IPv6 in IPv6 clusters), with its ENI's
-/// route table.
-async fn request_address(
-    client: &mut CniBackendClient<tonic::transport::Channel>,
-    conf: &NetConf,
-    env: &CniEnv,
-) -> Result<Granted, CniError> {
-    let req = AddNetworkRequest {
-        k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
-        k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
-        k8s_pod_infra_container_id: env.arg("K8S_POD_INFRA_CONTAINER_ID").to_string(),
-        container_id: env.container_id.clone(),
-        if_name: env.ifname.clone(),
-        network_name: conf.name.clone(),
-        netns: env.netns.clone(),
-        ..Default::default()
-    };
-    let reply = client
-        .add_network(req)
-        .await
-        .map_err(|s| {
-            CniError::ipamd(format!(
-                "ipamd could not assign an IP address: {}",
-                s.message()
-            ))
-        })?
-        .into_inner();
-    let alloc = reply
-        .ip_allocation_metadata
-        .first()
-        .filter(|_| reply.success)
-        .ok_or_else(|| {
-            CniError::ipamd("ipamd could not assign an IP address to the pod (see ipamd's log)")
-        })?;
-    let ip = granted_ip(alloc)?;
-    Ok(Granted {
-        ip,
-        table: u32::try_from(alloc.route_table_id).unwrap_or(0),
-        device_number: alloc.device_number,
-        interfaces: reply.ip_allocation_metadata.len(),
-        network_policy_mode: reply.network_policy_mode.clone(),
-        branch: crate::branch::branch_of(&reply)?,
-    })
-}
-
-/// When wiring failed, gives the address back to ipamd and says whether it took it.
-/// [`prepare_pod_in`] and [`finish_pod_in`] remove whatever they created when they fail,
-/// and never delete a link that is not ours, so only the address has to be given back here.
-pub(crate) async fn give_back_if_unwired<T>(
-    client: &mut CniBackendClient<tonic::transport::Channel>,
-    conf: &NetConf,
-    env: &CniEnv,
-    p: &PodNetwork,
-    wired: Result<T, NetlinkError>,
-) -> Result<T, CniError> {
-    let e = match wired {
-        Ok(done) => return Ok(done),
-        Err(e) => e,
-    };
-    let released = client
-        .del_network(DelNetworkRequest {
-            container_id: env.container_id.clone(),
-            if_name: env.ifname.clone(),
-            network_name: conf.name.clone(),
-            k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
-            k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
-            reason: "SetupNSFailed".into(),
-            ..Default::default()
-        })
-        .await;
-    let release = match released {
-        Ok(_) => "given back to ipamd".to_string(),
-        Err(s) => format!("ipamd could not take it back: {}", s.message()),
-    };
-    let ip = p.pod_ip;
-    tracing::error!(container = %env.container_id, %ip, "wiring failed ({release}): {e}");
-    Err(CniError::setup(format!(
-        "failed to set up the pod network (address {ip} {release}): {e}"
-    )))
 }
 
 /// The CNI result, with upstream's encoding (container interface `mac` = route table,
@@ -545,7 +402,7 @@ mod tests {
         assert_eq!(r["ips"][0]["version"], "4");
         assert_eq!(from_prev_result(&r), Some(("10.0.0.9".parse().unwrap(), 3)));
         assert_eq!(
-            ipamd_target(|_| None),
+            crate::grant::ipamd_target(|_| None),
             "unix:///var/run/aws-node/ipamd.sock"
         );
     }

@@ -18,7 +18,7 @@ use net::netlink::NetlinkHandle;
 use net::netns::Netns;
 
 use crate::conf::EgressConf;
-use crate::plugin::snat_chain_name;
+use crate::snat::snat_chain_name;
 use crate::wire_v4::Egress4;
 use crate::{ipam, snat, wire, wire_v4};
 

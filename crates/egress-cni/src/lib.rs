@@ -27,4 +27,5 @@ pub mod wire;
 pub mod wire_v4;
 
 pub use conf::EgressConf;
-pub use plugin::{SUPPORTED_VERSIONS, run, snat_chain_name};
+pub use plugin::{SUPPORTED_VERSIONS, run};
+pub use snat::snat_chain_name;

@@ -25,25 +25,6 @@ fn error(code: u32, msg: String) -> CniError {
     }
 }
 
-/// SNAT chain of one pod: `CNI-` + prefix + hex SHA-512 of `<network><containerID>`, cut to
-/// 28 characters (containernetworking `FormatChainNameWithPrefix`). `v6` selects the `E6-`
-/// prefix, else `E4-`.
-pub fn snat_chain_name(network: &str, container_id: &str, v6: bool) -> String {
-    let prefix = if v6 { "E6-" } else { "E4-" };
-    let digest = sha512_hex(format!("{network}{container_id}").as_bytes());
-    let mut name = format!("CNI-{prefix}{digest}");
-    name.truncate(28);
-    name
-}
-
-fn sha512_hex(data: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha512::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Runs one command. Errors carry the CNI version to print them with.
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Output, (String, CniError)> {
     if env.command == "VERSION" {
@@ -144,21 +125,4 @@ fn is_v4_node_ip(conf: &EgressConf) -> bool {
         .as_deref()
         .and_then(|ip| ip.parse::<IpAddr>().ok())
         .is_some_and(|ip| ip.is_ipv4())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_names_match_upstream_test_vectors() {
-        assert_eq!(
-            snat_chain_name("aws-cni", "containerId-123", false),
-            "CNI-E4-5740307710ebfd5fb24f5"
-        );
-        assert_eq!(
-            snat_chain_name("aws-cni", "containerId-789", true),
-            "CNI-E6-e335b08ae90730d0a659a"
-        );
-    }
 }

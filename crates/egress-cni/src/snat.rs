@@ -15,6 +15,25 @@ use net::iptables_save::{SavedTable, parse_table, quote};
 use net::kernel::Kernel;
 use net::netlink::KernelError;
 
+/// SNAT chain of one pod: `CNI-` + prefix + hex SHA-512 of `<network><containerID>`, cut to
+/// 28 characters (containernetworking `FormatChainNameWithPrefix`). `v6` selects the `E6-`
+/// prefix, else `E4-`.
+pub fn snat_chain_name(network: &str, container_id: &str, v6: bool) -> String {
+    let prefix = if v6 { "E6-" } else { "E4-" };
+    let digest = sha512_hex(format!("{network}{container_id}").as_bytes());
+    let mut name = format!("CNI-{prefix}{digest}");
+    name.truncate(28);
+    name
+}
+
+fn sha512_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha512::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Error code of an iptables / ip6tables failure (plugin-specific range).
 pub const IPTABLES_FAILED: u32 = 103;
 
@@ -184,6 +203,18 @@ pub async fn remove<K: Kernel>(k: &K, chain: &str, family: Family) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_names_match_upstream_test_vectors() {
+        assert_eq!(
+            snat_chain_name("aws-cni", "containerId-123", false),
+            "CNI-E4-5740307710ebfd5fb24f5"
+        );
+        assert_eq!(
+            snat_chain_name("aws-cni", "containerId-789", true),
+            "CNI-E6-e335b08ae90730d0a659a"
+        );
+    }
 
     fn pod() -> PodSnat<'static> {
         PodSnat {
