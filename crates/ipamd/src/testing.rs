@@ -185,11 +185,30 @@ pub async fn del_pod(c: &mut CniBackendClient<Channel>, i: usize) {
     assert!(r.success, "{r:?}");
 }
 
-/// A free loopback TCP address (`127.0.0.1:<port>`).
+/// A free loopback TCP address (`127.0.0.1:<port>`) for a server the test starts later.
+///
+/// Taken below Linux's ephemeral range (32768–60999 by default): a port the kernel handed
+/// out with `bind(:0)` and that was then closed could be given to some test's outgoing
+/// connection as its source port before the server binds it ("Address already in use").
+/// Ports here are never handed out that way; each call tries the next one of a sequence
+/// spread by process id, and returns the first that binds.
 pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = std::process::id().wrapping_mul(7_919) % COUNT;
+    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..COUNT {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
+        let Ok(port) = u16::try_from(FIRST + offset) else {
+            continue;
+        };
+        if let Ok(addr) = TcpListener::bind(("127.0.0.1", port)).and_then(|l| l.local_addr()) {
+            return addr;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// A fresh per-test directory under the system temp dir (`<prefix>-<tag>-<pid>`), emptied if

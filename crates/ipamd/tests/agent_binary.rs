@@ -66,14 +66,8 @@ async fn serves_pods_and_exits_cleanly_on_sigterm() {
     let store = dir.join("ipam.json");
     // AWS_VPC_K8S_CNI_LOG_FILE: a file in a directory that does not exist yet.
     let log = dir.join("log/ipamd.log");
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let intro = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let metrics = ipamd::testing::free_port();
+    let intro = ipamd::testing::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_aws-k8s-agent"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -166,5 +160,81 @@ async fn serves_pods_and_exits_cleanly_on_sigterm() {
         !logged.contains(r#""level":"debug""#),
         "INFO and up only: {logged}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The binary with neither `INTROSPECTION_BIND_ADDRESS` nor `METRICS_BIND_ADDRESS` set, as
+/// the DaemonSet runs it (docs/reliability.md, "Introspection on loopback only"): in a
+/// network namespace of its own, so that the fixed default ports cannot collide with
+/// another test. Introspection listens on 127.0.0.1:61679 only and answers there; the
+/// metrics on :61678.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_addresses_put_introspection_on_loopback_only() {
+    let ns = ec2_emulator::testing::TestNetns::new("agentdefaults");
+    ns.ip(&["link", "set", "lo", "up"]);
+    let node = EmulatedNode::start_in("m5.large", "10.0.0.0/24", Some(&ns.path())).await;
+    let dir = std::env::temp_dir().join(format!("agent-defaults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("ipamd.sock");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            env!("CARGO_BIN_EXE_aws-k8s-agent"),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_EC2_ENDPOINT", &node.ec2_endpoint)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &node.imds_endpoint)
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("IPAMD_GRPC_SOCKET", &socket)
+        .env("AWS_VPC_K8S_CNI_BACKING_STORE", dir.join("ipam.json"))
+        .env("ENABLE_IPv4", "true")
+        .env("IPAMD_SKIP_HOST_NETWORKING", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut listening = String::new();
+    for _ in 0..200 {
+        listening = ns.exec(&["ss", "-ltnH"]);
+        if listening.contains(":61679") && listening.contains(":61678") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let intro: Vec<&str> = listening
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter(|local| local.ends_with(":61679"))
+        .collect();
+    assert_eq!(intro, ["127.0.0.1:61679"], "{listening}");
+    assert!(
+        listening.contains(":61678"),
+        "metrics on their default port: {listening}"
+    );
+    // It answers there, from inside the node's namespace.
+    let answer = ns
+        .netns()
+        .run(|| {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:61679")?;
+            s.write_all(b"GET /v1/enis HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok::<_, std::io::Error>(body)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,13 +11,7 @@ use std::time::{Duration, Instant};
 use ec2_emulator::testing::EmulatedNode;
 
 fn agent(node: &EmulatedNode, dir: &Path, log: &str, extra: &[(&str, &str)]) -> Child {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string()
-    };
+    let free = || ipamd::testing::free_port().to_string();
     Command::new(env!("CARGO_BIN_EXE_aws-k8s-agent"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
