@@ -112,15 +112,7 @@ pub fn result_json(
             Interface::new(dummy, b.vlan.vlan_id.to_string(), None),
         ]
     };
-    let mut other = serde_json::Map::new();
-    other.insert("dns".into(), json!({}));
-    CniResult {
-        cni_version: conf.cni_version.clone(),
-        interfaces,
-        ips: vec![ip],
-        other,
-    }
-    .to_json()
+    CniResult::add_result_json(&conf.cni_version, interfaces, ip)
 }
 
 /// What `prevResult` says about a branch-ENI pod: `Ok(None)` when it is not one (no

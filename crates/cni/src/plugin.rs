@@ -12,7 +12,7 @@ use net::pod::{
     PodNetwork, PreparedPod, finish_pod_in, prepare_pod_in, remove_pod_veth, teardown_pod,
 };
 use rpc::{CniBackendClient, DelNetworkRequest};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
@@ -198,15 +198,7 @@ pub fn result_json(
             Interface::new(dummy, "0", Some(device.to_string())),
         ]
     };
-    let mut other = serde_json::Map::new();
-    other.insert("dns".into(), json!({}));
-    CniResult {
-        cni_version: conf.cni_version.clone(),
-        interfaces,
-        ips: vec![ip],
-        other,
-    }
-    .to_json()
+    CniResult::add_result_json(&conf.cni_version, interfaces, ip)
 }
 
 /// What a previous result says about an IPv4 pod: (address, route table).

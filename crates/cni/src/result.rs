@@ -63,6 +63,20 @@ impl CniResult {
     }
 
     /// The JSON text a runtime reads.
+    /// aws-cni's answer to ADD: one address, `interfaces`, and an empty `dns` (upstream's
+    /// `cmdAdd` result), as JSON.
+    pub fn add_result_json(cni_version: &str, interfaces: Vec<Interface>, ip: IpConfig) -> String {
+        let mut other = serde_json::Map::new();
+        other.insert("dns".into(), Value::Object(serde_json::Map::new()));
+        CniResult {
+            cni_version: cni_version.to_owned(),
+            interfaces,
+            ips: vec![ip],
+            other,
+        }
+        .to_json()
+    }
+
     pub fn to_json(&self) -> String {
         // Strings, numbers and JSON values only: serialising cannot fail.
         serde_json::to_string(self).unwrap_or_default()
