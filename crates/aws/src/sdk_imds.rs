@@ -92,16 +92,28 @@ impl SdkImds {
         }
     }
 
-    /// GET a path that must exist.
+    /// GET a path that must exist and hold a value. An empty answer (`200 OK`, no body) is
+    /// an error as a 404 is: taken as a value, an empty `instance-id` made the agent describe
+    /// the ENIs of instance `""`, find none, and drop every restored pod's address
+    /// (docs/reliability.md, "Found by the suite"). It is `Unavailable`, so callers that retry
+    /// IMDS gaps retry it.
     pub async fn get(&self, path: &str) -> AwsResult<String> {
-        self.get_opt(path).await?.ok_or_else(|| {
-            AwsError::new(
+        let full = || format!("/latest/meta-data/{path}");
+        match self.get_opt(path).await? {
+            Some(value) if !value.trim().is_empty() => Ok(value),
+            Some(_) => Err(AwsError::new(
+                ErrorKind::Unavailable,
+                API,
+                None,
+                format!("instance metadata {} is empty", full()),
+            )),
+            None => Err(AwsError::new(
                 ErrorKind::NotFound,
                 API,
                 None,
-                format!("instance metadata /latest/meta-data/{path} is missing (404)"),
-            )
-        })
+                format!("instance metadata {} is missing (404)", full()),
+            )),
+        }
     }
 }
 
