@@ -8,6 +8,9 @@
 #   bash scripts/demo-node.sh --keep     # leave the node running and print how to reach it
 #   bash scripts/demo-node.sh --teardown # remove a kept node (IPv4 or IPv6)
 #   DEMO_PROFILE=release bash scripts/demo-node.sh   # release binaries (default: debug)
+#   DEMO_STATE_TMPFS=0 bash scripts/demo-node.sh     # state (checkpoint, socket, logs) on the
+#                                        # disk instead of a tmpfs (default 1: an EKS node's
+#                                        # /var/run/aws-node is on a tmpfs; this VM's /run is not)
 #   bash scripts/demo-node.sh --ipv6 [--keep]
 #                                        # the same in IPv6 mode: pods get /128s from the
 #                                        # primary ENI's /80 and reach the IPv4 outside host
@@ -40,6 +43,7 @@ teardown() {
   for ns in "${PODS[@]}" "$NODE" "$OUTSIDE"; do
     ip netns del "$ns" 2>/dev/null
   done
+  mountpoint -q "$STATE" && umount -l "$STATE"
   rm -rf "$STATE"
   set -e
 }
@@ -93,6 +97,9 @@ cargo build -q "${PROFILE_FLAG[@]}" "${PACKAGES[@]}" --bins
 teardown
 $KEEP || trap teardown EXIT
 mkdir -p "$STATE"
+# The checkpoint on a tmpfs, as on an EKS node (/var/run is one there): on a disk every ADD
+# also waits for an fdatasync (docs/benchmarks.md shows both).
+if [ "${DEMO_STATE_TMPFS:-1}" = 1 ]; then mount -t tmpfs -o size=64m,mode=0755 tmpfs "$STATE"; fi
 if $IPV6; then touch "$STATE/ipv6"; fi
 
 echo "== node namespace and the EC2 + IMDS emulator"
