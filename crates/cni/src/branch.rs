@@ -112,7 +112,7 @@ pub fn result_json(
             Interface::new(dummy, b.vlan.vlan_id.to_string(), None),
         ]
     };
-    CniResult::add_result_json(&conf.cni_version, interfaces, ip)
+    CniResult::add_result_json(&conf.cni_version, interfaces, vec![ip])
 }
 
 /// What `prevResult` says about a branch-ENI pod: `Ok(None)` when it is not one (no
