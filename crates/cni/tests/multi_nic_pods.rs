@@ -303,6 +303,28 @@ async fn an_opted_in_pod_gets_an_interface_per_card_and_del_restores_node_and_po
     );
     assert_node_wired(&b.node.state().await);
 
+    // CHECK covers the second interface too.
+    let check = |prev: &Value| b.run("CHECK", &b.socket, &Bench::conf(None, Some(prev)));
+    let ok = check(&result);
+    assert_eq!((ok.rc, ok.stdout.as_str()), (0, ""), "{}", ok.stderr);
+    b.pod.ip(&[
+        "rule",
+        "del",
+        "from",
+        "10.1.0.20",
+        "lookup",
+        "1",
+        "pref",
+        "1",
+    ]);
+    let broken = check(&result);
+    assert_ne!(broken.rc, 0);
+    let msg = broken.json()["msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("pod rule") && msg.contains("lookup 1"),
+        "{msg}"
+    );
+
     // DEL through ipamd: both interfaces' host sides go; the veths go with the namespace.
     let del = b.run("DEL", &b.socket, &Bench::conf(None, None));
     assert_eq!((del.rc, del.stdout.as_str()), (0, ""), "{}", del.stderr);
