@@ -2,8 +2,11 @@
 //! in network namespaces made by the test, against a stand-in ipamd: a small tonic
 //! `CNIBackend` that records `RequiresMultiNICAttachment` and answers an opted-in pod with
 //! one address per network card (card 0: device 1, table 2; card 1: device 0, table 10100),
-//! any other pod with the first alone, as ipamd does (spec 5.3). Our ipamd's multi-NIC half
-//! is built apart; once it answers so, it can replace this stand-in.
+//! any other pod with the first alone, as ipamd does (spec 5.3), with `NetworkPolicyMode`
+//! `none` so that the stand-in network policy agent hears of every pod. Our ipamd's multi-NIC
+//! half is built apart; once it answers so, it can replace this stand-in.
+
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -14,11 +17,13 @@ use ipnet::{IpNet, Ipv4Net};
 use net::netlink::{Route, Rule, Scope};
 use net::route_table::{MAIN_TABLE, priority};
 use net::state::NetnsState;
+use rpc::NpBackendServer;
 use rpc::{
     AddNetworkReply, AddNetworkRequest, CniBackend, CniBackendServer, DelNetworkReply,
     DelNetworkRequest, IpAllocationMetadata,
 };
 use serde_json::{Value, json};
+use support::{NpAnswer, NpStandIn};
 use tonic::{Request, Response, Status};
 
 const ARGS: &str = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
@@ -75,6 +80,7 @@ impl CniBackend for MultiNicIpamd {
         Ok(Response::new(AddNetworkReply {
             success: true,
             ip_allocation_metadata: granted,
+            network_policy_mode: "none".into(),
             ..Default::default()
         }))
     }
@@ -91,18 +97,21 @@ impl CniBackend for MultiNicIpamd {
         Ok(Response::new(DelNetworkReply {
             success: true,
             ip_allocation_metadata: std::mem::take(&mut *self.granted.lock().unwrap()),
+            network_policy_mode: "none".into(),
             ..Default::default()
         }))
     }
 }
 
-/// A node and a pod namespace, and the stand-in ipamd.
+/// A node and a pod namespace, the stand-in ipamd and network policy agent.
 struct Bench {
     node: TestNetns,
     pod: TestNetns,
     dir: std::path::PathBuf,
     socket: String,
     ipamd: MultiNicIpamd,
+    npa: NpStandIn,
+    npa_socket: String,
 }
 
 impl Bench {
@@ -119,12 +128,25 @@ impl Bench {
                 .add_service(CniBackendServer::new(ipamd.clone()))
                 .serve_with_incoming(listener),
         );
+        let npa_socket = dir.join("npa.sock");
+        let npa = NpStandIn {
+            calls: Arc::default(),
+            answer: Arc::new(Mutex::new(NpAnswer::Enforced)),
+        };
+        let listener = rpc::server::bind_unix(&npa_socket).unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(NpBackendServer::new(npa.clone()))
+                .serve_with_incoming(listener),
+        );
         Bench {
             node,
             pod: TestNetns::new(&format!("cni-{tag}-p")),
             socket: socket.display().to_string(),
             dir,
             ipamd,
+            npa,
+            npa_socket: npa_socket.display().to_string(),
         }
     }
 
@@ -157,6 +179,7 @@ impl Bench {
             ("CNI_NETNS", netns.as_str()),
             ("CNI_ARGS", ARGS),
             ("IPAMD_GRPC_SOCKET", socket),
+            ("NPA_GRPC_SOCKET", self.npa_socket.as_str()),
         ];
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_aws-cni"));
         tokio::task::block_in_place(|| {
@@ -170,6 +193,10 @@ impl Bench {
 
     fn calls(&self) -> Vec<String> {
         std::mem::take(&mut *self.ipamd.calls.lock().unwrap())
+    }
+
+    fn policy_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.npa.calls.lock().unwrap())
     }
 
     /// What the runtime does after DEL: the pod's namespace goes, its veths with it.
@@ -258,6 +285,8 @@ async fn an_opted_in_pod_gets_an_interface_per_card_and_del_restores_node_and_po
     let add = b.add(Bench::opted_in());
     assert_eq!(add.rc, 0, "{} {}", add.stdout, add.stderr);
     assert_eq!(b.calls(), ["AddNetwork multi=true"]);
+    // Upstream's TestCmdAddForMultiNICAttachment: the agent hears of both interfaces.
+    assert_eq!(b.policy_calls(), ["EnforceNpToPod default/web-0 none 2"]);
     let result = add.json();
     let netns = b.pod.path();
     let names: Vec<&str> = result["interfaces"]
@@ -329,6 +358,7 @@ async fn an_opted_in_pod_gets_an_interface_per_card_and_del_restores_node_and_po
     let del = b.run("DEL", &b.socket, &Bench::conf(None, None));
     assert_eq!((del.rc, del.stdout.as_str()), (0, ""), "{}", del.stderr);
     assert_eq!(b.calls(), ["DelNetwork PodDeleted"]);
+    assert_eq!(b.policy_calls(), ["DeletePodNp default/web-0"]);
     assert_eq!(
         routes_and_rules(&b.node.state().await),
         routes_and_rules(&before.0)
@@ -380,6 +410,7 @@ async fn a_failure_on_the_second_interface_leaves_nothing_and_gives_the_addresse
         b.calls(),
         ["AddNetwork multi=true", "DelNetwork SetupNSFailed"]
     );
+    assert!(b.policy_calls().is_empty(), "no policy for a pod not wired");
     b.node.wait_link_gone(&host_veth(0)).await;
     assert_eq!(
         b.node.state().await,
@@ -402,6 +433,7 @@ async fn a_pod_without_the_annotation_or_another_value_gets_one_interface() {
         let add = b.add(annotations.clone());
         assert_eq!(add.rc, 0, "{annotations:?}: {} {}", add.stdout, add.stderr);
         assert_eq!(b.calls(), ["AddNetwork multi=false"], "{annotations:?}");
+        assert_eq!(b.policy_calls(), ["EnforceNpToPod default/web-0 none 1"]);
         let result = add.json();
         assert_eq!(
             result["interfaces"].as_array().unwrap().len(),
@@ -412,7 +444,8 @@ async fn a_pod_without_the_annotation_or_another_value_gets_one_interface() {
         assert!(b.pod.state().await.link("mNicIf1").is_none());
         let del = b.run("DEL", &b.socket, &Bench::conf(None, Some(&result)));
         assert_eq!(del.rc, 0, "{}", del.stdout);
-        b.calls();
+        assert_eq!(b.calls(), ["DelNetwork PodDeleted"]);
+        assert_eq!(b.policy_calls(), ["DeletePodNp default/web-0"]);
         b.runtime_removes_pod_netns(1).await;
         assert_eq!(b.node.state().await, before.0, "{annotations:?}");
     }
