@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use net::branch::BranchVlan;
 use net::netlink::{Mac, NetlinkError};
-use net::pod::PodNetwork;
 use rpc::{
     AddNetworkReply, AddNetworkRequest, CniBackendClient, DelNetworkRequest, IpAllocationMetadata,
 };
@@ -193,7 +192,7 @@ pub(crate) async fn give_back_if_unwired<T>(
     client: &mut CniBackendClient<tonic::transport::Channel>,
     conf: &NetConf,
     env: &CniEnv,
-    p: &PodNetwork,
+    addresses: &[IpAddr],
     wired: Result<T, NetlinkError>,
 ) -> Result<T, CniError> {
     let e = match wired {
@@ -215,9 +214,18 @@ pub(crate) async fn give_back_if_unwired<T>(
         Ok(_) => "given back to ipamd".to_string(),
         Err(s) => format!("ipamd could not take it back: {}", s.message()),
     };
-    let ip = p.pod_ip;
+    let ip = addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = if addresses.len() == 1 {
+        "address"
+    } else {
+        "addresses"
+    };
     tracing::error!(container = %env.container_id, %ip, "wiring failed ({release}): {e}");
     Err(CniError::setup(format!(
-        "failed to set up the pod network (address {ip} {release}): {e}"
+        "failed to set up the pod network ({what} {ip} {release}): {e}"
     )))
 }

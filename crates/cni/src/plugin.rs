@@ -76,7 +76,10 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
         return crate::branch::add(&mut client, conf, env, peers, &granted, vlan).await;
     }
     let wired = wire_granted(conf, env, &mut p, prepared, &granted).await;
-    let wired = give_back_if_unwired(&mut client, conf, env, &p, wired).await?;
+    let addresses: Vec<IpAddr> = std::iter::once(granted.ip)
+        .chain(granted.further.iter().map(|a| a.ip))
+        .collect();
+    let wired = give_back_if_unwired(&mut client, conf, env, &addresses, wired).await?;
     timing::mark("finish");
     if !granted.network_policy_mode.is_empty() {
         // The address stays assigned when this fails: kubelet's DEL releases it (upstream).

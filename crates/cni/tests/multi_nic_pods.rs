@@ -406,6 +406,10 @@ async fn a_failure_on_the_second_interface_leaves_nothing_and_gives_the_addresse
     assert_ne!(add.rc, 0, "{}", add.stdout);
     let msg = add.json()["msg"].as_str().unwrap().to_string();
     assert!(msg.contains("mNicIf1"), "{msg}");
+    assert!(
+        msg.contains("addresses 10.0.0.20, 10.1.0.20 given back to ipamd"),
+        "{msg}"
+    );
     assert_eq!(
         b.calls(),
         ["AddNetwork multi=true", "DelNetwork SetupNSFailed"]
