@@ -65,7 +65,7 @@ pub(crate) async fn add(
         mode,
     };
     let wired = wire(&env.netns, &b).await;
-    let wired = give_back_if_unwired(client, conf, env, &b.veth, wired).await?;
+    let wired = give_back_if_unwired(client, conf, env, &[b.veth.pod_ip], wired).await?;
     if !granted.network_policy_mode.is_empty() {
         let mode = &granted.network_policy_mode;
         network_policy::enforce(&peers.npa, &pod_ref(env), mode, granted.interfaces).await?;
@@ -112,7 +112,7 @@ pub fn result_json(
             Interface::new(dummy, b.vlan.vlan_id.to_string(), None),
         ]
     };
-    CniResult::add_result_json(&conf.cni_version, interfaces, ip)
+    CniResult::add_result_json(&conf.cni_version, interfaces, vec![ip])
 }
 
 /// What `prevResult` says about a branch-ENI pod: `Ok(None)` when it is not one (no

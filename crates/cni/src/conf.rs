@@ -59,6 +59,25 @@ pub struct NetConf {
     /// `GC` only: the attachments the runtime still knows.
     #[serde(rename = "cni.dev/valid-attachments", default)]
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// What the runtime passes for the conflist's `capabilities` (upstream reads the pod's
+    /// annotations from it).
+    #[serde(rename = "runtimeConfig", default)]
+    pub runtime_config: RuntimeConfig,
+}
+
+/// The pod annotation that opts a pod into one interface per managed network card, and
+/// its one value that does (upstream `multiNICPodAnnotation`, `multiNICAttachment`).
+pub const MULTI_NIC_ANNOTATION: &str = "k8s.amazonaws.com/nicConfig";
+pub const MULTI_NIC_ATTACHMENT: &str = "multi-nic-attachment";
+
+/// `runtimeConfig`: only the pod's annotations are read.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RuntimeConfig {
+    /// The pod's annotations (containerd's `io.kubernetes.cri.pod-annotations` capability).
+    /// Values that are not strings are kept but never match (upstream's `map[string]string`
+    /// would refuse the whole configuration).
+    #[serde(rename = "io.kubernetes.cri.pod-annotations", default)]
+    pub pod_annotations: BTreeMap<String, Value>,
 }
 
 impl NetConf {
@@ -104,6 +123,17 @@ impl NetConf {
         } else {
             net::netlink::Family::V4
         }
+    }
+
+    /// Whether the pod asks for one interface per managed network card: its annotation
+    /// `k8s.amazonaws.com/nicConfig` is `multi-nic-attachment` (upstream `cmdAdd`; any other
+    /// value means one interface).
+    pub fn requires_multi_nic_attachment(&self) -> bool {
+        self.runtime_config
+            .pod_annotations
+            .get(MULTI_NIC_ANNOTATION)
+            .and_then(Value::as_str)
+            == Some(MULTI_NIC_ATTACHMENT)
     }
 
     /// MTU as a number (invalid or out of range → 9001, as upstream's `GetPodMTU`).
@@ -202,6 +232,30 @@ mod tests {
         assert_eq!(env.arg("K8S_POD_NAME"), "web-0");
         assert_eq!(env.arg("K8S_POD_UID"), "");
         assert_eq!(env.require("CNI_NETNS", &env.netns).unwrap_err().code, 4);
+    }
+
+    #[test]
+    fn multi_nic_opt_in_is_the_pods_annotation_with_its_one_value() {
+        let parse = |runtime: &str| {
+            NetConf::parse(
+                format!(r#"{{"cniVersion":"1.0.0","name":"aws-cni"{runtime}}}"#).as_bytes(),
+            )
+            .unwrap()
+            .requires_multi_nic_attachment()
+        };
+        let annotated = |value: &str| {
+            format!(
+                r#","runtimeConfig":{{"io.kubernetes.cri.pod-annotations":{{"k8s.amazonaws.com/nicConfig":{value}}}}}"#
+            )
+        };
+        assert!(parse(&annotated(r#""multi-nic-attachment""#)));
+        assert!(!parse(""), "no runtimeConfig");
+        assert!(!parse(r#","runtimeConfig":{"portMappings":[]}"#));
+        assert!(!parse(&annotated(r#""single""#)));
+        assert!(!parse(&annotated(r#""Multi-NIC-Attachment""#)));
+        assert!(!parse(&annotated("true")), "not a string");
+        let other_key = r#","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"nicConfig":"multi-nic-attachment"}}"#;
+        assert!(!parse(other_key));
     }
 
     proptest::proptest! {

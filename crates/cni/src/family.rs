@@ -112,14 +112,8 @@ mod tests {
             )
             .unwrap();
             let p = pod_network(&conf, &env(), ip, 254);
-            let r: Value = serde_json::from_str(&result_json(
-                &conf,
-                &env(),
-                &p,
-                ("aa:bb:cc:dd:ee:ff", ""),
-                0,
-            ))
-            .unwrap();
+            let wired = crate::plugin::tests::wired(p, 0xff);
+            let r: Value = serde_json::from_str(&result_json(&conf, &env(), &wired, 0)).unwrap();
             assert_eq!(r["ips"][0]["address"], "2001:db8:0:1::5/128");
             assert_eq!(r["ips"][0]["interface"], 1);
             assert_eq!(r["ips"][0].get("version").and_then(Value::as_str), want);

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use net::branch::BranchVlan;
 use net::netlink::{Mac, NetlinkError};
-use net::pod::PodNetwork;
-use rpc::{AddNetworkReply, AddNetworkRequest, CniBackendClient, DelNetworkRequest};
+use rpc::{
+    AddNetworkReply, AddNetworkRequest, CniBackendClient, DelNetworkRequest, IpAllocationMetadata,
+};
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
@@ -63,6 +64,9 @@ pub(crate) struct Granted {
     pub(crate) ip: IpAddr,
     pub(crate) table: u32,
     pub(crate) device_number: i32,
+    /// The addresses after the first, in ipamd's order: one per further network card of a
+    /// multi-NIC pod (pod interfaces `mNicIf1`, `mNicIf2`, ...; docs/cni-plugin.md).
+    pub(crate) further: Vec<GrantedAddress>,
     /// Addresses in the reply (`InterfaceCount` for the network policy agent).
     pub(crate) interfaces: usize,
     /// `NetworkPolicyMode`: empty when the network policy agent is not to be called.
@@ -71,13 +75,36 @@ pub(crate) struct Granted {
     pub(crate) branch: Option<net::branch::BranchVlan>,
 }
 
+/// One address of an `AddNetwork` or `DelNetwork` reply (`IPAllocationMetadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GrantedAddress {
+    pub(crate) ip: IpAddr,
+    /// `RouteTableId`: the host table of the address's ENI.
+    pub(crate) table: u32,
+    pub(crate) device_number: i32,
+}
+
+impl GrantedAddress {
+    /// Reads one allocation (an invalid address is ipamd's error).
+    pub(crate) fn of(alloc: &IpAllocationMetadata) -> Result<Self, CniError> {
+        Ok(Self {
+            ip: granted_ip(alloc)?,
+            table: u32::try_from(alloc.route_table_id).unwrap_or(0),
+            device_number: alloc.device_number,
+        })
+    }
+}
+
 /// AddNetwork: one address for the pod (IPv4, or IPv6 in IPv6 clusters), with its ENI's
-/// route table.
+/// route table; one per managed network card when the pod opted in
+/// ([`NetConf::requires_multi_nic_attachment`]).
 pub(crate) async fn request_address(
     client: &mut CniBackendClient<tonic::transport::Channel>,
     conf: &NetConf,
     env: &CniEnv,
 ) -> Result<Granted, CniError> {
+    let multi_nic = conf.requires_multi_nic_attachment();
+    tracing::debug!(multi_nic, "pod requires multi-NIC attachment: {multi_nic}");
     let req = AddNetworkRequest {
         k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
         k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
@@ -86,6 +113,7 @@ pub(crate) async fn request_address(
         if_name: env.ifname.clone(),
         network_name: conf.name.clone(),
         netns: env.netns.clone(),
+        requires_multi_nic_attachment: multi_nic,
         ..Default::default()
     };
     let reply = client
@@ -105,11 +133,18 @@ pub(crate) async fn request_address(
         .ok_or_else(|| {
             CniError::ipamd("ipamd could not assign an IP address to the pod (see ipamd's log)")
         })?;
-    let ip = granted_ip(alloc)?;
+    let first = GrantedAddress::of(alloc)?;
+    let further = reply
+        .ip_allocation_metadata
+        .iter()
+        .skip(1)
+        .map(GrantedAddress::of)
+        .collect::<Result<_, _>>()?;
     Ok(Granted {
-        ip,
-        table: u32::try_from(alloc.route_table_id).unwrap_or(0),
-        device_number: alloc.device_number,
+        ip: first.ip,
+        table: first.table,
+        device_number: first.device_number,
+        further,
         interfaces: reply.ip_allocation_metadata.len(),
         network_policy_mode: reply.network_policy_mode.clone(),
         branch: branch_of(&reply)?,
@@ -157,7 +192,7 @@ pub(crate) async fn give_back_if_unwired<T>(
     client: &mut CniBackendClient<tonic::transport::Channel>,
     conf: &NetConf,
     env: &CniEnv,
-    p: &PodNetwork,
+    addresses: &[IpAddr],
     wired: Result<T, NetlinkError>,
 ) -> Result<T, CniError> {
     let e = match wired {
@@ -179,9 +214,18 @@ pub(crate) async fn give_back_if_unwired<T>(
         Ok(_) => "given back to ipamd".to_string(),
         Err(s) => format!("ipamd could not take it back: {}", s.message()),
     };
-    let ip = p.pod_ip;
+    let ip = addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = if addresses.len() == 1 {
+        "address"
+    } else {
+        "addresses"
+    };
     tracing::error!(container = %env.container_id, %ip, "wiring failed ({release}): {e}");
     Err(CniError::setup(format!(
-        "failed to set up the pod network (address {ip} {release}): {e}"
+        "failed to set up the pod network ({what} {ip} {release}): {e}"
     )))
 }

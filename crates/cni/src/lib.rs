@@ -8,6 +8,7 @@ pub mod error;
 pub mod family;
 pub mod grant;
 pub mod log;
+pub mod multi_nic;
 pub mod network_policy;
 pub mod plugin;
 pub mod result;

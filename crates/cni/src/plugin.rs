@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Instant;
 
-use net::names::{dummy_if_name, host_veth_name};
+use net::names::dummy_if_name;
 use net::netlink::{NetlinkError, NetlinkHandle};
 use net::netns::Netns;
 use net::pod::{
@@ -16,27 +16,18 @@ use serde_json::Value;
 
 use crate::conf::{CniEnv, NetConf};
 use crate::error::CniError;
-use crate::family::{Unspecified, from_prev_result_any, granted_ip, same_family};
+use crate::family::{Unspecified, from_prev_result_any, same_family};
 use crate::grant::{Endpoints, Granted, give_back_if_unwired, ipamd, request_address};
+use crate::multi_nic::{
+    self, WiredInterface, interface_network, interfaces_in_prev_result, released_addresses,
+};
 use crate::network_policy::{self, pod_ref};
 use crate::result::{CniResult, Interface, IpConfig};
 use crate::timing;
 
-/// The pod interface of this ADD or DEL (either family: that of `ip`).
+/// The pod interface of this ADD or DEL (either family: that of `ip`): interface 0.
 pub fn pod_network(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> PodNetwork {
-    PodNetwork {
-        host_veth: host_veth_name(
-            &conf.veth_prefix,
-            env.arg("K8S_POD_NAMESPACE"),
-            env.arg("K8S_POD_NAME"),
-            0,
-        ),
-        pod_ifname: env.ifname.clone(),
-        index: 0,
-        pod_ip: ip,
-        table,
-        mtu: conf.mtu(),
-    }
+    interface_network(conf, env, 0, ip, table)
 }
 
 /// Logged (info) when ipamd granted the other family than the one prepared meanwhile (the
@@ -60,7 +51,7 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
     );
     check_add_env(env)?;
     let mut p = pod_network(conf, env, conf.pod_ip_family().unspecified(), 0);
-    let (asked, mut prepared) = futures_util::future::join(
+    let (asked, prepared) = futures_util::future::join(
         ask_ipamd(&peers.ipamd, conf, env),
         prepare_veth(&env.netns, &p),
     )
@@ -84,25 +75,11 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
         }
         return crate::branch::add(&mut client, conf, env, peers, &granted, vlan).await;
     }
-    if !same_family(granted.ip, p.pod_ip) {
-        // The conflist named no family (or the wrong one): the pair made meanwhile goes
-        // and the granted family's is made now.
-        tracing::info!(ip = %granted.ip, "{REPREPARED_FOR_GRANTED_FAMILY}");
-        if let Ok((host, _)) = &prepared {
-            let _ = remove_pod_veth(host, &p).await;
-        }
-        p.pod_ip = granted.ip;
-        prepared = prepare_veth(&env.netns, &p).await;
-    }
-    p.pod_ip = granted.ip;
-    p.table = granted.table;
-    let wired = match prepared {
-        Ok((host, prepared)) => finish_pod_in(&host, &prepared, &p)
-            .await
-            .map(|()| (prepared.host_mac, prepared.pod_mac)),
-        Err(e) => Err(e),
-    };
-    let (host_mac, pod_mac) = give_back_if_unwired(&mut client, conf, env, &p, wired).await?;
+    let wired = wire_granted(conf, env, &mut p, prepared, &granted).await;
+    let addresses: Vec<IpAddr> = std::iter::once(granted.ip)
+        .chain(granted.further.iter().map(|a| a.ip))
+        .collect();
+    let wired = give_back_if_unwired(&mut client, conf, env, &addresses, wired).await?;
     timing::mark("finish");
     if !granted.network_policy_mode.is_empty() {
         // The address stays assigned when this fails: kubelet's DEL releases it (upstream).
@@ -111,27 +88,60 @@ pub async fn add(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<Stri
         network_policy::enforce(&peers.npa, &pod, mode, granted.interfaces).await?;
         timing::mark("policy");
     }
-    let pod_mac = match pod_mac {
-        Some(mac) if conf.real_macs_in_result => mac.to_string(),
-        _ => String::new(),
-    };
-    let result = result_json(
-        conf,
-        env,
-        &p,
-        (&host_mac.to_string(), &pod_mac),
-        granted.device_number,
-    );
+    let result = result_json(conf, env, &wired, granted.device_number);
     timing::mark("result");
     tracing::info!(
         container = %env.container_id,
         ip = %granted.ip,
         table = granted.table,
         veth = %p.host_veth,
+        interfaces = wired.len(),
         phases_us = %timing::summary(),
         "ADD ok"
     );
     Ok(result)
+}
+
+/// Wires what ipamd granted: interface 0 from the half `prepared` while ipamd answered (made
+/// again when ipamd granted the other family), then, for a multi-NIC pod, the interfaces
+/// after it ([`multi_nic::wire_further`]). All or nothing: when one fails, those done are
+/// undone, interface 0 included.
+async fn wire_granted(
+    conf: &NetConf,
+    env: &CniEnv,
+    p: &mut PodNetwork,
+    mut prepared: Result<(NetlinkHandle, PreparedPod<NetlinkHandle>), NetlinkError>,
+    granted: &Granted,
+) -> Result<Vec<WiredInterface>, NetlinkError> {
+    if !same_family(granted.ip, p.pod_ip) {
+        // The conflist named no family (or the wrong one): the pair made meanwhile goes
+        // and the granted family's is made now.
+        tracing::info!(ip = %granted.ip, "{REPREPARED_FOR_GRANTED_FAMILY}");
+        if let Ok((host, _)) = &prepared {
+            let _ = remove_pod_veth(host, p).await;
+        }
+        p.pod_ip = granted.ip;
+        prepared = prepare_veth(&env.netns, p).await;
+    }
+    p.pod_ip = granted.ip;
+    p.table = granted.table;
+    let (host, prepared) = prepared?;
+    finish_pod_in(&host, &prepared, p).await?;
+    let first = WiredInterface {
+        p: p.clone(),
+        host_mac: prepared.host_mac,
+        pod_mac: prepared.pod_mac,
+    };
+    if granted.further.is_empty() {
+        return Ok(vec![first]);
+    }
+    match multi_nic::wire_further(&host, conf, env, &granted.further).await {
+        Ok(further) => Ok(std::iter::once(first).chain(further).collect()),
+        Err(e) => {
+            multi_nic::undo_interface(&host, Path::new(&env.netns), p).await;
+            Err(e)
+        }
+    }
 }
 
 /// Connects to ipamd and asks it for the pod's address.
@@ -175,30 +185,34 @@ fn check_add_env(env: &CniEnv) -> Result<(), CniError> {
 }
 
 /// The CNI result, with upstream's encoding (container interface `mac` = route table,
-/// dummy interface `mac` = VLAN id "0" and `sandbox` = device number) so that upstream's
-/// plugin can tear down what ours set up, and the other way round.
-pub fn result_json(
-    conf: &NetConf,
-    env: &CniEnv,
-    p: &PodNetwork,
-    (host_mac, pod_mac): (&str, &str),
-    device: i32,
-) -> String {
+/// dummy interface `mac` = VLAN id "0" and `sandbox` = device number of interface 0) so
+/// that upstream's plugin can tear down what ours set up, and the other way round:
+/// interfaces host0, cont0, host1, cont1, ..., dummy; one address per container interface.
+pub fn result_json(conf: &NetConf, env: &CniEnv, wired: &[WiredInterface], device: i32) -> String {
     // CNI 0.3.x/0.4.0 results carry the IP version on each entry; 1.0.0 dropped the field.
-    let ip = IpConfig::host(p.pod_ip, 1, !conf.version_at_least(1, 0));
-    let host = Interface::new(&p.host_veth, host_mac, None);
+    let with_version = !conf.version_at_least(1, 0);
     let sandbox = Some(env.netns.clone());
-    let interfaces = if conf.real_macs_in_result {
-        vec![host, Interface::new(&p.pod_ifname, pod_mac, sandbox)]
-    } else {
+    let mut interfaces = Vec::with_capacity(2 * wired.len() + 1);
+    let mut ips = Vec::with_capacity(wired.len());
+    for w in wired {
+        interfaces.push(Interface::new(&w.p.host_veth, w.host_mac.to_string(), None));
+        let pod_mac = match w.pod_mac {
+            _ if !conf.real_macs_in_result => w.p.table.to_string(),
+            Some(mac) => mac.to_string(),
+            None => String::new(),
+        };
+        interfaces.push(Interface::new(&w.p.pod_ifname, pod_mac, sandbox.clone()));
+        ips.push(IpConfig::host(
+            w.p.pod_ip,
+            interfaces.len() - 1,
+            with_version,
+        ));
+    }
+    if !conf.real_macs_in_result {
         let dummy = dummy_if_name(env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME"));
-        vec![
-            host,
-            Interface::new(&p.pod_ifname, p.table.to_string(), sandbox),
-            Interface::new(dummy, "0", Some(device.to_string())),
-        ]
-    };
-    CniResult::add_result_json(&conf.cni_version, interfaces, ip)
+        interfaces.push(Interface::new(dummy, "0", Some(device.to_string())));
+    }
+    CniResult::add_result_json(&conf.cni_version, interfaces, ips)
 }
 
 /// What a previous result says about an IPv4 pod: (address, route table).
@@ -225,9 +239,10 @@ pub const DEL_PREV_RESULT_TEARDOWN_FAILED: &str =
 
 /// What ipamd made of `DelNetwork`.
 enum Release {
-    /// Released; the pod's address and route table when ipamd sent a usable one, the
-    /// reply's `NetworkPolicyMode` and `PodVlanId` (non-zero for a branch-ENI pod).
-    Released(Option<(IpAddr, u32)>, String, u32),
+    /// Released; the pod's addresses with their route tables (those ipamd sent usable, one
+    /// per pod interface), the reply's `NetworkPolicyMode` and `PodVlanId` (non-zero for a
+    /// branch-ENI pod).
+    Released(Vec<(IpAddr, u32)>, String, u32),
     /// `datastore: unknown pod`: nothing held (already released).
     UnknownPod,
     /// ipamd unreachable or any other gRPC error (as `cmdDel` treats them).
@@ -264,12 +279,7 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
                 ));
             }
             Ok(Release::Released(
-                r.ip_allocation_metadata.first().and_then(|a| {
-                    Some((
-                        granted_ip(a).ok()?,
-                        u32::try_from(a.route_table_id).unwrap_or(0),
-                    ))
-                }),
+                released_addresses(&r.ip_allocation_metadata),
                 r.network_policy_mode,
                 u32::try_from(r.pod_vlan_id).unwrap_or(0),
             ))
@@ -283,40 +293,64 @@ async fn release(req: DelNetworkRequest, target: &str) -> Result<Release, CniErr
     }
 }
 
-async fn teardown(conf: &NetConf, env: &CniEnv, ip: IpAddr, table: u32) -> Result<(), CniError> {
-    let p = pod_network(conf, env, ip, table);
+/// Tears the host side of every pod interface down (upstream `TeardownPodNetwork` over all
+/// entries), each whatever happened to the others; fails with all their errors.
+async fn teardown(conf: &NetConf, env: &CniEnv, wiring: &[(IpAddr, u32)]) -> Result<(), CniError> {
     let host = Netns::current().map_err(|e| CniError::io(e.to_string()))?;
-    teardown_pod(&host, &p)
-        .await
-        .map_err(|errors| CniError::io(format!("tearing down the pod network: {errors}")))
+    let mut errors = Vec::new();
+    for (index, &(ip, table)) in (0u32..).zip(wiring) {
+        let p = interface_network(conf, env, index, ip, table);
+        if let Err(e) = teardown_pod(&host, &p).await {
+            errors.push(format!("{ip}: {e}"));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::io(format!(
+        "tearing down the pod network: {}",
+        errors.join("; ")
+    )))
 }
 
-/// ipamd failed: tear the host side down from `prevResult` (upstream's
+/// ipamd failed: tear the host side of every pod interface down from `prevResult` (upstream's
 /// `teardownPodNetworkWithPrevResult`) and let DEL succeed whatever happens, so that the pod
-/// never sticks in Terminating. The address is reclaimed by ipamd later.
+/// never sticks in Terminating. The addresses are reclaimed by ipamd later.
 async fn teardown_after_ipamd_error(conf: &NetConf, env: &CniEnv, ipamd_error: &str) {
     let container = env.container_id.as_str();
-    let Some((ip, table)) = conf.prev_result.as_ref().and_then(from_prev_result_any) else {
+    let wiring = prev_result_wiring(conf, env);
+    if wiring.is_empty() {
         tracing::warn!(container, ipamd_error, "{DEL_NO_PREV_RESULT}");
         return;
-    };
-    match teardown(conf, env, ip, table).await {
+    }
+    let ips = wiring
+        .iter()
+        .map(|(ip, table)| format!("{ip} (table {table})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match teardown(conf, env, &wiring).await {
         Ok(()) => tracing::warn!(
             container,
-            %ip,
-            table,
+            ips,
             ipamd_error,
             "{DEL_TORN_DOWN_FROM_PREV_RESULT}"
         ),
         Err(e) => tracing::warn!(
             container,
-            %ip,
-            table,
+            ips,
             ipamd_error,
             teardown_error = %e,
             "{DEL_PREV_RESULT_TEARDOWN_FAILED}"
         ),
     }
+}
+
+/// Every pod interface `prevResult` describes ([`interfaces_in_prev_result`]).
+fn prev_result_wiring(conf: &NetConf, env: &CniEnv) -> Vec<(IpAddr, u32)> {
+    conf.prev_result
+        .as_ref()
+        .map(|prev| interfaces_in_prev_result(prev, env))
+        .unwrap_or_default()
 }
 
 /// DEL: idempotent and best effort; succeeds when the pod is already gone and when ipamd
@@ -334,13 +368,11 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
             teardown_after_ipamd_error(conf, env, &e).await;
             return Ok(());
         }
-        Release::Released(Some(w), mode, vlan) => (Some(w), mode, vlan),
         // Nothing (usable) from ipamd: whatever prevResult describes, best effort.
-        Release::Released(None, mode, vlan) => (
-            conf.prev_result.as_ref().and_then(from_prev_result_any),
-            mode,
-            vlan,
-        ),
+        Release::Released(w, mode, vlan) if w.is_empty() => {
+            (prev_result_wiring(conf, env), mode, vlan)
+        }
+        Release::Released(w, mode, vlan) => (w, mode, vlan),
         // Already released (a repeated DEL): as upstream, touch nothing. The address may
         // belong to another pod by now, and its rules with it.
         Release::UnknownPod => {
@@ -348,16 +380,16 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
             return Ok(());
         }
     };
-    match (wiring, vlan) {
+    match (wiring.first(), vlan) {
         // A branch-ENI pod that ipamd knows from its annotation (upstream: nothing to do
         // without a network namespace, not even the network policy agent).
         (_, vlan) if vlan != 0 && env.netns.is_empty() => return Ok(()),
-        (Some((IpAddr::V4(ip), _)), vlan) if vlan != 0 => {
+        (Some(&(IpAddr::V4(ip), _)), vlan) if vlan != 0 => {
             crate::branch::teardown(ip, vlan).await?;
             timing::mark("teardown");
         }
-        (Some((ip, table)), _) => {
-            teardown(conf, env, ip, table).await?;
+        (Some(_), _) => {
+            teardown(conf, env, &wiring).await?;
             timing::mark("teardown");
         }
         (None, _) => {}
@@ -371,8 +403,18 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use net::netlink::Mac;
+
+    /// `p` as ADD wired it, its host end's MAC ending in `last`.
+    pub(crate) fn wired(p: PodNetwork, last: u8) -> Vec<WiredInterface> {
+        vec![WiredInterface {
+            p,
+            host_mac: Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, last]),
+            pod_mac: Some(Mac([0x02, 0, 0, 0, 0, last])),
+        }]
+    }
 
     #[test]
     fn results_carry_upstreams_encoding_and_round_trip_for_del() {
@@ -385,9 +427,7 @@ mod tests {
         });
         let p = pod_network(&conf, &env, "10.0.0.9".parse().unwrap(), 3);
         assert_eq!(p.host_veth, "enicc21c2d7785");
-        let r: Value =
-            serde_json::from_str(&result_json(&conf, &env, &p, ("aa:bb:cc:dd:ee:ff", ""), 2))
-                .unwrap();
+        let r: Value = serde_json::from_str(&result_json(&conf, &env, &wired(p, 0xff), 2)).unwrap();
         assert_eq!(r["interfaces"][1]["mac"], "3");
         assert_eq!(r["interfaces"][2]["name"], "dummycc21c2d7785");
         assert_eq!(r["interfaces"][2]["sandbox"], "2");
@@ -424,7 +464,7 @@ mod tests {
                 .unwrap();
                 let p = pod_network(&conf, &env, "10.0.0.9".parse().unwrap(), 3);
                 let r: Value =
-                    serde_json::from_str(&result_json(&conf, &env, &p, ("", ""), 2)).unwrap();
+                    serde_json::from_str(&result_json(&conf, &env, &wired(p, 1), 2)).unwrap();
                 assert_eq!(r["cniVersion"], version);
                 assert_eq!(
                     r["ips"][0].get("version").and_then(Value::as_str),

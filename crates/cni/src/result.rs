@@ -62,21 +62,25 @@ impl CniResult {
         serde_json::from_str(text).map_err(|e| format!("prevResult: {e}"))
     }
 
-    /// The JSON text a runtime reads.
-    /// aws-cni's answer to ADD: one address, `interfaces`, and an empty `dns` (upstream's
-    /// `cmdAdd` result), as JSON.
-    pub fn add_result_json(cni_version: &str, interfaces: Vec<Interface>, ip: IpConfig) -> String {
+    /// aws-cni's answer to ADD: `interfaces`, the addresses (one per pod interface) and an
+    /// empty `dns` (upstream's `cmdAdd` result), as JSON.
+    pub fn add_result_json(
+        cni_version: &str,
+        interfaces: Vec<Interface>,
+        ips: Vec<IpConfig>,
+    ) -> String {
         let mut other = serde_json::Map::new();
         other.insert("dns".into(), Value::Object(serde_json::Map::new()));
         CniResult {
             cni_version: cni_version.to_owned(),
             interfaces,
-            ips: vec![ip],
+            ips,
             other,
         }
         .to_json()
     }
 
+    /// The JSON text a runtime reads.
     pub fn to_json(&self) -> String {
         // Strings, numbers and JSON values only: serialising cannot fail.
         serde_json::to_string(self).unwrap_or_default()

@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use cni::check::expected;
+use cni::check::{expected, expected_all};
 use cni::conf::{CniEnv, NetConf};
+use cni::multi_nic::interfaces_in_prev_result;
 use cni::plugin::from_prev_result;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -105,8 +106,13 @@ proptest! {
     fn prev_results_never_panic(prev in json_value(), ifname in "[a-z0-9]{0,6}") {
         let _ = from_prev_result(&prev);
         if let Ok(e) = expected(&prev, &ifname, 9001) {
-            prop_assert_eq!(e.pod_ifname, ifname);
+            prop_assert_eq!(e.pod_ifname, ifname.clone());
         }
+        if let Ok(all) = expected_all(&prev, &ifname, 9001) {
+            prop_assert!(all.iter().zip(0u32..).all(|(e, i)| e.index == i));
+        }
+        let env = CniEnv::from_lookup(|k| (k == "CNI_IFNAME").then(|| ifname.clone()));
+        let _ = interfaces_in_prev_result(&prev, &env);
     }
 
     #[test]
