@@ -132,7 +132,7 @@ async fn start_and_serve(
     let host = host::open_host_net(&cfg, opts.host_network.as_ref(), &node)?;
     let (checkpointer, sink) =
         Checkpointer::new(Box::new(FileSink::new(cfg.backing_store_path(0))));
-    let boot = bootstrap::bootstrap_datastore(&cfg, &node, &policy, sink, host.as_deref()).await?;
+    let boot = bootstrap::bootstrap_datastore(&cfg, &node, &policy, sink).await?;
     checkpointer.write_now()?;
     let capacity = serve::node_capacity(&cfg, &node, &boot, policy.prefix_delegation, &metrics);
     let Bootstrapped {

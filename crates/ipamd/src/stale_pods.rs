@@ -1,8 +1,10 @@
 //! Restart recovery, step 2 of upstream's `ReadBackingStore` (docs/upstream-compat.md): an
 //! allocation in the checkpoint whose pod's host-side veth no longer exists belongs to a pod
 //! that went away while ipamd was down (its DEL tore the pod down from `prevResult` but could
-//! not release the address). Keeping it would leak the address forever; it is dropped, and
-//! its rules with it.
+//! not release the address). Keeping it would leak the address forever; it is released, and
+//! its rules with it. Upstream drops such allocations at restore, before serving; here the
+//! veth must stay gone at two looks after serving begins ([`SWEEP_AFTER`]), because an ADD
+//! in flight when the agent was killed may have its address but not yet its veth.
 
 use std::time::Duration;
 
@@ -39,6 +41,11 @@ pub fn split_stale(doc: &Checkpoint, links: &[String]) -> (Checkpoint, Vec<Check
     (out, stale)
 }
 
+/// An entry's address: its IPv4 one, or its IPv6 one in IPv6 mode.
+fn address(e: &CheckpointEntry) -> &str {
+    if e.ipv4.is_empty() { &e.ipv6 } else { &e.ipv4 }
+}
+
 /// The restored allocations of `restored` (the datastore when gRPC serving began) still
 /// held, under the same key and address, in `now_held`.
 pub fn still_held(
@@ -47,16 +54,20 @@ pub fn still_held(
 ) -> Vec<CheckpointEntry> {
     restored
         .iter()
-        .filter(|e| now_held.iter().any(|(k, ip)| *k == e.key && *ip == e.ipv4))
+        .filter(|e| {
+            now_held
+                .iter()
+                .any(|(k, ip)| *k == e.key && ip == address(e))
+        })
         .cloned()
         .collect()
 }
 
-/// The second sweep (IPv4): the check at restore lists the links before gRPC is served, and a
-/// DEL that runs in between cannot reach ipamd, so the plugin tears the pod down from
-/// `prevResult` and the allocation would stay forever. `restored` is the datastore when
-/// serving began; an allocation of it whose veth is gone at both looks of [`SWEEP_AFTER`] and
-/// that is still held as it was is released, and its rules deleted.
+/// The sweep (both families): `restored` is the datastore when serving began; an allocation
+/// of it whose veth is gone at both looks of [`SWEEP_AFTER`] and that is still held as it was
+/// is released, and its rules deleted (IPv4 pods have to/from rules; IPv6 pods none). The
+/// looks come after serving so that a DEL that could not reach the starting agent has
+/// finished its `prevResult` teardown, and an ADD in flight at the kill has made its veth.
 pub async fn sweep_after_start(
     ds: SharedDatastore,
     host: std::sync::Arc<HostNet>,
@@ -78,7 +89,7 @@ pub async fn sweep_after_start(
             "{}/{}",
             entry.metadata.k8s_pod_namespace, entry.metadata.k8s_pod_name
         );
-        tracing::info!(%pod, ip = %entry.ipv4, "stale allocation released: the pod's veth went away while ipamd started");
+        tracing::info!(%pod, ip = %address(&entry), "stale allocation released: the pod's veth is gone");
         if let Ok(ip) = entry.ipv4.parse()
             && let Err(e) = host.delete_pod_rules(ip).await
         {
@@ -91,18 +102,26 @@ pub async fn sweep_after_start(
 fn release_held(ds: &SharedDatastore, stale: &[CheckpointEntry]) -> Vec<CheckpointEntry> {
     let mut ds = shared_datastore::lock(ds);
     let held: Vec<(IpamKey, String)> = ds
-        .allocated_ips()
-        .into_iter()
-        .map(|a| (a.key, a.ip.to_string()))
+        .checkpoint()
+        .allocations
+        .iter()
+        .map(|e| (e.key.clone(), address(e).to_string()))
         .collect();
     let now = shared_datastore::now();
     still_held(stale, &held)
         .into_iter()
-        .filter(|e| match ds.unassign_pod(&e.key, now) {
-            Ok(_) => true,
-            Err(err) => {
-                tracing::warn!(ip = %e.ipv4, "releasing a stale allocation: {err}");
-                false
+        .filter(|e| {
+            let released = if e.ipv4.is_empty() {
+                ds.unassign_pod_ipv6(&e.key, now).map(drop)
+            } else {
+                ds.unassign_pod(&e.key, now).map(drop)
+            };
+            match released {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!(ip = %address(e), "releasing a stale allocation: {err}");
+                    false
+                }
             }
         })
         .collect()

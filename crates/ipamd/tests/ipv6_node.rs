@@ -157,7 +157,7 @@ async fn an_ipv6_node_hands_out_slash_128s_from_one_slash_80_and_keeps_them_acro
     assert!(!nat.contains("AWS-SNAT-CHAIN"), "{nat}");
 
     // Restart: pod 0's host veth exists (the plugin made it), pod 2's is gone (its DEL
-    // never reached ipamd). Pod 0 keeps its address, pod 2's row is dropped, EC2 keeps one
+    // never reached ipamd). Pod 0 keeps its address, pod 2's row is released, EC2 keeps one
     // prefix.
     let veth = net::names::host_veth_name("eni", "default", "pod-0", 0);
     ns.ip(&[
@@ -174,6 +174,9 @@ async fn an_ipv6_node_hands_out_slash_128s_from_one_slash_80_and_keeps_them_acro
     let _ = agent.await;
     let agent = start(&h, &ns, free_port());
     let mut c = h.client().await;
+    // Pod 2's row goes with the sweep after serving begins (`ipamd::stale_pods`).
+    let sweep: Duration = ipamd::stale_pods::SWEEP_AFTER.iter().sum();
+    tokio::time::sleep(sweep + Duration::from_secs(2)).await;
     assert_eq!(
         checkpoint_v6(&h),
         [(

@@ -1,7 +1,8 @@
 //! Restart recovery against the kernel (upstream's `ReadBackingStore`): a pod that went away
 //! while ipamd was down (its DEL tore the veth down but could not release the address) is
-//! dropped from the checkpoint with its rules at the next start; a pod whose veth exists keeps
-//! its address.
+//! released with its rules by the sweep after the next start; a pod whose veth exists keeps
+//! its address, and so does a pod whose ADD had its address but not yet its veth when the
+//! agent was killed, once its veth appears.
 
 mod support;
 
@@ -77,6 +78,11 @@ async fn allocations_whose_veth_is_gone_are_released_at_restart() {
 
     let agent = h.start(cfg, opts);
     let mut c = h.client().await;
+    // Both allocations are restored; the sweep releases the stale one after its looks.
+    let pods = h.checkpoint_pods();
+    assert_eq!(pods.get("container-2"), Some(&gone), "{pods:?}");
+    let sweep: Duration = ipamd::stale_pods::SWEEP_AFTER.iter().sum();
+    tokio::time::sleep(sweep + Duration::from_secs(2)).await;
     let pods = h.checkpoint_pods();
     assert_eq!(pods.get("container-1"), Some(&alive), "{pods:?}");
     assert_eq!(
@@ -142,6 +148,52 @@ async fn a_veth_gone_just_after_start_is_released_by_the_sweep() {
         "released by the sweep: {pods:?}"
     );
     assert_eq!(pods.get("container-1"), Some(&kept), "{pods:?}");
+    assert!(!agent.is_finished());
+    agent.abort();
+}
+
+/// The race the fault suite's long mode found (docs/reliability.md): the agent is killed
+/// after answering an ADD whose plugin has not made the pod's veth yet. The restarted agent
+/// must not take the address back before the veth appears, or a second pod gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_in_flight_at_the_kill_keeps_its_address_once_its_veth_appears() {
+    let ns = TestNetns::new("ipamd-inflight");
+    let h = Harness::new("m5.large", "10.0.0.0/24", "inflight").await;
+    ns.add_primary_interface(&h.node.primary_mac, h.node.primary_ip);
+    server::lock(h.emu()).set_hotplug(&h.node.instance_id, &ns.0);
+    let mut opts = h.options(Duration::from_secs(60), None);
+    opts.host_network = Some(HostNetOptions {
+        netns: Some(format!("/var/run/netns/{}", ns.0).into()),
+        link_attempts: 50,
+        link_interval: Duration::from_millis(100),
+    });
+    let cfg = h.config(&[]);
+    let agent = h.start(cfg.clone(), opts.clone());
+    let mut c = h.client().await;
+    let in_flight = add_pod(&mut c, 1).await;
+    agent.abort();
+    let _ = agent.await;
+
+    let agent = h.start(cfg, opts);
+    let mut c = h.client().await;
+    // The plugin of the ADD in flight makes its veth only now, after the agent serves.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let veth = net::names::host_veth_name("eni", "default", "pod-1", 0);
+    ns.ip(&[
+        "link",
+        "add",
+        &veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "inflight-peer",
+    ]);
+    let sweep: Duration = ipamd::stale_pods::SWEEP_AFTER.iter().sum();
+    tokio::time::sleep(sweep + Duration::from_secs(2)).await;
+    assert_eq!(h.checkpoint_pods().get("container-1"), Some(&in_flight));
+    let other = add_pod(&mut c, 2).await;
+    assert_ne!(other, in_flight, "the address went to a second pod");
     assert!(!agent.is_finished());
     agent.abort();
 }

@@ -1,8 +1,8 @@
 //! Start-up step 3, bootstrap the datastore: EC2's `DescribeNetworkInterfaces` is the truth
 //! for which ENIs, addresses and prefixes the node has (IMDS may lag); managed ENIs get their
-//! missing tags (upstream's `TagENI`); the checkpoint is restored on top, dropping the
-//! allocations whose pod's veth is gone (upstream's `ReadBackingStore`, docs/ipamd.md
-//! "Start").
+//! missing tags (upstream's `TagENI`); the checkpoint is restored on top, whole: the
+//! allocations whose pod's veth is gone are released later, by the sweep after serving
+//! begins (`crate::stale_pods`, docs/ipamd.md "Start").
 
 use std::collections::HashSet;
 
@@ -12,10 +12,8 @@ use ipam::{Checkpoint, Datastore, DatastoreConfig};
 use planner::PoolPolicy;
 
 use crate::checkpointer::PendingSink;
-use crate::host_net::{HostNet, HostNetError};
 use crate::node;
 use crate::pool;
-use crate::stale_pods;
 use crate::start::discover::Node;
 
 /// Why the datastore could not be built.
@@ -29,8 +27,6 @@ pub enum BootstrapError {
     Datastore(#[from] ipam::DatastoreError),
     #[error("checkpoint {0}")]
     Checkpoint(#[from] ipam::CheckpointError),
-    #[error("stale pods: {0}")]
-    HostNet(#[from] HostNetError),
     #[error("EC2 AssignIpv6Addresses (an IPv6 prefix for ENI {eni}): {source}")]
     Ipv6Prefix { eni: String, source: aws::AwsError },
 }
@@ -54,7 +50,6 @@ pub async fn bootstrap_datastore(
     node: &Node,
     policy: &PoolPolicy,
     sink: PendingSink,
-    host: Option<&HostNet>,
 ) -> Result<Bootstrapped, BootstrapError> {
     let ds_config = DatastoreConfig {
         network_card: 0,
@@ -83,7 +78,7 @@ pub async fn bootstrap_datastore(
         x.at_start(node.ec2.as_ref(), &mut ds).await;
     }
     match ipam::read_checkpoint(&cfg.backing_store_path(0))? {
-        Some(doc) => restore(&mut ds, doc, host).await?,
+        Some(doc) => restore(&mut ds, doc)?,
         None => ds.persist()?,
     }
     Ok(Bootstrapped {
@@ -134,32 +129,13 @@ async fn add_managed_enis(
     Ok(unmanaged)
 }
 
-/// Restores the checkpoint. Allocations whose pod's veth is gone were released by a DEL
-/// that could not reach ipamd; they are dropped with their rules instead of leaked.
-async fn restore(
-    ds: &mut Datastore,
-    doc: Checkpoint,
-    host: Option<&HostNet>,
-) -> Result<(), BootstrapError> {
-    let doc = match host {
-        Some(host) => {
-            let (kept, stale) = stale_pods::split_stale(&doc, &host.link_names().await?);
-            for entry in &stale {
-                let pod = format!(
-                    "{}/{}",
-                    entry.metadata.k8s_pod_namespace, entry.metadata.k8s_pod_name
-                );
-                tracing::info!(%pod, ip = %entry.ipv4, "stale allocation dropped: the pod's veth is gone");
-                if let Ok(ip) = entry.ipv4.parse()
-                    && let Err(e) = host.delete_pod_rules(ip).await
-                {
-                    tracing::warn!("rules of stale {ip}: {e}");
-                }
-            }
-            kept
-        }
-        None => doc,
-    };
+/// Restores the checkpoint, every allocation of it. Those whose pod's veth is gone are not
+/// dropped here, before serving, as upstream's `ReadBackingStore` does: an ADD that had its
+/// address when the agent was killed may not have made its veth yet (the plugin makes it
+/// while ipamd answers), and dropping its allocation then handed the address to a second pod
+/// (docs/reliability.md, "Found by the suite"). [`crate::stale_pods::sweep_after_start`] releases
+/// them once their veth has stayed gone for seconds.
+fn restore(ds: &mut Datastore, doc: Checkpoint) -> Result<(), BootstrapError> {
     let report = ds.restore(&doc)?;
     tracing::info!(
         restored = report.restored,

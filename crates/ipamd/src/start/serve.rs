@@ -134,7 +134,7 @@ pub async fn serve(
     let background = spawn_background(&mut ready, &shared, &service, manager);
     let servers = spawn_servers(&ready, &shared).await?;
     let mut sweep = Tasks::default();
-    if let (Some(host), false) = (&ready.host, ready.cfg.is_ipv6()) {
+    if let Some(host) = &ready.host {
         let restored = pool::lock(&ds).checkpoint();
         sweep.spawn(stale_pods::sweep_after_start(
             ds.clone(),
