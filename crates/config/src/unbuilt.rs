@@ -13,8 +13,6 @@ const POD_ENI: &str = "security groups for pods (branch ENIs on a trunk ENI) are
     this release; refusing to start so that pods selected by a SecurityGroupPolicy are not given \
     ordinary addresses with the node's security groups. Set ENABLE_POD_ENI=false or keep \
     upstream aws-node on nodes that need it (see docs/migration.md)";
-const MULTI_NIC: &str = "only network card 0 is managed in this release; multi-NIC pods are not \
-    built. Set ENABLE_MULTI_NIC=false (see docs/migration.md)";
 
 impl Config {
     /// Refuses every setting this build accepts syntactically but does not implement; all
@@ -27,7 +25,6 @@ impl Config {
             }
         };
         refuse(self.eni.pod_eni, n::ENABLE_POD_ENI, POD_ENI);
-        refuse(self.eni.multi_nic, n::ENABLE_MULTI_NIC, MULTI_NIC);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -68,23 +65,17 @@ mod tests {
     }
 
     #[test]
-    fn each_unbuilt_switch_is_refused_by_name() {
-        for (vars, variable) in [
-            (vec![("ENABLE_POD_ENI", "true")], n::ENABLE_POD_ENI),
-            (vec![("ENABLE_MULTI_NIC", "true")], n::ENABLE_MULTI_NIC),
-        ] {
-            let err = cfg(&vars).check_built().unwrap_err();
-            assert_eq!(err.errors.len(), 1, "{err}");
-            assert!(err.mentions(variable), "{err}");
-            assert!(err.to_string().contains("not built"), "{err}");
-        }
+    fn multi_nic_is_built() {
+        assert_eq!(cfg(&[("ENABLE_MULTI_NIC", "true")]).check_built(), Ok(()));
     }
 
     #[test]
-    fn all_refusals_come_at_once() {
+    fn each_unbuilt_switch_is_refused_by_name() {
         let err = cfg(&[("ENABLE_POD_ENI", "true"), ("ENABLE_MULTI_NIC", "true")])
             .check_built()
             .unwrap_err();
-        assert!(err.mentions(n::ENABLE_POD_ENI) && err.mentions(n::ENABLE_MULTI_NIC));
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert!(err.mentions(n::ENABLE_POD_ENI), "{err}");
+        assert!(err.to_string().contains("not built"), "{err}");
     }
 }

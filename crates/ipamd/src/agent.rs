@@ -17,8 +17,10 @@ use ipam::FileSink;
 
 use crate::checkpointer::Checkpointer;
 use crate::cluster_link;
+use crate::datastores::{CardStore, Datastores};
 use crate::host_net::HostNetError;
 use crate::metrics::{InProgress, Metrics, StartupFailure};
+use crate::pool;
 use crate::start::bootstrap::{self, BootstrapError, Bootstrapped};
 use crate::start::discover::{self, DiscoverError};
 use crate::start::host;
@@ -130,19 +132,36 @@ async fn start_and_serve(
         node.limits.prefix_delegation,
     )?;
     let host = host::open_host_net(&cfg, opts.host_network.as_ref(), &node)?;
-    let (checkpointer, sink) =
-        Checkpointer::new(Box::new(FileSink::new(cfg.backing_store_path(0))));
-    let boot = bootstrap::bootstrap_datastore(&cfg, &node, &policy, sink).await?;
-    checkpointer.write_now()?;
+    let mut checkpointers = Vec::new();
+    let sink_for = |card: u32| {
+        let path = cfg.backing_store_path(card);
+        let (checkpointer, sink) = Checkpointer::new(Box::new(FileSink::new(path)));
+        checkpointers.push((card, checkpointer));
+        sink
+    };
+    let boot =
+        bootstrap::bootstrap_datastore(&cfg, &node, &policy, sink_for).await?;
+    for (_, checkpointer) in &checkpointers {
+        checkpointer.write_now()?;
+    }
     let capacity = serve::node_capacity(&cfg, &node, &boot, policy.prefix_delegation, &metrics);
+    let other_capacities = crate::start::cards::other_card_capacities(&cfg, &node, &boot);
     let Bootstrapped {
         ds,
+        other_cards,
         enis,
         unmanaged,
     } = boot;
+    let stores = card_stores(ds, other_cards, checkpointers)?;
     if let Some(host) = &host {
         host::converge_host_network(host, &node, &enis, &unmanaged, &metrics).await?;
-        crate::start::pod_rules::collapse_restored(host, &ds).await;
+        for store in stores.iter() {
+            let collapse = {
+                let ds = pool::lock(&store.ds);
+                crate::start::pod_rules::collapse_restored(host, &ds)
+            };
+            collapse.await;
+        }
     }
     metrics.observe_node_init(started.elapsed(), true);
     note(&progress, |p| p.node_initialised = true);
@@ -151,7 +170,8 @@ async fn start_and_serve(
         cfg,
         opts,
         node,
-        ds: Arc::new(Mutex::new(ds)),
+        stores,
+        other_capacities,
         unmanaged,
         vpc_id: bootstrap::vpc_id(&enis),
         primary_conntrack: primary_conntrack(&enis),
@@ -161,7 +181,6 @@ async fn start_and_serve(
         policy,
         max_pods_watch,
         metrics: metrics.clone(),
-        checkpointer,
     };
     serve::serve(ready, shutdown, || {
         metrics.observe_startup(started.elapsed(), with_api_server, None);
@@ -169,6 +188,27 @@ async fn start_and_serve(
     })
     .await?;
     Ok(())
+}
+
+/// The datastores with their checkpoint writers, by card.
+fn card_stores(
+    ds: ipam::Datastore,
+    other_cards: Vec<(u32, ipam::Datastore)>,
+    checkpointers: Vec<(u32, Checkpointer)>,
+) -> Result<Datastores, AgentError> {
+    let all = std::iter::once((0, ds)).chain(other_cards);
+    let mut stores = Vec::new();
+    for (card, ds) in all {
+        let Some((_, checkpointer)) = checkpointers.iter().find(|(c, _)| *c == card) else {
+            return Err(AgentError::Bootstrap(BootstrapError::NoCheckpointer(card)));
+        };
+        stores.push(CardStore {
+            card,
+            ds: Arc::new(Mutex::new(ds)),
+            checkpointer: checkpointer.clone(),
+        });
+    }
+    Ok(Datastores::new(stores))
 }
 
 /// The primary ENI's (device 0, card 0) connection tracking timeouts, for new ENIs

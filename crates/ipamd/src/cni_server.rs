@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use ipam::{DatastoreError, IpamKey, IpamMetadata};
+use ipam::{DatastoreError, IpamKey};
 use rpc::{
     AddNetworkReply, AddNetworkRequest, CniBackend, ConfigServerBackend, DelNetworkReply,
     DelNetworkRequest, IpAllocationMetadata, NetworkPolicyAgentConfigReply,
@@ -17,9 +17,10 @@ use tokio::sync::{Notify, oneshot, watch};
 use tonic::{Request, Response, Status};
 
 use crate::branch_pods::{BranchAdd, BranchPodError, BranchPods, UnknownPodDel};
-use crate::checkpointer::Checkpointer;
+use crate::datastores::Datastores;
 use crate::metrics::Metrics;
-use crate::pool::{self, GrowthBlocker, SharedDatastore};
+use crate::pod_addresses::{self, OnCard, PodAddress};
+use crate::pool::GrowthBlocker;
 use crate::waiting_pods::WaitingPods;
 
 /// The version this server reports; upstream plugins send `""`, which is accepted too.
@@ -68,9 +69,9 @@ pub struct ReplyFacts {
 /// State shared by the handlers.
 #[derive(Clone)]
 pub struct CniService {
-    pub ds: SharedDatastore,
-    /// Every reply waits until the checkpoint holding its change is on disk.
-    pub checkpointer: Checkpointer,
+    /// Every managed card's datastore and checkpoint writer, card 0 first; every reply
+    /// waits until the checkpoints holding its change are on disk.
+    pub stores: Datastores,
     pub facts: Arc<ReplyFacts>,
     pub metrics: Arc<Metrics>,
     /// Why the pool last failed to grow (the pool manager's, see `PoolManager::blocker`).
@@ -197,64 +198,22 @@ pub fn no_address_message(blocker: Option<&GrowthBlocker>) -> String {
 }
 
 impl CniService {
-    /// Runs `op` on the datastore (in memory: the lock is never held across disk I/O),
-    /// updates `awscni_assigned_ip_addresses` (the other gauges follow on the pool loop),
-    /// and returns the checkpoint generation that holds the change.
-    fn on_datastore<T>(&self, op: impl FnOnce(&mut ipam::Datastore) -> T) -> (T, u64) {
-        let mut ds = pool::lock(&self.ds);
-        let out = op(&mut ds);
-        let generation = self.checkpointer.generation();
-        let assigned = ds.stats(pool::now()).assigned_ips + ds.ipv6_assigned();
+    /// Updates `awscni_assigned_ip_addresses` (the other gauges follow on the pool loop).
+    fn note_assigned(&self) {
+        let assigned = self.stores.assigned();
         self.metrics.assigned_ip_addresses.set(i64::from(assigned));
-        (out, generation)
     }
 
-    /// An address of the cluster's family for `key`.
-    fn assign(
-        &self,
-        key: &IpamKey,
-        meta: &IpamMetadata,
-    ) -> (Result<PodAddress, DatastoreError>, u64) {
-        let now = pool::now();
-        self.on_datastore(|ds| {
-            if self.facts.ipv6 {
-                ds.assign_pod_ipv6(key, meta, now).map(PodAddress::from)
-            } else {
-                ds.assign_pod_ipv4(key, meta, now).map(PodAddress::from)
-            }
-        })
-    }
-
-    /// Releases `key`'s address; in IPv4 mode also says whether that emptied a CIDR of
-    /// the other prefix-delegation mode.
-    fn release(&self, key: &IpamKey) -> ((Result<PodAddress, DatastoreError>, bool), u64) {
-        let now = pool::now();
-        self.on_datastore(|ds| {
-            if self.facts.ipv6 {
-                let released = ds.unassign_pod_ipv6(key, now);
-                (
-                    released.map(|u| PodAddress::released(u.ip.into(), &u)),
-                    false,
-                )
-            } else {
-                let released = ds.unassign_pod(key, now);
-                let leftover = released
-                    .as_ref()
-                    .is_ok_and(|u| emptied_other_mode_cidr(ds, u));
-                (
-                    released.map(|u| PodAddress::released(u.ip.into(), &u)),
-                    leftover,
-                )
-            }
-        })
-    }
-
-    /// Waits for the checkpoint of `generation` (group commit, see `checkpointer`).
-    async fn durable(&self, generation: u64) -> Result<(), Status> {
-        self.checkpointer
-            .durable(generation)
-            .await
-            .map_err(|e| Status::internal(format!("writing the checkpoint: {e}")))
+    /// Waits for the checkpoints holding `changes` (group commit, see `checkpointer`).
+    async fn durable(&self, changes: &[OnCard]) -> Result<(), Status> {
+        for c in changes {
+            c.store
+                .checkpointer
+                .durable(c.generation)
+                .await
+                .map_err(|e| Status::internal(format!("writing the checkpoint: {e}")))?;
+        }
+        Ok(())
     }
 
     /// The reply's `IPAllocationMetadata` row of `a`.
@@ -355,42 +314,6 @@ impl CniService {
     }
 }
 
-/// A pod's address of either family with where it lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PodAddress {
-    ip: IpAddr,
-    device_number: u32,
-    route_table_id: u32,
-}
-
-impl<A: Into<IpAddr>> From<ipam::Assignment<A>> for PodAddress {
-    fn from(a: ipam::Assignment<A>) -> Self {
-        Self {
-            ip: a.ip.into(),
-            device_number: a.device_number,
-            route_table_id: a.route_table_id,
-        }
-    }
-}
-
-impl PodAddress {
-    fn released<N: ipam::PodNet>(ip: IpAddr, u: &ipam::Unassignment<N>) -> Self {
-        Self {
-            ip,
-            device_number: u.device_number,
-            route_table_id: u.route_table_id,
-        }
-    }
-}
-
-/// Whether releasing `u` left a CIDR of the other prefix-delegation mode without pods.
-fn emptied_other_mode_cidr(ds: &ipam::Datastore, u: &ipam::Unassignment) -> bool {
-    let pd = ds.config().prefix_delegation;
-    ds.eni(&u.eni_id)
-        .and_then(|e| e.cidr_containing(u.ip))
-        .is_some_and(|c| !c.in_mode(pd) && c.assigned_count() == 0)
-}
-
 #[tonic::async_trait]
 impl CniBackend for CniService {
     async fn add_network(
@@ -429,19 +352,33 @@ impl CniBackend for CniService {
             return failed();
         }
         if req.requires_multi_nic_attachment && !self.facts.multi_nic {
+            tracing::warn!("a multi-NIC pod needs ENABLE_MULTI_NIC=true");
             return failed();
         }
+        let required = if req.requires_multi_nic_attachment {
+            self.stores.len()
+        } else {
+            1
+        };
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
-        let meta = IpamMetadata::new(&req.k8s_pod_namespace, &req.k8s_pod_name, 1);
-        let (assigned, generation) = self.assign(&key, &meta);
+        let ipv6 = self.facts.ipv6;
+        let (ns, name) = (&req.k8s_pod_namespace, &req.k8s_pod_name);
+        let assigned = pod_addresses::assign(&self.stores, ipv6, &key, ns, name, required);
+        self.note_assigned();
         match &assigned {
             Err(DatastoreError::NoAvailableIp) => self.waiting.refused(&key),
             _ => self.waiting.done(&key),
         }
         // Whatever happened, let the pool catch up right away.
         self.kick.notify_one();
-        let a = match assigned {
-            Ok(a) => a,
+        let taken = match assigned {
+            Ok(taken) => taken,
+            Err(DatastoreError::NoAvailableIp) if required > 1 => {
+                // Upstream answers a multi-NIC pod's failure with Success=false.
+                self.metrics.no_available_ip_addresses.inc();
+                tracing::warn!(pod = %format!("{ns}/{name}"), "multi-NIC pod: a card has no free address");
+                return failed();
+            }
             Err(DatastoreError::NoAvailableIp) => {
                 self.metrics.no_available_ip_addresses.inc();
                 let blocker = self.blocker.borrow().clone();
@@ -451,17 +388,17 @@ impl CniBackend for CniService {
             }
             Err(e) => return Err(Status::internal(format!("assigning an address: {e}"))),
         };
-        if let Err(e) = self.durable(generation).await {
-            // Not on disk: a restart would not know the pod. Give the address back.
-            let _ = self.release(&key);
+        if let Err(e) = self.durable(&taken).await {
+            // Not on disk: a restart would not know the pod. Give the addresses back.
+            pod_addresses::give_back(ipv6, &key, &taken);
+            self.note_assigned();
             return Err(e);
         }
-        if let Some(annotator) = &self.annotate {
-            annotator.set(&req.k8s_pod_namespace, &req.k8s_pod_name, a.ip);
+        if let (Some(annotator), Some(first)) = (&self.annotate, taken.first()) {
+            annotator.set(ns, name, first.address.ip);
         }
-        Ok(Response::new(
-            self.success_reply(vec![Self::allocation(&a)]),
-        ))
+        let rows = taken.iter().map(|t| Self::allocation(&t.address)).collect();
+        Ok(Response::new(self.success_reply(rows)))
     }
 
     async fn del_network(
@@ -481,22 +418,27 @@ impl CniBackend for CniService {
         }
         let key = IpamKey::new(&req.network_name, &req.container_id, &req.if_name);
         self.waiting.done(&key);
-        let ((released, leftover), generation) = self.release(&key);
-        if leftover {
+        let released = pod_addresses::release(&self.stores, self.facts.ipv6, &key);
+        self.note_assigned();
+        if released.as_ref().is_ok_and(|r| r.leftover) {
             // Prefix delegation was switched: the pool loop gives the CIDR back to EC2 now
             // (`pool::leftovers`), as upstream's DelNetwork does, without this DEL waiting.
             self.kick.notify_one();
         }
-        if let Ok(u) = &released {
-            self.durable(generation).await?;
-            if let Some(annotator) = &self.annotate {
-                annotator.clear(&req.k8s_pod_namespace, &req.k8s_pod_name, u.ip);
+        if let Ok(r) = &released {
+            self.durable(&r.on_cards).await?;
+            if let (Some(annotator), Some(first)) = (&self.annotate, r.on_cards.first()) {
+                annotator.clear(&req.k8s_pod_namespace, &req.k8s_pod_name, first.address.ip);
             }
         }
         match released {
-            Ok(u) => Ok(Response::new(DelNetworkReply {
+            Ok(r) => Ok(Response::new(DelNetworkReply {
                 success: true,
-                ip_allocation_metadata: vec![Self::allocation(&u)],
+                ip_allocation_metadata: r
+                    .on_cards
+                    .iter()
+                    .map(|c| Self::allocation(&c.address))
+                    .collect(),
                 network_policy_mode: self.facts.network_policy_mode.clone(),
                 ..Default::default()
             })),

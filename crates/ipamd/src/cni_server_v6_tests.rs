@@ -29,8 +29,7 @@ fn service(ipv6: bool) -> CniService {
         .unwrap();
     let (_tx, blocker) = watch::channel(None);
     CniService {
-        ds: Arc::new(Mutex::new(ds)),
-        checkpointer,
+        stores: crate::datastores::Datastores::single(Arc::new(Mutex::new(ds)), checkpointer),
         facts: Arc::new(ReplyFacts {
             ipv6,
             vpc_cidrs: ["2600:1f13:a::/56".to_string()].into_iter().collect(),
@@ -72,7 +71,7 @@ fn del(i: u32) -> Request<DelNetworkRequest> {
 #[tokio::test]
 async fn add_and_del_carry_ipv6_addresses_and_the_vpcs_ipv6_cidrs() {
     let svc = service(true);
-    let _writer = svc.checkpointer.spawn_writer();
+    let _writer = svc.stores.primary().checkpointer.spawn_writer();
     let first = svc.add_network(add(0)).await.unwrap().into_inner();
     assert!(first.success);
     let row = &first.ip_allocation_metadata[0];
@@ -138,11 +137,11 @@ async fn an_ipv4_agent_does_not_hand_out_the_ipv6_prefix() {
 #[tokio::test]
 async fn the_gauges_count_the_ipv6_prefix() {
     let svc = service(true);
-    let _writer = svc.checkpointer.spawn_writer();
+    let _writer = svc.stores.primary().checkpointer.spawn_writer();
     for i in 0..2 {
         assert!(svc.add_network(add(i)).await.unwrap().into_inner().success);
     }
-    crate::node_loop::publish_gauges(&svc.metrics, &svc.ds);
+    crate::node_loop::publish_gauges(&svc.metrics, &svc.stores.by_card());
     let text = svc.metrics.render().unwrap();
     for line in [
         "awscni_total_ip_addresses 281474976710656",

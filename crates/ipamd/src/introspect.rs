@@ -87,6 +87,15 @@ pub fn eni_infos(ds: &Datastore, now: Timestamp) -> Value {
     json!({"TotalIPs": total, "AssignedIPs": assigned, "ENIs": enis})
 }
 
+/// `IPAMMetadata` as upstream's JSON tags have it (`interfacesCount` omitted when 0).
+fn pod_metadata(m: &ipam::IpamMetadata) -> Value {
+    let mut meta = json!({"k8sPodNamespace": m.k8s_pod_namespace, "k8sPodName": m.k8s_pod_name});
+    if m.interfaces_count > 0 {
+        meta["interfacesCount"] = json!(m.interfaces_count);
+    }
+    meta
+}
+
 /// One `CidrInfo`: the CIDR, the addresses used at least once (scrubbed), the kind.
 fn cidr_json<N: ipam::PodNet>(cidr: Value, entry: &ipam::CidrEntry<N>, family: &str) -> Value {
     let mut addresses = Map::new();
@@ -94,7 +103,7 @@ fn cidr_json<N: ipam::PodNet>(cidr: Value, entry: &ipam::CidrEntry<N>, family: &
         let (key, meta, assigned) = match &info.assignment {
             Some(a) => (
                 json!({"networkName": a.key.network_name, "containerID": "", "ifName": ""}),
-                json!({"k8sPodNamespace": a.metadata.k8s_pod_namespace, "k8sPodName": a.metadata.k8s_pod_name}),
+                pod_metadata(&a.metadata),
                 Some(a.assigned_time),
             ),
             None => (

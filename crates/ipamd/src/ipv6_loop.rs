@@ -64,7 +64,7 @@ pub async fn run<E: Ec2>(
 ) {
     let mut last_check = Instant::now();
     loop {
-        publish_gauges(&metrics, &ds);
+        publish_gauges(&metrics, &[(0, ds.clone())]);
         if last_check.elapsed() >= timers.reconcile {
             reconcile_prefixes(ec2.as_ref(), &ds, &instance_id, provision).await;
             last_check = Instant::now();

@@ -114,10 +114,22 @@ impl VpcCidrRefresh {
     }
 }
 
-/// Everything the background task owns.
-pub struct NodeLoop<E: Ec2, I: Imds> {
+/// The pool manager and reconciler of one network card > 0 (`ENABLE_MULTI_NIC`).
+pub struct CardWork<E: Ec2, I: Imds> {
     pub manager: PoolManager<E>,
     pub reconciler: Reconciler<E, I>,
+}
+
+/// Everything the background task owns.
+pub struct NodeLoop<E: Ec2, I: Imds> {
+    /// Card 0's pool manager and reconciler.
+    pub manager: PoolManager<E>,
+    pub reconciler: Reconciler<E, I>,
+    /// The other managed cards', ticked and reconciled after card 0's ("for every
+    /// datastore", upstream's `updateIPPoolIfRequired`).
+    pub other_cards: Vec<CardWork<E, I>>,
+    /// Every card's datastore (gauges).
+    pub stores: crate::datastores::Datastores,
     pub ec2: Arc<E>,
     pub imds: Arc<I>,
     pub ds: SharedDatastore,
@@ -168,6 +180,7 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
                         crate::cluster_link::send_event(cluster, event);
                     }
                 }
+                self.tick_other_cards().await;
             }
             if let Some(f) = &mut self.features {
                 f.run_once().await;
@@ -185,6 +198,7 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
                 if out.enis_added + out.enis_removed + out.cidrs_added + out.cidrs_removed > 0 {
                     tracing::info!(?out, "reconciled with EC2");
                 }
+                self.reconcile_other_cards().await;
                 last_reconcile = Instant::now();
             }
             if last_sg.elapsed() >= self.timers.security_groups {
@@ -197,10 +211,40 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
                 refresh.run_once(self.imds.as_ref()).await;
                 last_vpc = Instant::now();
             }
-            publish_gauges(&self.metrics, &self.ds);
+            publish_gauges(&self.metrics, &self.stores.by_card());
             tokio::select! {
                 _ = tokio::time::sleep(self.timers.pool) => {}
                 _ = self.kick.notified() => self.hold_burst().await,
+            }
+        }
+    }
+
+    /// One pool tick of every card > 0.
+    async fn tick_other_cards(&mut self) {
+        for work in &mut self.other_cards {
+            let out = work.manager.tick().await;
+            for e in &out.errors {
+                let card = work.manager.network_card();
+                tracing::warn!(card, "pool: {e}");
+                self.metrics
+                    .ipamd_error_count
+                    .with_label_values(&["increaseIPPoolAllocIPAddressesFailed"])
+                    .inc();
+            }
+        }
+    }
+
+    /// Reconciles every card > 0 with EC2.
+    async fn reconcile_other_cards(&mut self) {
+        for work in &mut self.other_cards {
+            let released = work.manager.recently_released().clone();
+            let out = work.reconciler.run_once(&released).await;
+            let card = work.manager.network_card();
+            for e in &out.errors {
+                tracing::warn!(card, "{e}");
+            }
+            if out.enis_added + out.enis_removed + out.cidrs_added + out.cidrs_removed > 0 {
+                tracing::info!(card, ?out, "reconciled with EC2");
             }
         }
     }
@@ -244,11 +288,17 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
             return;
         }
         tracing::info!(old = ?sg.current, new = ?groups, "security groups changed");
-        let enis: Vec<String> = pool::lock(&self.ds)
-            .enis()
+        let enis: Vec<String> = self
+            .stores
             .iter()
-            .filter(|e| !e.is_primary && !e.is_trunk)
-            .map(|e| e.id.clone())
+            .flat_map(|store| {
+                pool::lock(&store.ds)
+                    .enis()
+                    .iter()
+                    .filter(|e| !e.is_primary && !e.is_trunk)
+                    .map(|e| e.id.clone())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let mut all_done = true;
         for eni in enis {
@@ -258,6 +308,9 @@ impl<E: Ec2 + 'static, I: Imds + 'static> NodeLoop<E, I> {
             }
         }
         self.manager.set_security_groups(groups.clone());
+        for work in &mut self.other_cards {
+            work.manager.set_security_groups(groups.clone());
+        }
         if all_done {
             sg.current = groups;
         }
@@ -292,40 +345,44 @@ pub fn spawn_leaked_eni_cleanup<E: Ec2 + 'static>(
     })
 }
 
-/// Datastore gauges (`utils/prometheusmetrics/prometheusmetrics.go`; docs/metrics.md). IPv6
-/// prefixes count in the totals as upstream's `total` does (2^48 addresses per /80), and in
-/// the per-ENI and per-CIDR series.
-pub fn publish_gauges(metrics: &Metrics, ds: &SharedDatastore) {
-    let ds = pool::lock(ds);
-    let stats = ds.stats(pool::now());
-    let v6_total = i64::try_from(ds.ipv6_total_addresses()).unwrap_or(i64::MAX);
-    metrics
-        .total_ip_addresses
-        .set(i64::from(stats.total_ips).saturating_add(v6_total));
-    metrics
-        .assigned_ip_addresses
-        .set(i64::from(stats.assigned_ips + ds.ipv6_assigned()));
-    metrics
-        .total_ipv4_prefixes
-        .set(i64::from(stats.total_prefixes));
-    metrics.eni_allocated.set(ds.eni_count() as i64);
+/// Datastore gauges (`utils/prometheusmetrics/prometheusmetrics.go`; docs/metrics.md) over
+/// every card's datastore: the totals are summed (upstream's per-card datastores overwrite
+/// each other, the last writer winning). IPv6 prefixes count in the totals as upstream's
+/// `total` does (2^48 addresses per /80), and in the per-ENI and per-CIDR series.
+pub fn publish_gauges(metrics: &Metrics, stores: &[(u32, SharedDatastore)]) {
+    let (mut total, mut assigned, mut prefixes, mut enis) = (0i64, 0i64, 0i64, 0i64);
     // Freed ENIs drop out of the per-ENI series.
     metrics.assigned_ip_per_eni.reset();
-    for eni in ds.enis() {
-        metrics
-            .assigned_ip_per_eni
-            .with_label_values(&[&eni.id])
-            .set(f64::from(eni.assigned_count()));
+    let mut per_cidr = Vec::new();
+    for (_, ds) in stores {
+        let ds = pool::lock(ds);
+        let stats = ds.stats(pool::now());
+        let v6_total = i64::try_from(ds.ipv6_total_addresses()).unwrap_or(i64::MAX);
+        total = total
+            .saturating_add(i64::from(stats.total_ips))
+            .saturating_add(v6_total);
+        assigned += i64::from(stats.assigned_ips + ds.ipv6_assigned());
+        prefixes += i64::from(stats.total_prefixes);
+        enis += ds.eni_count() as i64;
+        for eni in ds.enis() {
+            metrics
+                .assigned_ip_per_eni
+                .with_label_values(&[&eni.id])
+                .set(f64::from(eni.assigned_count()));
+            let v4 = eni
+                .ipv4_cidrs
+                .iter()
+                .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()));
+            let v6 = eni
+                .ipv6_cidrs
+                .iter()
+                .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()));
+            per_cidr.extend(v4.chain(v6));
+        }
     }
-    metrics.publish_assigned_per_cidr(ds.enis().iter().flat_map(|eni| {
-        let v4 = eni
-            .ipv4_cidrs
-            .iter()
-            .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()));
-        let v6 = eni
-            .ipv6_cidrs
-            .iter()
-            .map(|(cidr, c)| (cidr.to_string(), c.assigned_count()));
-        v4.chain(v6)
-    }));
+    metrics.total_ip_addresses.set(total);
+    metrics.assigned_ip_addresses.set(assigned);
+    metrics.total_ipv4_prefixes.set(prefixes);
+    metrics.eni_allocated.set(enis);
+    metrics.publish_assigned_per_cidr(per_cidr.into_iter());
 }

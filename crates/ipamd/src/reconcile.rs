@@ -73,6 +73,8 @@ pub struct Reconciler<E: Ec2, I: Imds> {
     exclusion: Option<SubnetExclusion>,
     /// Rounds run (the subnet tags are re-read every [`REFRESH_EVERY_ROUNDS`]).
     rounds: u32,
+    /// The network card whose ENIs this datastore holds; other cards' ENIs are not seen.
+    card: u32,
 }
 
 /// One ENI as IMDS or the datastore lists it: secondary /32s and prefixes.
@@ -98,7 +100,15 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
             missing: HashSet::new(),
             exclusion: None,
             rounds: 0,
+            card: 0,
         }
+    }
+
+    /// Reconciles network card `card`'s datastore (`ENABLE_MULTI_NIC`): only the ENIs
+    /// IMDS and EC2 list on that card are compared with it.
+    pub fn with_network_card(mut self, card: u32) -> Self {
+        self.card = card;
+        self
     }
 
     /// Re-reads the subnets' tags every [`REFRESH_EVERY_ROUNDS`] rounds and marks (or
@@ -137,6 +147,9 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
         let mut view = HashMap::new();
         for mac in self.imds.macs().await? {
             let eni = self.imds.eni(&mac).await?;
+            if eni.network_card != self.card {
+                continue;
+            }
             let cidrs = eni
                 .ipv4s
                 .iter()
@@ -190,7 +203,10 @@ impl<E: Ec2, I: Imds> Reconciler<E, I> {
             .describe_instance_enis(&self.facts.instance_id)
             .await
         {
-            Ok(t) => t,
+            Ok(mut t) => {
+                t.retain(|e| crate::multi_nic::card_of(e) == self.card);
+                t
+            }
             Err(e) => {
                 out.errors.push(format!("reconcile: {e}"));
                 return out;

@@ -99,7 +99,7 @@ impl<E: Ec2, K: net::kernel::Kernel> PoolManager<E, K> {
             return Ok(0);
         };
         if let (Some(host), Some(ip), Some(subnet)) = (&self.host, eni.primary_ip, subnet_cidr) {
-            let table = net::route_table::route_table_id(0, device);
+            let table = net::route_table::route_table_id(self.network_card, device);
             host.setup_secondary(&eni.mac, ip, subnet, table, eni.interface_type == "trunk")
                 .await?;
         }
@@ -178,14 +178,15 @@ impl<E: Ec2, K: net::kernel::Kernel> PoolManager<E, K> {
         Err(last_error.map_or(PoolError::NoSubnet, PoolError::Aws))
     }
 
-    /// Attaches a created ENI at the first free device index of card 0; deletes it when
+    /// Attaches a created ENI at the first free device index of the manager's card; deletes it when
     /// that fails. Returns the device index and the attachment id.
     async fn attach(&self, eni: &str) -> Result<(u32, String), PoolError> {
         let instance = match self.ec2.describe_instance(&self.facts.instance_id).await {
             Ok(i) => i,
             Err(e) => return Err(self.undo_create(eni, e).await.into()),
         };
-        let Some(device) = instance.free_device_index(0) else {
+        let card = self.network_card;
+        let Some(device) = instance.free_device_index(card) else {
             let e = AwsError::new(
                 ErrorKind::LimitExceeded,
                 "AttachNetworkInterface",
@@ -196,7 +197,7 @@ impl<E: Ec2, K: net::kernel::Kernel> PoolManager<E, K> {
         };
         match self
             .ec2
-            .attach_eni(eni, &self.facts.instance_id, device, 0)
+            .attach_eni(eni, &self.facts.instance_id, device, card)
             .await
         {
             Ok(a) => Ok((device, a)),

@@ -116,6 +116,8 @@ pub struct PoolManager<E: Ec2, K: Kernel = NetlinkHandle> {
     conntrack: Option<aws::ConnTrack>,
     /// Pods AddNetwork refused since the last tick (`crate::waiting_pods`).
     waiting: Arc<WaitingPods>,
+    /// The network card whose ENIs this manager attaches (0 unless `ENABLE_MULTI_NIC`).
+    network_card: u32,
 }
 
 impl<E: Ec2, K: Kernel> PoolManager<E, K> {
@@ -145,7 +147,21 @@ impl<E: Ec2, K: Kernel> PoolManager<E, K> {
             max_pods: None,
             conntrack: None,
             waiting: Arc::default(),
+            network_card: 0,
         }
+    }
+
+    /// Manages network card `card`: new ENIs are attached there, at its lowest free device
+    /// index, with route table `10000 + device + 100·card` (the datastore's card decides
+    /// the targets: cards > 0 keep `WARM_IP_TARGET=1`, `MINIMUM_IP_TARGET=1`).
+    pub fn with_network_card(mut self, card: u32) -> Self {
+        self.network_card = card;
+        self
+    }
+
+    /// The network card this manager grows and shrinks.
+    pub fn network_card(&self) -> u32 {
+        self.network_card
     }
 
     /// Retries and pauses when freeing an ENI (upstream's by default), validated.

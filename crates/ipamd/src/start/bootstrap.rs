@@ -12,6 +12,7 @@ use ipam::{Checkpoint, Datastore, DatastoreConfig};
 use planner::PoolPolicy;
 
 use crate::checkpointer::PendingSink;
+use crate::multi_nic;
 use crate::node;
 use crate::pool;
 use crate::start::discover::Node;
@@ -27,16 +28,34 @@ pub enum BootstrapError {
     Datastore(#[from] ipam::DatastoreError),
     #[error("checkpoint {0}")]
     Checkpoint(#[from] ipam::CheckpointError),
+    #[error("network card 0 has no datastore")]
+    NoCard0,
+    #[error("network card {0} has no checkpoint writer")]
+    NoCheckpointer(u32),
     #[error("EC2 AssignIpv6Addresses (an IPv6 prefix for ENI {eni}): {source}")]
     Ipv6Prefix { eni: String, source: aws::AwsError },
 }
 
-/// The datastore and what EC2 said about the node's ENIs.
+/// The datastores and what EC2 said about the node's ENIs.
 pub struct Bootstrapped {
+    /// Card 0's datastore.
     pub ds: Datastore,
+    /// The other managed cards' datastores (`ENABLE_MULTI_NIC`), by card.
+    pub other_cards: Vec<(u32, Datastore)>,
     pub enis: Vec<EniDescription>,
-    /// ENIs attached to the node that ipamd does not manage (they take ENI slots).
+    /// ENIs attached to the node that ipamd does not manage (they take ENI slots), those
+    /// of unmanaged network cards included.
     pub unmanaged: HashSet<String>,
+}
+
+impl Bootstrapped {
+    /// Unmanaged ENIs on `card` (they take that card's ENI slots).
+    pub fn unmanaged_on(&self, card: u32) -> u32 {
+        self.enis
+            .iter()
+            .filter(|e| multi_nic::card_of(e) == card && self.unmanaged.contains(&e.id))
+            .count() as u32
+    }
 }
 
 /// The VPC of the node's ENIs.
@@ -44,25 +63,46 @@ pub fn vpc_id(enis: &[EniDescription]) -> String {
     enis.first().map(|e| e.vpc_id.clone()).unwrap_or_default()
 }
 
-/// EC2 truth, tags, custom-networking exclusion of the primary ENI, then the checkpoint.
+/// EC2 truth, the managed cards, tags, custom-networking exclusion of the primary ENI, then
+/// each card's checkpoint; `sink_for(card)` gives the checkpoint sink of a managed card.
 pub async fn bootstrap_datastore(
     cfg: &Config,
     node: &Node,
     policy: &PoolPolicy,
-    sink: PendingSink,
+    mut sink_for: impl FnMut(u32) -> PendingSink,
 ) -> Result<Bootstrapped, BootstrapError> {
-    let ds_config = DatastoreConfig {
-        network_card: 0,
-        prefix_delegation: policy.prefix_delegation,
-        ip_cooldown: cfg.pool.ip_cooldown_period,
-    };
-    let mut ds = Datastore::new(ds_config, Box::new(sink));
     let enis = node
         .ec2
         .describe_instance_enis(&node.id.instance_id)
         .await
         .map_err(BootstrapError::Ec2)?;
-    let unmanaged = add_managed_enis(cfg, node, &enis, &mut ds).await?;
+    let instance = &node.id.instance_id;
+    let managed = |e: &EniDescription| node::is_managed(e, instance, cfg.eni.manage_untagged_eni);
+    // IPv6: card 0 only in this build (docs/ipv6.md).
+    let multi_nic = cfg.eni.multi_nic && !cfg.is_ipv6();
+    let cards = multi_nic::managed_cards(multi_nic, &node.network_cards, &enis, managed);
+    tracing::info!(
+        ?cards,
+        multi_nic = cfg.eni.multi_nic,
+        "managed network cards"
+    );
+    let mut stores: Vec<(u32, Datastore)> = cards
+        .iter()
+        .map(|&card| {
+            let ds_config = DatastoreConfig {
+                network_card: card,
+                prefix_delegation: policy.prefix_delegation,
+                ip_cooldown: cfg.pool.ip_cooldown_period,
+            };
+            (card, Datastore::new(ds_config, Box::new(sink_for(card))))
+        })
+        .collect();
+    let unmanaged = add_managed_enis(cfg, node, &enis, &mut stores).await?;
+    let mut stores = stores.into_iter();
+    let Some((_, mut ds)) = stores.next() else {
+        return Err(BootstrapError::NoCard0);
+    };
+    let mut other_cards: Vec<(u32, Datastore)> = stores.collect();
     if cfg.is_ipv6() {
         let provision = !cfg.provisioning_disabled();
         crate::start::ipv6::add_prefixes(node.ec2.as_ref(), &enis, &mut ds, provision).await?;
@@ -74,36 +114,47 @@ pub async fn bootstrap_datastore(
         }
     }
     let az = &node.id.availability_zone;
-    if let Some(x) = crate::subnet_exclusion::SubnetExclusion::for_node(cfg, &vpc_id(&enis), az) {
-        x.at_start(node.ec2.as_ref(), &mut ds).await;
-    }
-    match ipam::read_checkpoint(&cfg.backing_store_path(0))? {
-        Some(doc) => restore(&mut ds, doc)?,
-        None => ds.persist()?,
+    let exclusion = crate::subnet_exclusion::SubnetExclusion::for_node(cfg, &vpc_id(&enis), az);
+    for (card, store) in
+        std::iter::once((0, &mut ds)).chain(other_cards.iter_mut().map(|(c, d)| (*c, d)))
+    {
+        if let Some(x) = &exclusion {
+            x.at_start(node.ec2.as_ref(), store).await;
+        }
+        match ipam::read_checkpoint(&cfg.backing_store_path(card))? {
+            Some(doc) => restore(store, doc)?,
+            None => store.persist()?,
+        }
     }
     Ok(Bootstrapped {
         ds,
+        other_cards,
         enis,
         unmanaged,
     })
 }
 
-/// Managed ENIs into the datastore (tagged as upstream's `TagENI` unless provisioning is
-/// off or it is the trunk); returns the unmanaged ones.
+/// Managed ENIs into their card's datastore (tagged as upstream's `TagENI` unless
+/// provisioning is off or it is the trunk); returns the unmanaged ones, those on cards
+/// ipamd does not manage included.
 async fn add_managed_enis(
     cfg: &Config,
     node: &Node,
     enis: &[EniDescription],
-    ds: &mut Datastore,
+    stores: &mut [(u32, Datastore)],
 ) -> Result<HashSet<String>, BootstrapError> {
     let instance = &node.id.instance_id;
     let mut unmanaged = HashSet::new();
     let now = pool::now();
     for eni in enis {
-        if !node::is_managed(eni, instance, cfg.eni.manage_untagged_eni) {
+        let card = multi_nic::card_of(eni);
+        let store = stores.iter_mut().find(|(c, _)| *c == card);
+        let Some((_, ds)) =
+            store.filter(|_| node::is_managed(eni, instance, cfg.eni.manage_untagged_eni))
+        else {
             unmanaged.insert(eni.id.clone());
             continue;
-        }
+        };
         if cfg.is_ipv6() {
             // IPv6: pods take /128s from the ENI's /80 only; its IPv4 addresses stay out.
             node::add_eni_record(ds, eni, now)?;

@@ -57,6 +57,9 @@ pub struct Node {
     /// (`vpc-ipv6-cidr-blocks`), upstream `nodeInit` step 2.
     pub ipv6: Option<NodeIpv6>,
     pub limits: NodeLimits,
+    /// Every network card of the instance type as (index, max ENIs), sorted by index
+    /// (the limits table's `cards`, else `DescribeInstanceTypes`' `NetworkCards`).
+    pub network_cards: Vec<(u32, u32)>,
 }
 
 /// The node's IPv6 facts in an IPv6 cluster.
@@ -111,7 +114,7 @@ pub async fn discover_node(
         ec2 = ec2.into_imds_only(imds.clone(), &id.instance_id, &id.availability_zone);
     }
     let ec2 = Arc::new(ec2);
-    let limits = node_limits(ec2.as_ref(), &id.instance_type).await?;
+    let (limits, network_cards) = node_limits(ec2.as_ref(), &id.instance_type).await?;
     Ok(Node {
         imds,
         ec2,
@@ -121,6 +124,7 @@ pub async fn discover_node(
         vpc_cidrs,
         ipv6,
         limits,
+        network_cards,
     })
 }
 
@@ -143,20 +147,26 @@ async fn node_ipv6<I: Imds>(imds: &I, primary_mac: &str) -> Result<NodeIpv6, Dis
     })
 }
 
-/// Limits from the table, else `DescribeInstanceTypes` (default card's interfaces); a type
-/// not in the table is taken as not trunking compatible.
+/// Limits from the table, else `DescribeInstanceTypes` (default card's interfaces), with
+/// every network card's ENI maximum; a type not in the table is taken as not trunking
+/// compatible.
 pub async fn node_limits<E: Ec2>(
     ec2: &E,
     instance_type: &str,
-) -> Result<NodeLimits, DiscoverError> {
+) -> Result<(NodeLimits, Vec<(u32, u32)>), DiscoverError> {
     if let Some(l) = limits::lookup(instance_type) {
-        return Ok(NodeLimits {
+        let limits = NodeLimits {
             eni_limit: l.eni_limit,
             ipv4_per_eni: l.ipv4_per_eni,
             prefix_delegation: l.supports_prefix_delegation(),
             max_pods: l.eni_max_pods(),
             trunking_compatible: l.is_trunking_compatible(),
-        });
+        };
+        let cards = l
+            .cards_or_default()
+            .into_iter()
+            .map(|c| (c.index, c.max_enis));
+        return Ok((limits, sorted_cards(cards, l.eni_limit)));
     }
     let d = ec2
         .describe_instance_type(instance_type)
@@ -171,13 +181,26 @@ pub async fn node_limits<E: Ec2>(
     if limit == 0 || d.ipv4_per_eni == 0 {
         return Err(DiscoverError::UnknownInstanceType(instance_type.to_owned()));
     }
-    Ok(NodeLimits {
+    let limits = NodeLimits {
         eni_limit: limit,
         ipv4_per_eni: d.ipv4_per_eni,
         prefix_delegation: d.hypervisor == "nitro" || d.bare_metal,
         max_pods: limit * (d.ipv4_per_eni - 1) + 2,
         trunking_compatible: false,
-    })
+    };
+    Ok((limits, sorted_cards(d.cards.iter().copied(), limit)))
+}
+
+/// The cards sorted by index, card 0 always present (with the default card's limit when a
+/// source lists no cards).
+fn sorted_cards(cards: impl Iterator<Item = (u32, u32)>, default_limit: u32) -> Vec<(u32, u32)> {
+    let mut cards: Vec<(u32, u32)> = cards.collect();
+    if !cards.iter().any(|c| c.0 == 0) {
+        cards.push((0, default_limit));
+    }
+    cards.sort_unstable();
+    cards.dedup_by_key(|c| c.0);
+    cards
 }
 
 /// Addresses one ENI can hand to pods (`awscni_ip_max` per ENI, as upstream's

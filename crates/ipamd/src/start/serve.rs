@@ -11,17 +11,18 @@ use planner::{NodeCapacity, PoolPolicy};
 use tokio::sync::{Notify, watch};
 
 use crate::branch_pods::{BranchPods, FeatureAdvertiser};
-use crate::checkpointer::Checkpointer;
 use crate::cluster_link::{self, ClusterLink};
 use crate::cni_server::{CniService, ReplyFacts};
+use crate::datastores::Datastores;
 use crate::host_net::HostNet;
 use crate::introspect::{self, Introspection};
 use crate::metrics::Metrics;
 use crate::node_loop::{self, NodeLoop, SecurityGroupRefresh, VpcCidrRefresh};
-use crate::pool::{self, EniConfigSource, NodeFacts, PoolManager, SharedDatastore};
+use crate::pool::{self, PoolManager, SharedDatastore};
 use crate::reconcile::{ReconcileFacts, Reconciler};
 use crate::stale_pods;
 use crate::start::bootstrap::Bootstrapped;
+use crate::start::cards;
 use crate::start::discover::{Node, max_ips_per_eni};
 use crate::start::options::{AgentOptions, Listen};
 
@@ -51,7 +52,10 @@ pub struct Ready {
     pub cfg: Config,
     pub opts: AgentOptions,
     pub node: Node,
-    pub ds: SharedDatastore,
+    /// Every managed card's datastore and checkpoint writer, card 0 first.
+    pub stores: Datastores,
+    /// The planner capacity of each managed card > 0.
+    pub other_capacities: Vec<(u32, NodeCapacity)>,
     /// ENIs attached to the node that ipamd does not manage.
     pub unmanaged: HashSet<String>,
     pub vpc_id: String,
@@ -64,7 +68,6 @@ pub struct Ready {
     /// Max pods from the Node once the API server answers (started without it).
     pub max_pods_watch: Option<cluster_link::MaxPodsWatch>,
     pub metrics: Arc<Metrics>,
-    pub checkpointer: Checkpointer,
 }
 
 /// Tasks aborted when dropped (a dropped agent future leaves nothing running behind it).
@@ -93,7 +96,7 @@ pub fn node_capacity(
     prefix_delegation: bool,
     metrics: &Metrics,
 ) -> NodeCapacity {
-    let unmanaged = boot.unmanaged.len() as u32;
+    let unmanaged = boot.unmanaged_on(0);
     let capacity = cfg.node_capacity(&CardFacts {
         network_card: 0,
         instance_eni_limit: node.limits.eni_limit,
@@ -115,11 +118,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     serving: impl FnOnce(),
 ) -> Result<(), ServeError> {
-    let ds = ready.ds.clone();
+    let stores = ready.stores.clone();
+    let ds = stores.primary().ds.clone();
     let cluster = ready.link.as_ref().map(|l| l.cluster.clone());
-    let manager = pool_manager(&ready, &ds, cluster.as_ref());
+    let capacity = (0, ready.capacity);
+    let manager = cards::pool_manager(&ready, stores.primary(), capacity, cluster.as_ref());
     let shared = Shared {
         ds: ds.clone(),
+        stores: stores.clone(),
         blocker: manager.blocker(),
         kick: Arc::new(Notify::new()),
         waiting: manager.waiting_pods(),
@@ -130,17 +136,22 @@ pub async fn serve(
         .map_err(io(format!("binding {}", ready.opts.grpc_socket.display())))?;
     let (_health_reporter, health) = rpc::health::serving().await;
     let (reflection_v1, reflection_v1alpha) = rpc::reflection::ipamd_services()?;
-    let writer = ready.checkpointer.spawn_writer();
+    let writers: Vec<_> = stores
+        .iter()
+        .map(|s| s.checkpointer.spawn_writer())
+        .collect();
     let background = spawn_background(&mut ready, &shared, &service, manager);
     let servers = spawn_servers(&ready, &shared).await?;
     let mut sweep = Tasks::default();
     if let Some(host) = &ready.host {
-        let restored = pool::lock(&ds).checkpoint();
-        sweep.spawn(stale_pods::sweep_after_start(
-            ds.clone(),
-            host.clone(),
-            restored,
-        ));
+        for store in stores.iter() {
+            let restored = pool::lock(&store.ds).checkpoint();
+            sweep.spawn(stale_pods::sweep_after_start(
+                store.ds.clone(),
+                host.clone(),
+                restored,
+            ));
+        }
     }
     tracing::info!(instance = %ready.node.id.instance_id, socket = %ready.opts.grpc_socket.display(), "ipamd serving");
     serving();
@@ -155,17 +166,18 @@ pub async fn serve(
     drop(background);
     drop(sweep);
     drop(servers);
-    drop(writer);
-    // Nothing a running pod holds is released: write the checkpoint as it stands.
-    pool::lock(&ds).persist()?;
-    ready.checkpointer.write_now()?;
+    drop(writers);
+    // Nothing a running pod holds is released: write the checkpoints as they stand.
+    stores.write_all_now()?;
     served?;
     Ok(())
 }
 
 /// State the gRPC handlers and the node loop share.
 struct Shared {
+    /// Card 0's datastore.
     ds: SharedDatastore,
+    stores: Datastores,
     blocker: watch::Receiver<Option<pool::GrowthBlocker>>,
     kick: Arc<Notify>,
     waiting: Arc<crate::waiting_pods::WaitingPods>,
@@ -176,8 +188,7 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
     let (cfg, node) = (&ready.cfg, &ready.node);
     let net = &cfg.networking;
     CniService {
-        ds: shared.ds.clone(),
-        checkpointer: ready.checkpointer.clone(),
+        stores: shared.stores.clone(),
         facts: Arc::new(ReplyFacts {
             ipv6: cfg.is_ipv6(),
             vpc_cidrs: match &node.ipv6 {
@@ -225,49 +236,6 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
     }
 }
 
-/// The pool manager for card 0, with custom networking, the cordon gate, host networking.
-fn pool_manager(
-    ready: &Ready,
-    ds: &SharedDatastore,
-    cluster: Option<&Arc<dyn k8s::Cluster>>,
-) -> PoolManager<aws::sdk_ec2::SdkEc2> {
-    let (cfg, node) = (&ready.cfg, &ready.node);
-    let facts = NodeFacts {
-        instance_id: node.id.instance_id.clone(),
-        subnet_id: node.primary.subnet_id.clone(),
-        security_groups: node.security_groups.clone(),
-        cluster_name: cfg.eni.cluster_name.clone(),
-        additional_tags: cfg.eni.additional_eni_tags.clone(),
-        subnet_cidr: node.primary.subnet_cidr,
-        vpc_id: ready.vpc_id.clone(),
-        availability_zone: node.id.availability_zone.clone(),
-        subnet_discovery: cfg.eni.subnet_discovery,
-    };
-    let eni_configs = match (cfg.eni.custom_networking, cluster) {
-        (false, _) => EniConfigSource::NotUsed,
-        (true, Some(c)) => EniConfigSource::Cluster(c.clone()),
-        (true, None) => EniConfigSource::Unavailable(
-            "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true needs the Kubernetes API, but MY_NODE_NAME is not set".into(),
-        ),
-    };
-    let policy = ready.policy;
-    let (ds, capacity) = (ds.clone(), ready.capacity);
-    let mut manager = PoolManager::new(node.ec2.clone(), ds, facts, policy, capacity)
-        .with_eni_configs(eni_configs)
-        .with_conntrack(ready.primary_conntrack)
-        .with_metrics(ready.metrics.clone());
-    if let (Some(c), false) = (cluster, cfg.eni.manage_enis_non_schedulable) {
-        manager = manager.with_cordon_gate(c.clone());
-    }
-    if let Some(host) = &ready.host {
-        manager = manager.with_host_network(host.clone());
-    }
-    if let Some((max_pods, _)) = &ready.max_pods_watch {
-        manager = manager.with_max_pods(max_pods.clone());
-    }
-    manager
-}
-
 /// Custom networking: say which ENIConfig new ENIs use (log and a Normal event).
 fn announce_eni_config(cfg: &Config, cluster: Option<&Arc<dyn k8s::Cluster>>) {
     let Some(c) = cluster.filter(|_| cfg.eni.custom_networking) else {
@@ -300,7 +268,7 @@ fn spawn_background(
     let (cfg, node) = (&ready.cfg, &ready.node);
     let provisioning = !cfg.provisioning_disabled();
     let imds = node.imds.clone();
-    let facts = ReconcileFacts {
+    let reconciler_facts = ReconcileFacts {
         instance_id: node.id.instance_id.clone(),
         manage_untagged: cfg.eni.manage_untagged_eni,
         provisioning,
@@ -311,9 +279,9 @@ fn spawn_background(
         node.ec2.clone(),
         imds.clone(),
         shared.ds.clone(),
-        facts,
+        reconciler_facts.clone(),
         ready.metrics.clone(),
-        std::mem::take(&mut ready.unmanaged),
+        ready.unmanaged.clone(),
     );
     if let Some(host) = &ready.host {
         reconciler = reconciler.with_host_network(host.clone());
@@ -336,11 +304,14 @@ fn spawn_background(
         service.facts.vpc_cidrs.clone(),
         ready.host.clone(),
     );
+    let other_cards = cards::other_card_work(ready, shared.cluster.as_ref(), &reconciler_facts);
     let mut tasks = Tasks::default();
     tasks.spawn(
         NodeLoop {
             manager,
             reconciler,
+            other_cards,
+            stores: shared.stores.clone(),
             ec2: node.ec2.clone(),
             imds,
             ds: shared.ds.clone(),
@@ -398,7 +369,7 @@ fn spawn_ipv6_background(ready: &mut Ready) -> Tasks {
     let mut tasks = Tasks::default();
     tasks.spawn(crate::ipv6_loop::run(
         ready.node.ec2.clone(),
-        ready.ds.clone(),
+        ready.stores.primary().ds.clone(),
         ready.metrics.clone(),
         ready.node.id.instance_id.clone(),
         !ready.cfg.provisioning_disabled(),
@@ -430,7 +401,7 @@ async fn spawn_servers(ready: &Ready, shared: &Shared) -> Result<Tasks, ServeErr
     if let Some(listen) = &ready.opts.introspection_addr {
         let cfg = &ready.cfg;
         let router = introspect::router(Introspection {
-            datastores: vec![(0, shared.ds.clone())],
+            datastores: shared.stores.by_card(),
             ipamd_env: serde_json::to_value(cfg.ipamd_env_settings()).unwrap_or_default(),
             networkutils_env: serde_json::to_value(cfg.network_utils_env_settings())
                 .unwrap_or_default(),
