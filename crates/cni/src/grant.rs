@@ -171,6 +171,10 @@ pub(crate) async fn give_back_if_unwired<T>(
             network_name: conf.name.clone(),
             k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
             k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
+            // Beyond upstream (which sends none): with the pod's UID, ipamd's unknown-pod
+            // path (a branch-ENI pod holds nothing in the datastore) can match the pod
+            // instead of answering `pod UID mismatch` (docs/security-groups-for-pods.md).
+            k8s_pod_uid: env.arg("K8S_POD_UID").to_string(),
             reason: "SetupNSFailed".into(),
             ..Default::default()
         })
