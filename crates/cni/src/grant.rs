@@ -3,7 +3,7 @@
 //! address given back when wiring failed (upstream `cmdAdd`'s `DelNetwork` with reason
 //! `SetupNSFailed`; docs/cni-plugin.md).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use net::branch::BranchVlan;
@@ -132,12 +132,10 @@ pub fn branch_of(reply: &AddNetworkReply) -> Result<Option<BranchVlan>, CniError
         .pod_enimac
         .parse()
         .map_err(|_| bad("PodENIMAC", &reply.pod_enimac))?;
-    let subnet_gw: Ipv4Addr = reply.pod_eni_subnet_gw.parse().map_err(|_| {
-        bad(
-            "PodENISubnetGW (IPv4 branch pods only)",
-            &reply.pod_eni_subnet_gw,
-        )
-    })?;
+    let subnet_gw: IpAddr = reply
+        .pod_eni_subnet_gw
+        .parse()
+        .map_err(|_| bad("PodENISubnetGW", &reply.pod_eni_subnet_gw))?;
     let parent_ifindex = u32::try_from(reply.parent_if_index)
         .ok()
         .filter(|i| *i > 0)
