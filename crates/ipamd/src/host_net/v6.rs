@@ -43,6 +43,19 @@ impl<K: Kernel> HostNet<K> {
         }
         Ok(applied)
     }
+
+    /// The trunk ENI's link in an IPv6 cluster, once it appears: up, with the ENI MTU (the
+    /// part of upstream's `SetupENINetwork` a trunk needs: branch pods' VLAN links ride on
+    /// it; no addresses, routes or rules of its own). Returns its ifindex.
+    pub async fn bring_up_trunk(&self, trunk_mac: &str) -> Result<u32, HostNetError> {
+        let s = &self.settings;
+        let link = self
+            .nl
+            .link_by_mac(mac(trunk_mac)?, s.link_attempts, s.link_interval)
+            .await?;
+        self.nl.set_link_up(link.index, Some(s.eni_mtu)).await?;
+        Ok(link.index)
+    }
 }
 
 #[cfg(test)]
