@@ -132,7 +132,11 @@ async fn regular_pods_use_the_eniconfig_subnet_and_branch_pods_their_branch_eni_
 
     // The controller: the trunk in the last slot, a branch ENI in the ENIConfig's subnet.
     let branch: BranchEni = server::lock(h.emu())
-        .branch_eni_for_pod(&h.node.instance_id, &pod_subnet, &[db_sg.clone()])
+        .branch_eni_for_pod(
+            &h.node.instance_id,
+            &pod_subnet,
+            std::slice::from_ref(&db_sg),
+        )
         .unwrap();
     assert!(pod_cidr.contains(&branch.private_ip));
     api.apply(pod(
