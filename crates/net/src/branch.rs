@@ -224,10 +224,10 @@ async fn setup_vlan<K: Kernel>(
 /// Removes a branch-ENI pod's host side, whichever mode wired it (upstream
 /// `TeardownBranchENIPodNetwork`, mode-agnostic so that a pod survives a switch of
 /// `POD_SECURITY_GROUP_ENFORCING_MODE`): the VLAN link (its routes go with it), every
-/// priority-10 rule into the pod's table (of both families), the to-pod and from-pod rules and the main-table
-/// route. Beyond upstream, the strict-mode route to the pod in the VLAN table goes too
-/// (upstream leaves it to go with the host veth), so the node is as before even while the
-/// runtime has not removed the pod's namespace. Needs only the address and the VLAN id
+/// priority-10 rule into the pod's table (of both families), the to-pod and from-pod rules
+/// and the main-table route. Beyond upstream, the strict-mode route to the pod in the VLAN
+/// table goes too (upstream leaves it to go with the host veth), so the node is as before
+/// even while the runtime has not removed the pod's namespace. Needs only the address and the VLAN id
 /// (ipamd's `DelNetwork` reply or `prevResult`). Missing objects are not errors; every other
 /// failure is collected.
 pub async fn teardown_branch_pod_in<K: Kernel>(
