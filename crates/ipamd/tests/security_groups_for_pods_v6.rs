@@ -113,6 +113,21 @@ async fn the_ipv6_node_loop_finds_the_trunk_and_branch_pods_get_ipv6addr_and_fe8
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(features(&api), json!([{"name": "SecurityGroupsForPods"}]));
+    // Strict mode (the default) on an IPv6 node: the IPv6 `local` rule below branch pods'
+    // rules, and the gateway's ICMPv6 delivered locally (upstream `createIPv6GatewayRule`).
+    let local: Vec<String> = ns
+        .ip(&["-6", "rule"])
+        .lines()
+        .filter(|l| l.contains("lookup local"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        local,
+        [
+            "0:\tfrom fe80:ec2::1 ipproto ipv6-icmp lookup local",
+            "20:\tfrom all lookup local"
+        ]
+    );
 
     // The controller: trunk and branch ENI in the node's dual-stack subnet.
     let branch: BranchEni = server::lock(h.emu())

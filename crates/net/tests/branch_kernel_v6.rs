@@ -60,10 +60,12 @@ fn branch(mode: EnforcingMode, vlan: u32, pod: &str, trunk: u32) -> BranchPod {
 
 /// The node with its trunk `eth2`, IPv6 forwarding on and no DAD (so that links' addresses
 /// are usable at once), and the outside as the VPC for VLAN `vlan`. With `strict`, the
-/// node is as ipamd leaves it for IPv6 strict mode (spec 7.2): the `local` rules of both
-/// families at priority 20, and ICMPv6 from `fe80:ec2::1` looked up in `local` at priority
-/// 0. Returns the trunk's index.
-fn sgp_node_v6(tag: &str, vlan: u32, strict: bool) -> (Node, u32) {
+/// node is as ipamd leaves it for IPv6 strict mode (`net::host::setup_ipv6_strict_mode`,
+/// spec 7.2): the IPv6 `local` rule at priority 20, and ICMPv6 from `fe80:ec2::1` looked up
+/// in `local` at priority 0 (without it the gateway's neighbour advertisements, arriving on
+/// the VLAN link, would be looked up in the pod's table and never delivered). Returns the
+/// trunk's index.
+async fn sgp_node_v6(tag: &str, vlan: u32, strict: bool) -> (Node, u32) {
     let node = Node::new(tag);
     let (n, o) = (&node.node, &node.outside);
     for ns in [n, o] {
@@ -128,26 +130,9 @@ fn sgp_node_v6(tag: &str, vlan: u32, strict: bool) -> (Node, u32) {
         "permanent",
     ]);
     if strict {
-        for family in ["-4", "-6"] {
-            n.ip(&[family, "rule", "add", "pref", "20", "lookup", "local"]);
-            n.ip(&[family, "rule", "del", "pref", "0", "lookup", "local"]);
-        }
-        // Without it the gateway's neighbour advertisements, arriving on the VLAN link,
-        // would be looked up in the pod's table and never delivered (upstream
-        // `updateIPv6GatewayRule`, spec 7.2 step 4).
-        n.ip(&[
-            "-6",
-            "rule",
-            "add",
-            "pref",
-            "0",
-            "from",
-            GW,
-            "ipproto",
-            "ipv6-icmp",
-            "lookup",
-            "local",
-        ]);
+        // What ipamd's node set-up does in an IPv6 cluster in strict mode.
+        let nl = net::netlink::NetlinkHandle::in_netns(&n.netns()).unwrap();
+        net::host::setup_ipv6_strict_mode(&nl).await.unwrap();
     }
     let trunk: Value = serde_json::from_str(&n.ip(&["-j", "link", "show", "eth2"])).unwrap();
     let index = trunk[0]["ifindex"].as_u64().unwrap();
@@ -206,7 +191,7 @@ async fn assert_back_to(node: &TestNetns, before: &(String, String, String)) {
 
 #[tokio::test]
 async fn an_ipv6_branch_pod_in_strict_mode_goes_through_the_vlan_to_fe80_ec2_1() {
-    let (node, trunk) = sgp_node_v6("sg6s", 7, true);
+    let (node, trunk) = sgp_node_v6("sg6s", 7, true).await;
     let pod_ns = TestNetns::new("sg6sp");
     let host = host_kernel(&node);
     let before = node_text(&node.node);
@@ -279,7 +264,7 @@ async fn an_ipv6_branch_pod_in_strict_mode_goes_through_the_vlan_to_fe80_ec2_1()
 
 #[tokio::test]
 async fn an_ipv6_branch_pod_in_standard_mode_has_ipv6_ip_rules_and_teardown_is_idempotent() {
-    let (node, trunk) = sgp_node_v6("sg6d", 9, false);
+    let (node, trunk) = sgp_node_v6("sg6d", 9, false).await;
     let pod_ns = TestNetns::new("sg6dp");
     let host = host_kernel(&node);
     let before = node_text(&node.node);

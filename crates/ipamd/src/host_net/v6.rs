@@ -1,7 +1,9 @@
 //! Node set-up in an IPv6 cluster (upstream `SetupHostNetwork` with `v6Enabled`,
 //! `pkg/networkutils/network.go`): the primary link's MTU, egress-cni's IPv4 range blocked
-//! in `FORWARD` (`enableIPv6`), the main-ENI fwmark rule in the IPv6 family, and no SNAT,
-//! connmark or external-service rules (`UpdateHostSNATRules` is a no-op in IPv6 mode).
+//! in `FORWARD` (`enableIPv6`), the main-ENI fwmark rule in the IPv6 family, in strict
+//! security-groups-for-pods mode the IPv6 `local` rule at priority 20 and the ICMPv6 gateway
+//! rule, and no SNAT, connmark or external-service rules (`UpdateHostSNATRules` is a no-op
+//! in IPv6 mode).
 
 use net::firewall::{self, Family};
 use net::kernel::Kernel;
@@ -40,6 +42,9 @@ impl<K: Kernel> HostNet<K> {
         self.nl.delete_rule_all(&fwmark).await?;
         if s.node_port_support || !s.external_snat {
             self.nl.add_rule(&fwmark).await?;
+        }
+        if s.strict_pod_eni {
+            net::host::setup_ipv6_strict_mode(&self.nl).await?;
         }
         Ok(applied)
     }
