@@ -3,9 +3,11 @@
 //! `PodENIMAC`, `PodENISubnetGW` and `ParentIfIndex`; the pod is wired by [`net::branch`] in
 //! the conflist's `podSGEnforcingMode`; the result records the VLAN id in the dummy
 //! interface's `mac`, so that DEL tears the pod down from `prevResult` without asking ipamd
-//! (upstream `tryDelWithPrevResult`), or from `DelNetwork`'s `PodVlanId`. IPv4 pods only.
+//! (upstream `tryDelWithPrevResult`), or from `DelNetwork`'s `PodVlanId`. Both families: an
+//! IPv6 branch pod gets its `ipv6Addr` and the gateway `fe80:ec2::1` from ipamd (spec 5.3,
+//! 6.6).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use net::branch::{BranchPod, BranchVlan, EnforcingMode, WiredBranchPod};
@@ -23,7 +25,7 @@ use crate::network_policy::pod_ref;
 use crate::result::{CniResult, Interface, IpConfig};
 
 /// The pod's veth: prefix `vlan` in strict mode, the configured one in standard mode.
-fn branch_veth(conf: &NetConf, env: &CniEnv, mode: EnforcingMode, ip: Ipv4Addr) -> PodNetwork {
+fn branch_veth(conf: &NetConf, env: &CniEnv, mode: EnforcingMode, ip: IpAddr) -> PodNetwork {
     PodNetwork {
         host_veth: host_veth_name(
             mode.veth_prefix(&conf.veth_prefix),
@@ -33,7 +35,7 @@ fn branch_veth(conf: &NetConf, env: &CniEnv, mode: EnforcingMode, ip: Ipv4Addr) 
         ),
         pod_ifname: env.ifname.clone(),
         index: 0,
-        pod_ip: ip.into(),
+        pod_ip: ip,
         table: 0,
         mtu: conf.mtu(),
     }
@@ -52,12 +54,13 @@ pub(crate) async fn add(
     granted: &Granted,
     vlan: BranchVlan,
 ) -> Result<String, CniError> {
-    let IpAddr::V4(ip) = granted.ip else {
+    let ip = granted.ip;
+    if ip.is_ipv4() != vlan.subnet_gw.is_ipv4() {
         return Err(CniError::ipamd(format!(
-            "ipamd granted IPv6 address {} to a branch-ENI pod: IPv6 branch-ENI pods are not supported",
-            granted.ip
+            "ipamd sent a branch-ENI reply whose address {ip} and gateway {} differ in family",
+            vlan.subnet_gw
         )));
-    };
+    }
     let mode = EnforcingMode::from_conf(&conf.pod_sg_enforcing_mode);
     let b = BranchPod {
         veth: branch_veth(conf, env, mode, ip),
@@ -117,12 +120,12 @@ pub fn result_json(
 
 /// What `prevResult` says about a branch-ENI pod: `Ok(None)` when it is not one (no
 /// `prevResult`, no dummy interface, VLAN id 0); the VLAN id and the container interface's
-/// single IPv4 address otherwise (upstream `tryDelWithPrevResult`). A dummy `mac` that is
+/// single address (either family) otherwise (upstream `tryDelWithPrevResult`). A dummy `mac` that is
 /// not a number is an error, as is a branch pod whose interface or address is not there.
 pub fn branch_in_prev_result(
     prev: Option<&Value>,
     env: &CniEnv,
-) -> Result<Option<(u32, Option<Ipv4Addr>)>, CniError> {
+) -> Result<Option<(u32, Option<IpAddr>)>, CniError> {
     let Some(prev) = prev.and_then(|v| CniResult::from_value(v).ok()) else {
         return Ok(None);
     };
@@ -150,11 +153,8 @@ pub fn branch_in_prev_result(
         .filter(|c| c.interface == Some(index))
         .collect();
     match ips.as_slice() {
-        [one] => one.ipv4().map(|ip| Some((vlan, Some(ip)))).ok_or_else(|| {
-            CniError::decode(format!(
-                "prevResult: {} is not an IPv4 address (IPv6 branch-ENI pods are not supported)",
-                one.address
-            ))
+        [one] => one.ip().map(|ip| Some((vlan, Some(ip)))).ok_or_else(|| {
+            CniError::decode(format!("prevResult: {} is not an address", one.address))
         }),
         _ => Err(CniError::decode(format!(
             "found {} IPs for {} in prevResult",
@@ -187,9 +187,9 @@ pub(crate) async fn try_del_with_prev_result(
 }
 
 /// Tears a branch-ENI pod's host side down, whichever mode wired it.
-pub(crate) async fn teardown(ip: Ipv4Addr, vlan: u32) -> Result<(), CniError> {
+pub(crate) async fn teardown(ip: IpAddr, vlan: u32) -> Result<(), CniError> {
     let host = NetlinkHandle::current().map_err(|e| CniError::io(e.to_string()))?;
-    net::branch::teardown_branch_pod_in(&host, ip.into(), vlan)
+    net::branch::teardown_branch_pod_in(&host, ip, vlan)
         .await
         .map_err(|errors| {
             CniError::io(format!("tearing down the branch-ENI pod network: {errors}"))
@@ -201,6 +201,7 @@ mod tests {
     use super::*;
     use crate::grant::branch_of;
     use rpc::AddNetworkReply;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn env(netns: &str) -> CniEnv {
         CniEnv::from_lookup(|k| match k {
@@ -235,7 +236,7 @@ mod tests {
             (
                 7,
                 "02:42:00:00:00:07".into(),
-                Ipv4Addr::new(10, 0, 32, 1),
+                IpAddr::V4(Ipv4Addr::new(10, 0, 32, 1)),
                 4
             )
         );
@@ -249,7 +250,7 @@ mod tests {
                 ..reply()
             },
             AddNetworkReply {
-                pod_eni_subnet_gw: "fe80:ec2::1".into(),
+                pod_eni_subnet_gw: "10.0.32.1/19".into(),
                 ..reply()
             },
             AddNetworkReply {
@@ -270,7 +271,7 @@ mod tests {
         let pod_env = env("/var/run/netns/p");
         let mode = EnforcingMode::from_conf(&conf.pod_sg_enforcing_mode);
         let b = BranchPod {
-            veth: branch_veth(&conf, &pod_env, mode, Ipv4Addr::new(10, 0, 40, 7)),
+            veth: branch_veth(&conf, &pod_env, mode, Ipv4Addr::new(10, 0, 40, 7).into()),
             vlan: branch_of(&reply()).unwrap().unwrap(),
             mode,
         };
@@ -297,7 +298,7 @@ mod tests {
         );
         assert_eq!(
             branch_in_prev_result(Some(&r), &pod_env).unwrap(),
-            Some((7, Some(Ipv4Addr::new(10, 0, 40, 7))))
+            Some((7, Some(Ipv4Addr::new(10, 0, 40, 7).into())))
         );
         assert_eq!(
             branch_in_prev_result(Some(&r), &env("")).unwrap(),
@@ -307,8 +308,40 @@ mod tests {
         let strict = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"aws-cni"}"#).unwrap();
         let mode = EnforcingMode::from_conf(&strict.pod_sg_enforcing_mode);
         assert_eq!(mode, EnforcingMode::Strict, "strict is the default");
-        let veth = branch_veth(&strict, &pod_env, mode, Ipv4Addr::new(10, 0, 40, 7));
+        let veth = branch_veth(&strict, &pod_env, mode, Ipv4Addr::new(10, 0, 40, 7).into());
         assert_eq!(veth.host_veth, "vlancc21c2d7785");
+    }
+
+    #[test]
+    fn an_ipv6_branch_pod_gets_fe80_ec2_1_and_round_trips_through_prev_result() {
+        let conf = NetConf::parse(br#"{"cniVersion":"0.4.0","name":"aws-cni"}"#).unwrap();
+        let pod_env = env("/var/run/netns/p");
+        let v6 = AddNetworkReply {
+            pod_eni_subnet_gw: "fe80:ec2::1".into(),
+            ..reply()
+        };
+        let vlan = branch_of(&v6).unwrap().unwrap();
+        assert_eq!(vlan.subnet_gw, "fe80:ec2::1".parse::<IpAddr>().unwrap());
+        let ip: IpAddr = "2600:1f13:0:40::7".parse::<Ipv6Addr>().unwrap().into();
+        let mode = EnforcingMode::Strict;
+        let b = BranchPod {
+            veth: branch_veth(&conf, &pod_env, mode, ip),
+            vlan,
+            mode,
+        };
+        let wired = WiredBranchPod {
+            host_mac: "02:aa:00:00:00:01".parse().unwrap(),
+            pod_mac: None,
+        };
+        let r: Value = serde_json::from_str(&result_json(&conf, &pod_env, &b, wired, 0)).unwrap();
+        assert_eq!(
+            r["ips"][0],
+            json!({"version": "6", "address": "2600:1f13:0:40::7/128", "interface": 1, "gateway": "fe80:ec2::1"})
+        );
+        assert_eq!(
+            branch_in_prev_result(Some(&r), &pod_env).unwrap(),
+            Some((7, Some(ip)))
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! address given back when wiring failed (upstream `cmdAdd`'s `DelNetwork` with reason
 //! `SetupNSFailed`; docs/cni-plugin.md).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use net::branch::BranchVlan;
@@ -167,12 +167,10 @@ pub fn branch_of(reply: &AddNetworkReply) -> Result<Option<BranchVlan>, CniError
         .pod_enimac
         .parse()
         .map_err(|_| bad("PodENIMAC", &reply.pod_enimac))?;
-    let subnet_gw: Ipv4Addr = reply.pod_eni_subnet_gw.parse().map_err(|_| {
-        bad(
-            "PodENISubnetGW (IPv4 branch pods only)",
-            &reply.pod_eni_subnet_gw,
-        )
-    })?;
+    let subnet_gw: IpAddr = reply
+        .pod_eni_subnet_gw
+        .parse()
+        .map_err(|_| bad("PodENISubnetGW", &reply.pod_eni_subnet_gw))?;
     let parent_ifindex = u32::try_from(reply.parent_if_index)
         .ok()
         .filter(|i| *i > 0)
@@ -206,6 +204,10 @@ pub(crate) async fn give_back_if_unwired<T>(
             network_name: conf.name.clone(),
             k8s_pod_name: env.arg("K8S_POD_NAME").to_string(),
             k8s_pod_namespace: env.arg("K8S_POD_NAMESPACE").to_string(),
+            // Beyond upstream (which sends none): with the pod's UID, ipamd's unknown-pod
+            // path (a branch-ENI pod holds nothing in the datastore) can match the pod
+            // instead of answering `pod UID mismatch` (docs/security-groups-for-pods.md).
+            k8s_pod_uid: env.arg("K8S_POD_UID").to_string(),
             reason: "SetupNSFailed".into(),
             ..Default::default()
         })

@@ -384,7 +384,7 @@ pub async fn del(conf: &NetConf, env: &CniEnv, peers: &Endpoints) -> Result<(), 
         // A branch-ENI pod that ipamd knows from its annotation (upstream: nothing to do
         // without a network namespace, not even the network policy agent).
         (_, vlan) if vlan != 0 && env.netns.is_empty() => return Ok(()),
-        (Some(&(IpAddr::V4(ip), _)), vlan) if vlan != 0 => {
+        (Some(&(ip, _)), vlan) if vlan != 0 => {
             crate::branch::teardown(ip, vlan).await?;
             timing::mark("teardown");
         }

@@ -124,6 +124,11 @@ impl IpConfig {
     pub fn ipv4(&self) -> Option<Ipv4Addr> {
         self.address.split('/').next()?.parse().ok()
     }
+
+    /// The address without its prefix length, of either family.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.address.split('/').next()?.parse().ok()
+    }
 }
 
 impl Interface {

@@ -227,7 +227,8 @@ impl<K: Kernel> HostNet<K> {
             self.nl.add_rule(&fwmark).await?;
         }
         if s.strict_pod_eni {
-            net::host::move_local_rule_below_branch_rules(&self.nl).await?;
+            net::host::move_local_rule_below_branch_rules(&self.nl, net::firewall::Family::V4)
+                .await?;
         }
         // A failure is logged and start-up goes on (upstream's `configureIPRulesForPods`).
         if let Err(e) =

@@ -5,13 +5,22 @@
 //! the primary ENI's prefix (the only one pods use, see `start::ipv6`) is checked against EC2's `DescribeNetworkInterfaces`: a prefix EC2 no
 //! longer lists is replaced by the one EC2 has (or a new one) once no pod holds an address
 //! from it; while pods still hold addresses it stays, with an error in the log.
+//!
+//! With `ENABLE_POD_ENI` (docs/security-groups-for-pods.md) every pool tick also advertises
+//! `SecurityGroupsForPods` on the node's CNINode (the IPv4 node loop's
+//! [`FeatureAdvertiser`]; upstream does it once in `nodeInit`) and, while no trunk ENI is
+//! known, asks EC2 for one (upstream's `checkForTrunkENI` loop in
+//! `StartNodeIPPoolManager` for IPv6): the trunk enters the datastore as trunk, takes no
+//! prefix, and its link is brought up.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws::Ec2;
+use aws::{Ec2, EniDescription};
 use ipnet::Ipv6Net;
 
+use crate::branch_pods::FeatureAdvertiser;
+use crate::host_net::HostNet;
 use crate::metrics::Metrics;
 use crate::node_loop::{AgentTimers, publish_gauges};
 use crate::pool::{self, SharedDatastore};
@@ -53,6 +62,14 @@ pub fn check_prefix(
     }
 }
 
+/// Security groups for pods in an IPv6 cluster: the CNINode features (with the Kubernetes
+/// API) and the search for the trunk ENI.
+pub struct PodEni {
+    pub features: Option<FeatureAdvertiser>,
+    /// Brings the trunk's link up once found; `None` leaves the kernel alone.
+    pub host: Option<Arc<HostNet>>,
+}
+
 /// The IPv6 node's background work until aborted.
 pub async fn run<E: Ec2>(
     ec2: Arc<E>,
@@ -61,15 +78,68 @@ pub async fn run<E: Ec2>(
     instance_id: String,
     provision: bool,
     timers: AgentTimers,
+    mut pod_eni: Option<PodEni>,
 ) {
     let mut last_check = Instant::now();
     loop {
+        if let Some(p) = &mut pod_eni {
+            if let Some(f) = &mut p.features {
+                f.run_once().await;
+            }
+            if pool::lock(&ds).trunk_eni().is_none() {
+                find_trunk(ec2.as_ref(), &ds, &instance_id, p.host.as_deref()).await;
+            }
+        }
         publish_gauges(&metrics, &[(0, ds.clone())]);
         if last_check.elapsed() >= timers.reconcile {
             reconcile_prefixes(ec2.as_ref(), &ds, &instance_id, provision).await;
             last_check = Instant::now();
         }
         tokio::time::sleep(timers.pool).await;
+    }
+}
+
+/// The attached trunk ENI among `enis`, if any.
+pub fn attached_trunk(enis: &[EniDescription]) -> Option<&EniDescription> {
+    enis.iter()
+        .find(|e| e.interface_type == "trunk" && e.attachment.is_some())
+}
+
+/// One look for the trunk ENI (upstream `checkForTrunkENI`): EC2's ENIs of the instance;
+/// a trunk found is wired (its link up) and then added to the datastore as trunk, so a
+/// branch pod is served only once its parent link is usable. Failures are retried on the
+/// next tick.
+pub async fn find_trunk<E: Ec2>(
+    ec2: &E,
+    ds: &SharedDatastore,
+    instance_id: &str,
+    host: Option<&HostNet>,
+) -> bool {
+    let enis = match ec2.describe_instance_enis(instance_id).await {
+        Ok(enis) => enis,
+        Err(e) => {
+            tracing::debug!("looking for the trunk ENI: DescribeNetworkInterfaces: {e}");
+            return false;
+        }
+    };
+    let Some(trunk) = attached_trunk(&enis) else {
+        return false;
+    };
+    if let Some(host) = host
+        && let Err(e) = host.bring_up_trunk(&trunk.mac).await
+    {
+        tracing::warn!(eni = %trunk.id, "the trunk ENI's link: {e}");
+        return false;
+    }
+    match crate::node::add_eni_record(&mut pool::lock(ds), trunk, pool::now()) {
+        Ok(()) => {
+            tracing::info!(eni = %trunk.id, "trunk ENI set up");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(eni = %trunk.id, "adding the trunk ENI: {e}");
+            false
+        }
     }
 }
 

@@ -8,15 +8,19 @@
 //! (priority-10 `iif` rules for the VLAN link and the host veth; ipamd moves the `local`
 //! rule to priority 20 so these come first). Standard: only traffic leaving the node does;
 //! the pod is reached as a regular pod is (main-table route, priority-512 to-pod rule) and
-//! its own traffic uses the VLAN table (priority-1536 from-pod rule). IPv4 pods only.
+//! its own traffic uses the VLAN table (priority-1536 from-pod rule).
+//!
+//! Both families (spec 6.6): an IPv6 pod's gateway is the branch subnet's `fe80:ec2::1`,
+//! its routes are `/128`s and `::/0`, and every rule is in the IPv6 family, as upstream's
+//! `SetupBranchENIPodNetwork` does for an IPv6 `vethMetadata.IPAddress`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use crate::kernel::Kernel;
 use crate::names::vlan_link_name;
 use crate::netlink::link::VlanLink;
-use crate::netlink::{Mac, NetlinkError, Route, Rule};
+use crate::netlink::{Family, Mac, NetlinkError, Route, Rule, family_of};
 use crate::pod::{
     PodNetwork, PreparedPod, TeardownErrors, address_pod, host_veth_sysctls, prepare_pod_in,
     remove_pod_veth,
@@ -63,8 +67,8 @@ pub struct BranchVlan {
     pub vlan_id: u32,
     /// The branch ENI's MAC, given to the VLAN link.
     pub eni_mac: Mac,
-    /// The branch ENI's subnet gateway (network address + 1).
-    pub subnet_gw: Ipv4Addr,
+    /// The branch ENI's subnet gateway: network address + 1 (IPv4), `fe80:ec2::1` (IPv6).
+    pub subnet_gw: IpAddr,
     /// Index of the trunk ENI's link.
     pub parent_ifindex: u32,
 }
@@ -141,7 +145,8 @@ async fn wire_branch<K: Kernel>(
     vlan_id: u16,
 ) -> Result<(), NetlinkError> {
     address_pod(prepared, &b.veth).await?;
-    host.delete_rule_all(&stale_veth_rule(&b.veth.host_veth))
+    let family = family_of(b.veth.pod_ip);
+    host.delete_rule_all(&stale_veth_rule(&b.veth.host_veth, family))
         .await?;
     let vlan_index = setup_vlan(host, &b.vlan, vlan_id).await?;
     let table = b.vlan.table();
@@ -151,8 +156,10 @@ async fn wire_branch<K: Kernel>(
         EnforcingMode::Strict => {
             host.replace_route(&Route::link_scope(table, pod, veth))
                 .await?;
-            host.add_rule(&iif_rule(&b.vlan.link_name(), table)).await?;
-            host.add_rule(&iif_rule(&b.veth.host_veth, table)).await?;
+            host.add_rule(&iif_rule(&b.vlan.link_name(), table, family))
+                .await?;
+            host.add_rule(&iif_rule(&b.veth.host_veth, table, family))
+                .await?;
         }
         EnforcingMode::Standard => {
             host.replace_route(&Route::link_scope(MAIN_TABLE, pod, veth))
@@ -167,24 +174,25 @@ async fn wire_branch<K: Kernel>(
     Ok(())
 }
 
-/// `iif <link> lookup <table> priority 10`.
-fn iif_rule(link: &str, table: u32) -> Rule {
+/// `iif <link> lookup <table> priority 10` in `family`.
+fn iif_rule(link: &str, table: u32, family: Family) -> Rule {
     Rule {
         priority: Some(priority::BRANCH_IIF),
         iif: Some(link.to_owned()),
         table,
+        family,
         ..Rule::default()
     }
 }
 
-/// Every priority-10 rule for `iif <host veth>`, whatever its table.
-fn stale_veth_rule(host_veth: &str) -> Rule {
-    iif_rule(host_veth, 0)
+/// Every priority-10 rule of `family` for `iif <host veth>`, whatever its table.
+fn stale_veth_rule(host_veth: &str, family: Family) -> Rule {
+    iif_rule(host_veth, 0, family)
 }
 
 /// The VLAN link (a stale one of the same name goes first: the trunk may have changed), its
 /// IPv6 sysctls, up, and in its table the gateway as a link-scope route and the default
-/// route via it. Returns the link's index.
+/// route via it (`/128` and `::/0` for an IPv6 gateway). Returns the link's index.
 async fn setup_vlan<K: Kernel>(
     host: &K,
     vlan: &BranchVlan,
@@ -216,10 +224,10 @@ async fn setup_vlan<K: Kernel>(
 /// Removes a branch-ENI pod's host side, whichever mode wired it (upstream
 /// `TeardownBranchENIPodNetwork`, mode-agnostic so that a pod survives a switch of
 /// `POD_SECURITY_GROUP_ENFORCING_MODE`): the VLAN link (its routes go with it), every
-/// priority-10 rule into the pod's table, the to-pod and from-pod rules and the main-table
-/// route. Beyond upstream, the strict-mode route to the pod in the VLAN table goes too
-/// (upstream leaves it to go with the host veth), so the node is as before even while the
-/// runtime has not removed the pod's namespace. Needs only the address and the VLAN id
+/// priority-10 rule into the pod's table (of both families), the to-pod and from-pod rules
+/// and the main-table route. Beyond upstream, the strict-mode route to the pod in the VLAN
+/// table goes too (upstream leaves it to go with the host veth), so the node is as before
+/// even while the runtime has not removed the pod's namespace. Needs only the address and the VLAN id
 /// (ipamd's `DelNetwork` reply or `prevResult`). Missing objects are not errors; every other
 /// failure is collected.
 pub async fn teardown_branch_pod_in<K: Kernel>(
@@ -236,8 +244,11 @@ pub async fn teardown_branch_pod_in<K: Kernel>(
     if let Err(e) = host.delete_link_by_name(&vlan_link_name(vlan_id)).await {
         errors.push(e);
     }
+    // Both families' priority-10 rules: the table is the VLAN's alone, and ipamd's
+    // `DelNetwork` answers an IPv6 branch pod with its IPv4 `privateIp` (as upstream).
     for rule in [
-        iif_rule_any_link(table),
+        iif_rule_any_link(table, Family::V4),
+        iif_rule_any_link(table, Family::V6),
         Rule::to_ip(pod_ip, MAIN_TABLE, priority::TO_POD),
         Rule::from_ip(pod_ip, table, priority::FROM_POD),
     ] {
@@ -257,11 +268,12 @@ pub async fn teardown_branch_pod_in<K: Kernel>(
     }
 }
 
-/// Every priority-10 rule into `table`, whatever its `iif`.
-fn iif_rule_any_link(table: u32) -> Rule {
+/// Every priority-10 rule of `family` into `table`, whatever its `iif`.
+fn iif_rule_any_link(table: u32, family: Family) -> Rule {
     Rule {
         priority: Some(priority::BRANCH_IIF),
         table,
+        family,
         ..Rule::default()
     }
 }
@@ -287,7 +299,7 @@ mod tests {
         assert!(checked_vlan_id(4095).is_err());
         assert!(checked_vlan_id(70_000).is_err());
         assert_eq!(
-            iif_rule("vlan.eth.7", 107).to_string(),
+            iif_rule("vlan.eth.7", 107, Family::V4).to_string(),
             "priority 10 from all iif vlan.eth.7 lookup 107"
         );
     }

@@ -41,7 +41,7 @@ fn branch(mode: EnforcingMode, trunk: u32) -> BranchPod {
         vlan: BranchVlan {
             vlan_id: 7,
             eni_mac: BRANCH_MAC,
-            subnet_gw: GW,
+            subnet_gw: GW.into(),
             parent_ifindex: trunk,
         },
         mode,

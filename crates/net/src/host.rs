@@ -155,22 +155,63 @@ pub async fn set_external_service_rules<K: Kernel>(
 
 /// Strict security-groups-for-pods mode (upstream `SetupHostNetwork` step 4; spec 7.2):
 /// `lookup local` at priority 20, then the kernel's priority-0 `local` rule removed, so that
-/// branch pods' priority-10 `iif` rules are matched first. Idempotent: the priority-0 rule
-/// is deleted only while it is there (a kernel may treat a priority of 0 in a delete
+/// branch pods' priority-10 `iif` rules are matched first; in `family` (IPv6 clusters move
+/// the IPv6 rule, as upstream's `localRule.Family = ipFamily`). Idempotent: the priority-0
+/// rule is deleted only while it is there (a kernel may treat a priority of 0 in a delete
 /// request as "any", and must not take the priority-20 rule instead).
-pub async fn move_local_rule_below_branch_rules<K: Kernel>(nl: &K) -> Result<(), NetlinkError> {
+pub async fn move_local_rule_below_branch_rules<K: Kernel>(
+    nl: &K,
+    family: Family,
+) -> Result<(), NetlinkError> {
     let local = |priority| Rule {
         priority: Some(priority),
         table: LOCAL_TABLE,
+        family,
         ..Rule::default()
     };
     nl.add_rule(&local(priority::LOCAL_STRICT)).await?;
-    let rules = nl.rules(Family::V4).await?;
-    let is_local_at_0 = |r: &Rule| r.table == LOCAL_TABLE && r.priority.unwrap_or(0) == 0;
+    let rules = nl.rules(family).await?;
+    let is_local_at_0 = |r: &Rule| {
+        r.table == LOCAL_TABLE
+            && r.priority.unwrap_or(0) == 0
+            && r.src.is_none()
+            && r.ipproto.is_none()
+    };
     if rules.iter().any(is_local_at_0) {
         nl.delete_rule(&local(0)).await?;
     }
     Ok(())
+}
+
+/// The branch subnets' IPv6 gateway, what ipamd answers as `PodENISubnetGW` in IPv6
+/// clusters (upstream `GetIPv6Gateway`).
+pub const IPV6_BRANCH_GATEWAY: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xfe80, 0xec2, 0, 0, 0, 0, 0, 1);
+
+/// IP protocol number of ICMPv6.
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// `from fe80:ec2::1/128 ipproto ipv6-icmp lookup local priority 0` (upstream
+/// `createIPv6GatewayRule`): in IPv6 strict mode the gateway's neighbour discovery, which
+/// arrives on a branch pod's VLAN link, must be delivered locally rather than looked up in
+/// the pod's table by the priority-10 `iif` rule.
+pub fn ipv6_gateway_rule() -> Rule {
+    Rule {
+        priority: Some(0),
+        src: Some(IpNet::from(IpAddr::V6(IPV6_BRANCH_GATEWAY))),
+        ipproto: Some(IPPROTO_ICMPV6),
+        table: LOCAL_TABLE,
+        family: Family::V6,
+        ..Rule::default()
+    }
+}
+
+/// IPv6 strict mode on the node (upstream `SetupHostNetwork` step 4 with `v6Enabled`): the
+/// IPv6 `local` rule moved to priority 20, then the ICMPv6 gateway rule (added after the
+/// move, whose delete of the priority-0 `local` rule could take it). Idempotent.
+pub async fn setup_ipv6_strict_mode<K: Kernel>(nl: &K) -> Result<(), NetlinkError> {
+    move_local_rule_below_branch_rules(nl, Family::V6).await?;
+    nl.add_rule(&ipv6_gateway_rule()).await
 }
 
 /// What [`collapse_from_pod_rules`] did for one pod address.

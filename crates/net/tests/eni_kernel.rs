@@ -172,7 +172,7 @@ async fn strict_mode_moves_the_local_rule_to_priority_20_once() {
     let before = node.node.ip(&["rule", "show"]);
     assert!(before.contains("0:\tfrom all lookup local"), "{before}");
     for run in 0..2 {
-        net::host::move_local_rule_below_branch_rules(&nl)
+        net::host::move_local_rule_below_branch_rules(&nl, net::firewall::Family::V4)
             .await
             .unwrap();
         let rules = node.node.ip(&["rule", "show"]);
@@ -183,4 +183,36 @@ async fn strict_mode_moves_the_local_rule_to_priority_20_once() {
         assert_eq!(local, ["20:\tfrom all lookup local"], "run {run}: {rules}");
         assert!(rules.contains("32766:\tfrom all lookup main"), "{rules}");
     }
+}
+
+/// IPv6 strict mode (spec 7.2 step 4 with `v6Enabled`): the IPv6 `local` rule ends at
+/// priority 20, the ICMPv6 gateway rule is at 0, the IPv4 rules are untouched, and a second
+/// run (an agent restart) changes nothing.
+#[tokio::test]
+async fn ipv6_strict_mode_moves_the_ipv6_local_rule_and_adds_the_gateway_rule_once() {
+    let node = Node::new("localrule6");
+    let nl = NetlinkHandle::in_netns(&node.node.netns()).unwrap();
+    let v4 = node.node.ip(&["-4", "rule", "show"]);
+    for run in 0..2 {
+        net::host::setup_ipv6_strict_mode(&nl).await.unwrap();
+        let rules = node.node.ip(&["-6", "rule", "show"]);
+        assert_eq!(
+            rules,
+            "0:\tfrom fe80:ec2::1 ipproto ipv6-icmp lookup local\n\
+             20:\tfrom all lookup local\n\
+             32766:\tfrom all lookup main\n",
+            "run {run}"
+        );
+        assert_eq!(node.node.ip(&["-4", "rule", "show"]), v4, "run {run}");
+    }
+    let read = nl.rules(net::firewall::Family::V6).await.unwrap();
+    // The kernel reports no priority attribute for priority 0.
+    let gateway = Rule {
+        priority: None,
+        ..net::host::ipv6_gateway_rule()
+    };
+    assert!(
+        read.contains(&gateway),
+        "the rule reads back as written: {read:?}"
+    );
 }

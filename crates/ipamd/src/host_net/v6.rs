@@ -1,7 +1,9 @@
 //! Node set-up in an IPv6 cluster (upstream `SetupHostNetwork` with `v6Enabled`,
 //! `pkg/networkutils/network.go`): the primary link's MTU, egress-cni's IPv4 range blocked
-//! in `FORWARD` (`enableIPv6`), the main-ENI fwmark rule in the IPv6 family, and no SNAT,
-//! connmark or external-service rules (`UpdateHostSNATRules` is a no-op in IPv6 mode).
+//! in `FORWARD` (`enableIPv6`), the main-ENI fwmark rule in the IPv6 family, in strict
+//! security-groups-for-pods mode the IPv6 `local` rule at priority 20 and the ICMPv6 gateway
+//! rule, and no SNAT, connmark or external-service rules (`UpdateHostSNATRules` is a no-op
+//! in IPv6 mode).
 
 use net::firewall::{self, Family};
 use net::kernel::Kernel;
@@ -41,7 +43,23 @@ impl<K: Kernel> HostNet<K> {
         if s.node_port_support || !s.external_snat {
             self.nl.add_rule(&fwmark).await?;
         }
+        if s.strict_pod_eni {
+            net::host::setup_ipv6_strict_mode(&self.nl).await?;
+        }
         Ok(applied)
+    }
+
+    /// The trunk ENI's link in an IPv6 cluster, once it appears: up, with the ENI MTU (the
+    /// part of upstream's `SetupENINetwork` a trunk needs: branch pods' VLAN links ride on
+    /// it; no addresses, routes or rules of its own). Returns its ifindex.
+    pub async fn bring_up_trunk(&self, trunk_mac: &str) -> Result<u32, HostNetError> {
+        let s = &self.settings;
+        let link = self
+            .nl
+            .link_by_mac(mac(trunk_mac)?, s.link_attempts, s.link_interval)
+            .await?;
+        self.nl.set_link_up(link.index, Some(s.eni_mtu)).await?;
+        Ok(link.index)
     }
 }
 

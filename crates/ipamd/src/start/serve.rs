@@ -263,7 +263,7 @@ fn spawn_background(
 ) -> Tasks {
     announce_eni_config(&ready.cfg, shared.cluster.as_ref());
     if ready.cfg.is_ipv6() {
-        return spawn_ipv6_background(ready);
+        return spawn_ipv6_background(ready, shared);
     }
     let (cfg, node) = (&ready.cfg, &ready.node);
     let provisioning = !cfg.provisioning_disabled();
@@ -365,8 +365,21 @@ fn spawn_background(
 /// IPv6 cluster: no pool loop and no address reconciliation (upstream returns from
 /// `StartNodeIPPoolManager`); gauges and the EC2-confirmed prefix check instead
 /// (`ipv6_loop`), plus the Kubernetes link's tasks.
-fn spawn_ipv6_background(ready: &mut Ready) -> Tasks {
+fn spawn_ipv6_background(ready: &mut Ready, shared: &Shared) -> Tasks {
     let mut tasks = Tasks::default();
+    let pod_eni = ready.cfg.eni.pod_eni.then(|| crate::ipv6_loop::PodEni {
+        features: shared.cluster.clone().map(|c| {
+            FeatureAdvertiser::new(
+                c,
+                shared.ds.clone(),
+                ready.metrics.clone(),
+                &ready.capacity,
+                true,
+                ready.cfg.eni.custom_networking,
+            )
+        }),
+        host: ready.host.clone(),
+    });
     tasks.spawn(crate::ipv6_loop::run(
         ready.node.ec2.clone(),
         ready.stores.primary().ds.clone(),
@@ -374,6 +387,7 @@ fn spawn_ipv6_background(ready: &mut Ready) -> Tasks {
         ready.node.id.instance_id.clone(),
         !ready.cfg.provisioning_disabled(),
         ready.opts.timers.clone(),
+        pod_eni,
     ));
     if let Some(link) = ready.link.take() {
         tasks.0.push(link.task);

@@ -4,8 +4,8 @@
 
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::AddressFamily;
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::{AddressFamily, IpProtocol};
 use rtnetlink::IpVersion;
 
 use super::{Family, NetlinkError, NetlinkHandle, Rule, ok_if_exists, ok_if_missing, req_err};
@@ -37,6 +37,7 @@ fn parse_rule(msg: &RuleMessage) -> Option<Rule> {
             RuleAttribute::FwMark(m) => rule.fwmark = Some(*m),
             RuleAttribute::FwMask(m) => rule.fwmask = Some(*m),
             RuleAttribute::Iifname(n) => rule.iif = Some(n.clone()),
+            RuleAttribute::IpProtocol(p) => rule.ipproto = Some(u8::from(*p)),
             RuleAttribute::Source(a) => rule.src = IpNet::new(*a, msg.header.src_len).ok(),
             RuleAttribute::Destination(a) => rule.dst = IpNet::new(*a, msg.header.dst_len).ok(),
             _ => {}
@@ -75,6 +76,10 @@ fn build_rule(rule: &Rule) -> RuleMessage {
     }
     if let Some(iif) = &rule.iif {
         msg.attributes.push(RuleAttribute::Iifname(iif.clone()));
+    }
+    if let Some(proto) = rule.ipproto {
+        msg.attributes
+            .push(RuleAttribute::IpProtocol(IpProtocol::from(proto)));
     }
     msg
 }

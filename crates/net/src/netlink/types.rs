@@ -220,6 +220,8 @@ pub struct Rule {
     pub fwmask: Option<u32>,
     /// `iif` interface name.
     pub iif: Option<String>,
+    /// `ipproto` (IP protocol number, e.g. 58 for ICMPv6).
+    pub ipproto: Option<u8>,
     /// Table looked up.
     pub table: u32,
     /// The family of a rule without addresses (IPv4 by default); a rule with a `from` or
@@ -280,6 +282,9 @@ impl fmt::Display for Rule {
         }
         if let Some(iif) = &self.iif {
             write!(f, " iif {iif}")?;
+        }
+        if let Some(proto) = self.ipproto {
+            write!(f, " ipproto {proto}")?;
         }
         write!(f, " lookup {}", self.table)
     }
