@@ -15,7 +15,7 @@ use crate::pool::{EniConfigSource, NodeFacts, PoolManager};
 use crate::reconcile::{ReconcileFacts, Reconciler};
 use crate::start::bootstrap::Bootstrapped;
 use crate::start::discover::Node;
-use crate::start::serve::Ready;
+use crate::start::ready::Ready;
 
 /// The planner capacity of every managed card > 0: the card's ENI maximum (with `MAX_ENI`
 /// applied, as upstream applies it to every card) less its unmanaged ENIs; no trunk slot.

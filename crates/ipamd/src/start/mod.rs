@@ -7,4 +7,5 @@ pub mod host;
 pub mod ipv6;
 pub mod options;
 pub mod pod_rules;
+pub mod ready;
 pub mod serve;

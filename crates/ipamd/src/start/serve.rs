@@ -2,19 +2,17 @@
 //! reconcile, security-group and VPC CIDR refresh), the leaked-ENI cleanup, the Kubernetes
 //! reflectors, metrics and introspection; until shutdown, then the checkpoint as it stands.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
 use config::{CardFacts, Config};
-use planner::{NodeCapacity, PoolPolicy};
+use planner::NodeCapacity;
 use tokio::sync::{Notify, watch};
 
 use crate::branch_pods::{BranchPods, FeatureAdvertiser};
-use crate::cluster_link::{self, ClusterLink};
+use crate::cluster_link;
 use crate::cni_server::{CniService, ReplyFacts};
 use crate::datastores::Datastores;
-use crate::host_net::HostNet;
 use crate::introspect::{self, Introspection};
 use crate::metrics::Metrics;
 use crate::node_loop::{self, NodeLoop, SecurityGroupRefresh, VpcCidrRefresh};
@@ -24,7 +22,8 @@ use crate::stale_pods;
 use crate::start::bootstrap::Bootstrapped;
 use crate::start::cards;
 use crate::start::discover::{Node, max_ips_per_eni};
-use crate::start::options::{AgentOptions, Listen};
+use crate::start::options::Listen;
+pub use crate::start::ready::Ready;
 
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,29 +44,6 @@ pub enum ServeError {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
     let what = what.into();
     move |source| ServeError::Io { what, source }
-}
-
-/// Everything start-up produced, ready to serve.
-pub struct Ready {
-    pub cfg: Config,
-    pub opts: AgentOptions,
-    pub node: Node,
-    /// Every managed card's datastore and checkpoint writer, card 0 first.
-    pub stores: Datastores,
-    /// The planner capacity of each managed card > 0.
-    pub other_capacities: Vec<(u32, NodeCapacity)>,
-    /// ENIs attached to the node that ipamd does not manage.
-    pub unmanaged: HashSet<String>,
-    pub vpc_id: String,
-    /// The primary ENI's connection tracking timeouts (new ENIs copy them).
-    pub primary_conntrack: Option<aws::ConnTrack>,
-    pub capacity: NodeCapacity,
-    pub host: Option<Arc<HostNet>>,
-    pub link: Option<ClusterLink>,
-    pub policy: PoolPolicy,
-    /// Max pods from the Node once the API server answers (started without it).
-    pub max_pods_watch: Option<cluster_link::MaxPodsWatch>,
-    pub metrics: Arc<Metrics>,
 }
 
 /// Tasks aborted when dropped (a dropped agent future leaves nothing running behind it).
