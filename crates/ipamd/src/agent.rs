@@ -139,8 +139,7 @@ async fn start_and_serve(
         checkpointers.push((card, checkpointer));
         sink
     };
-    let boot =
-        bootstrap::bootstrap_datastore(&cfg, &node, &policy, sink_for).await?;
+    let boot = bootstrap::bootstrap_datastore(&cfg, &node, &policy, sink_for).await?;
     for (_, checkpointer) in &checkpointers {
         checkpointer.write_now()?;
     }
