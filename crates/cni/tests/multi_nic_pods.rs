@@ -3,8 +3,8 @@
 //! `CNIBackend` that records `RequiresMultiNICAttachment` and answers an opted-in pod with
 //! one address per network card (card 0: device 1, table 2; card 1: device 0, table 10100),
 //! any other pod with the first alone, as ipamd does (spec 5.3), with `NetworkPolicyMode`
-//! `none` so that the stand-in network policy agent hears of every pod. Our ipamd's multi-NIC
-//! half is built apart; once it answers so, it can replace this stand-in.
+//! `none` so that the stand-in network policy agent hears of every pod. The stand-in lets these
+//! tests fail ipamd's side at will; with the real agent: `tests/tests/multi_nic_end_to_end.rs`.
 
 mod support;
 
