@@ -14,6 +14,12 @@ const POD_ENI: &str = "security groups for pods (branch ENIs on a trunk ENI) are
     ordinary addresses with the node's security groups. Set ENABLE_POD_ENI=false or keep \
     upstream aws-node on nodes that need it (see docs/migration.md)";
 
+/// Multi-NIC is built for IPv4 clusters only (docs/upstream-compat.md rows 32 and 35).
+const MULTI_NIC_IPV6: &str = "network cards other than 0 are not built for IPv6 clusters in \
+    this release (upstream gives each managed card > 0 an ENI with an IPv6 /80); refusing to \
+    start rather than serving card 0 alone while multi-homed pods expect one address per \
+    card. Set ENABLE_MULTI_NIC=false on IPv6 nodes";
+
 impl Config {
     /// Refuses every setting this build accepts syntactically but does not implement; all
     /// of them in one error, each naming its variable.
@@ -25,6 +31,11 @@ impl Config {
             }
         };
         refuse(self.eni.pod_eni, n::ENABLE_POD_ENI, POD_ENI);
+        refuse(
+            self.eni.multi_nic && self.is_ipv6(),
+            n::ENABLE_MULTI_NIC,
+            MULTI_NIC_IPV6,
+        );
         if errors.is_empty() {
             Ok(())
         } else {
@@ -67,6 +78,21 @@ mod tests {
     #[test]
     fn multi_nic_is_built() {
         assert_eq!(cfg(&[("ENABLE_MULTI_NIC", "true")]).check_built(), Ok(()));
+    }
+
+    #[test]
+    fn multi_nic_is_refused_in_ipv6_mode_only() {
+        let err = cfg(&[
+            ("ENABLE_IPv6", "true"),
+            ("ENABLE_IPv4", "false"),
+            ("ENABLE_PREFIX_DELEGATION", "true"),
+            ("ENABLE_MULTI_NIC", "true"),
+        ])
+        .check_built()
+        .unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert!(err.mentions(n::ENABLE_MULTI_NIC), "{err}");
+        assert!(err.to_string().contains("IPv6"), "{err}");
     }
 
     #[test]
