@@ -126,11 +126,26 @@ async fn multi_nic_pods_get_one_address_per_card_wired_and_kept_across_restart()
         let emu = server::lock(h.emu());
         emu.world.enis[&card1_eni].primary_ip
     };
-    let routes = ns.ip(&["route", "show", "table", &table.to_string()]);
-    assert!(
-        routes.contains("default via 10.0.0.1"),
-        "table {table}: {routes}"
-    );
+    // EC2 lists the ENI's addresses before the agent has wired the ENI on the node.
+    let table_routes = || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &ns.0, "route", "show", "table", &table.to_string()])
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let node_rules = || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &ns.0, "rule"])
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let card1_rule = format!("from {card1_ip} lookup {table}");
+    h.wait_for("the card-1 ENI's route table and rule on the node", |_| {
+        table_routes().contains("default via 10.0.0.1") && node_rules().contains(&card1_rule)
+    })
+    .await;
     let rules = ns.ip(&["rule"]);
     assert!(
         rules.contains(&format!("from {card1_ip} lookup {table}")),
