@@ -95,12 +95,10 @@ pub async fn serve(
     serving: impl FnOnce(),
 ) -> Result<(), ServeError> {
     let stores = ready.stores.clone();
-    let ds = stores.primary().ds.clone();
     let cluster = ready.link.as_ref().map(|l| l.cluster.clone());
     let capacity = (0, ready.capacity);
     let manager = cards::pool_manager(&ready, stores.primary(), capacity, cluster.as_ref());
     let shared = Shared {
-        ds: ds.clone(),
         stores: stores.clone(),
         blocker: manager.blocker(),
         kick: Arc::new(Notify::new()),
@@ -151,13 +149,19 @@ pub async fn serve(
 
 /// State the gRPC handlers and the node loop share.
 struct Shared {
-    /// Card 0's datastore.
-    ds: SharedDatastore,
+    /// Every managed card's datastore, card 0 first.
     stores: Datastores,
     blocker: watch::Receiver<Option<pool::GrowthBlocker>>,
     kick: Arc<Notify>,
     waiting: Arc<crate::waiting_pods::WaitingPods>,
     cluster: Option<Arc<dyn k8s::Cluster>>,
+}
+
+impl Shared {
+    /// Card 0's datastore.
+    fn ds(&self) -> &SharedDatastore {
+        &self.stores.primary().ds
+    }
 }
 
 fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
@@ -203,7 +207,7 @@ fn cni_service(ready: &Ready, shared: &Shared) -> CniService {
         branch: cfg.eni.pod_eni.then(|| {
             Arc::new(BranchPods::new(
                 shared.cluster.clone(),
-                shared.ds.clone(),
+                shared.ds().clone(),
                 node.imds.clone(),
                 ready.host.clone(),
                 cfg.is_ipv6(),
@@ -254,7 +258,7 @@ fn spawn_background(
     let mut reconciler = Reconciler::new(
         node.ec2.clone(),
         imds.clone(),
-        shared.ds.clone(),
+        shared.ds().clone(),
         reconciler_facts.clone(),
         ready.metrics.clone(),
         ready.unmanaged.clone(),
@@ -290,7 +294,7 @@ fn spawn_background(
             stores: shared.stores.clone(),
             ec2: node.ec2.clone(),
             imds,
-            ds: shared.ds.clone(),
+            ds: shared.ds().clone(),
             metrics: ready.metrics.clone(),
             blocker: shared.blocker.clone(),
             kick: shared.kick.clone(),
@@ -303,7 +307,7 @@ fn spawn_background(
             features: shared.cluster.clone().filter(|_| cfg.eni.pod_eni).map(|c| {
                 FeatureAdvertiser::new(
                     c,
-                    shared.ds.clone(),
+                    shared.ds().clone(),
                     ready.metrics.clone(),
                     &ready.capacity,
                     false,
@@ -347,7 +351,7 @@ fn spawn_ipv6_background(ready: &mut Ready, shared: &Shared) -> Tasks {
         features: shared.cluster.clone().map(|c| {
             FeatureAdvertiser::new(
                 c,
-                shared.ds.clone(),
+                shared.ds().clone(),
                 ready.metrics.clone(),
                 &ready.capacity,
                 true,
